@@ -1,0 +1,8 @@
+"""The `autotag` command: one Typer app; each area adds its commands in its own module."""
+
+from autotag.cli.app import app, main
+
+# Importing a module registers its commands on `app`.
+from autotag.cli import tag as _tag  # noqa: F401,E402  isort: skip
+
+__all__ = ["app", "main"]

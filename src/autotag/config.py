@@ -1,0 +1,73 @@
+"""Typed settings in one place: defaults < config file < AUTOTAG_* environment < CLI flags.
+
+The config file is TOML at $AUTOTAG_CONFIG or <user config dir>/autotag/config.toml, flat keys
+named like the fields below. CLI flags override by passing keyword arguments to `load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from autotag.types import AutotagError
+
+
+def _user_dir(kind: str) -> Path:
+    import platformdirs
+
+    return Path(getattr(platformdirs, f"user_{kind}_dir")("autotag"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = "efficientnet_lite0"
+    cache_dir: Path = Path()  # ONNX exports and embedding caches; filled from platformdirs
+    data_dir: Path = Path()  # default image library database
+    batch_size: int = 32
+    workers: int = 4  # decoding threads
+    max_pixels: int = 100_000_000
+    top_k: int = 5
+    threshold: float = 0.05
+    max_upload_bytes: int = 25_000_000
+    api_keys: str = ""  # comma-separated; empty means no key needed
+
+    @property
+    def default_db(self) -> str:
+        return str(self.data_dir / "library.db")
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    try:
+        if kind in (Path, "Path"):
+            return Path(value).expanduser()
+        if kind in (int, "int"):
+            return int(value)
+        if kind in (float, "float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise AutotagError(f"setting {key}: {value!r} is not a valid {kind}") from exc
+
+
+def load_settings(**overrides: Any) -> Settings:
+    known = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {"cache_dir": _user_dir("cache"), "data_dir": _user_dir("data")}
+    config_file = Path(os.environ.get("AUTOTAG_CONFIG", _user_dir("config") / "config.toml"))
+    if config_file.is_file():
+        try:
+            from_file = tomllib.loads(config_file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise AutotagError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        unknown = set(from_file) - set(known)
+        if unknown:
+            raise AutotagError(f"config file {config_file}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+        values.update(from_file)
+    for name in known:
+        env = os.environ.get(f"AUTOTAG_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return replace(Settings(), **{k: _coerce(v, known[k], k) for k, v in values.items()})

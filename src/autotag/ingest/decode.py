@@ -1,0 +1,107 @@
+"""Safe, fast decoding: size limits before pixels are read, JPEG draft decoding, EXIF orientation,
+every mode brought to 8-bit RGB. Every failure becomes an ImageError with a one-line reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from autotag.types import AutotagError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF"})
+
+# We enforce our own pixel limit before decoding; PIL's own check would raise a less helpful error.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+try:  # HEIC/HEIF support is optional
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - depends on an optional extra
+    pass
+
+
+class ImageError(AutotagError):
+    """This one image cannot be used; the batch goes on."""
+
+
+def load_source(source: str) -> bytes:
+    """Read the bytes of a local path or an fsspec URL."""
+    if "://" in source and not source.startswith("file://"):
+        try:
+            import fsspec
+        except ImportError as exc:
+            raise ImageError(f"{source}: reading URLs needs fsspec (pip install fsspec)") from exc
+        try:
+            with fsspec.open(source, "rb") as fh:
+                return fh.read()
+        except Exception as exc:  # noqa: BLE001 - any transport failure is one line for the user
+            raise ImageError(f"cannot read: {type(exc).__name__}: {exc}") from exc
+    path = Path(source.removeprefix("file://"))
+    try:
+        return path.read_bytes()
+    except IsADirectoryError as exc:
+        raise ImageError("is a folder, not an image") from exc
+    except FileNotFoundError as exc:
+        raise ImageError("no such file") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from exc
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clipping everything above 255 to white
+        im = im.point(lambda v: v * (1 / 256)).convert("L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa"):
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im).convert("RGB")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def decode_image(
+    data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Decode image bytes to an upright 8-bit RGB PIL image.
+
+    min_side: if given, JPEGs are decoded at a reduced scale (DCT draft) that keeps the shorter
+    side at least this long, which is several times faster for large photos.
+    """
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ImageError("not an image or an unsupported format") from exc
+    except Exception as exc:  # noqa: BLE001 - decoder bugs must not kill the batch
+        raise ImageError(f"cannot open image: {exc}") from exc
+    if im.format not in SUPPORTED_FORMATS:
+        raise ImageError(f"unsupported image format {im.format}")
+    width, height = im.size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)"
+        )
+    try:
+        if min_side and im.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
+            scale = min_side / min(width, height)
+            im.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+        im.seek(0)  # first frame of animations
+        im.load()
+        im = ImageOps.exif_transpose(im) or im
+        return _to_rgb(im)
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces here
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"corrupt or truncated image: {reason}") from exc

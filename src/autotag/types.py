@@ -1,0 +1,57 @@
+"""Plain dataclasses shared by every layer. Nothing heavy is imported here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+class AutotagError(Exception):
+    """An error a user can cause and fix; its message is one line saying what and what to do."""
+
+
+@dataclass(frozen=True)
+class Tag:
+    name: str
+    score: float
+    id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
+    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+
+
+@dataclass
+class Prediction:
+    path: str
+    content_hash: str = ""
+    tags: list[Tag] = field(default_factory=list)
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "path": self.path,
+            "content_hash": self.content_hash,
+            "tags": [t.to_dict() for t in self.tags],
+            "error": self.error,
+        }
+        out.update(self.extra)
+        return out
+
+
+@dataclass
+class ImageRecord:
+    """One item of a dataset: where the image is, its true labels, the tags its uploader typed."""
+
+    source: str
+    labels: list[str] = field(default_factory=list)
+    user_tags: list[str] = field(default_factory=list)
+    split: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
