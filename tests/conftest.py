@@ -14,22 +14,7 @@ os.environ.setdefault("AUTOTAG_DATA_DIR", str(ROOT / ".cache" / "test-data"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-PHOTO_NAMES = ("chelsea", "coffee", "rocket", "astronaut", "motorcycle_left", "hubble_deep_field", "immunohistochemistry")
-
-
-def write_photos(folder: Path, names=PHOTO_NAMES) -> dict[str, Path]:
-    """Write scikit-image's bundled photos as JPEGs; returns name -> path."""
-    from PIL import Image
-    from skimage import data
-
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    for name in names:
-        path = folder / f"{name}.jpg"
-        if not path.exists():
-            Image.fromarray(getattr(data, name)()).convert("RGB").save(path, quality=92)
-        out[name] = path
-    return out
+from autotag.demo import PHOTO_NAMES, write_photos  # noqa: E402  (after the environment is set)
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +42,49 @@ def fashion_mnist_dir() -> Path:
     if not (FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"Fashion-MNIST missing in {FASHION_MNIST_DIR}: apt-get install dataset-fashion-mnist")
     return FASHION_MNIST_DIR
+
+
+# --- PostgreSQL (area C, reused by the API tests) ---------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server started from Debian's binaries for this test session.
+
+    Yields the URL of its `postgres` database (user `autotag`, trust auth on loopback); tests create
+    their own databases in it. Skipped with a reason only when the server binaries are absent.
+    """
+    import glob
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not initdbs:
+        pytest.skip("PostgreSQL server missing (/usr/lib/postgresql/*/bin): apt-get install postgresql")
+    bindir = Path(initdbs[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="autotag-pg-"))  # short: unix socket paths are limited to ~100 bytes
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        import pwd
+
+        owner = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
+        shutil.chown(root, owner)
+        as_user = ["runuser", "-u", owner, "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = root / "data"
+    pg_ctl = [*as_user, bindir / "pg_ctl", "-D", data]
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    try:
+        for command in (
+            [*as_user, bindir / "initdb", "-D", data, "-U", "autotag", "--auth=trust", "--no-sync"],
+            [*pg_ctl, "-l", root / "log", "-o", options, "-w", "start"],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            log = (root / "log").read_text() if (root / "log").exists() else ""
+            assert done.returncode == 0, f"{command[len(as_user)]} failed: {done.stderr}{done.stdout}{log}"
+        yield f"postgresql://autotag@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

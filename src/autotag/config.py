@@ -63,7 +63,9 @@ def load_settings(**overrides: Any) -> Settings:
             raise AutotagError(f"config file {config_file} is not valid TOML: {exc}") from exc
         unknown = set(from_file) - set(known)
         if unknown:
-            raise AutotagError(f"config file {config_file}: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+            raise AutotagError(
+                f"config file {config_file}: unknown keys {sorted(unknown)}; valid: {sorted(known)}"
+            )
         values.update(from_file)
     for name in known:
         env = os.environ.get(f"AUTOTAG_{name.upper()}")

@@ -8,7 +8,7 @@ import io
 import json
 import sys
 from collections.abc import Callable, Iterable
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
@@ -26,7 +26,7 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     jsonl = "jsonl"
     json = "json"
@@ -78,7 +78,9 @@ def _flat(value: Any) -> Any:
     return "" if value is None else value
 
 
-def emit(records: Iterable[dict[str, Any]], fmt: Format, table: Callable[[list[dict]], Any] | None = None) -> None:
+def emit(
+    records: Iterable[dict[str, Any]], fmt: Format, table: Callable[[list[dict]], Any] | None = None
+) -> None:
     """Write records to stdout in the chosen format. jsonl streams; the others collect first."""
     out = sys.stdout
     if fmt is Format.jsonl:

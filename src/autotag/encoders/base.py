@@ -20,7 +20,9 @@ class EncoderSpec:
     label_set: str  # what the logits' columns mean, e.g. "imagenet-1k" (names come from autotag.taxonomy)
     mean: float = 127.0  # preprocessing: (pixel - mean) / std, as the weights were trained
     std: float = 128.0
-    resize_to: int | None = None  # shorter side before the crop; None means input_size (crop the centre square)
+    resize_to: int | None = (
+        None  # shorter side before the crop; None means input_size (crop the centre square)
+    )
 
 
 def preprocess(im: Image.Image, spec: EncoderSpec, size: int | None = None) -> np.ndarray:
@@ -62,7 +64,10 @@ class Encoder:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 3, S, S) preprocessed float32 -> (logits, embeddings)."""
         if len(batch) == 0:
-            return (np.zeros((0, self.spec.num_logits), np.float32), np.zeros((0, self.spec.embedding_dim), np.float32))
+            return (
+                np.zeros((0, self.spec.num_logits), np.float32),
+                np.zeros((0, self.spec.embedding_dim), np.float32),
+            )
         with self._lock:
             logits, embeddings = self._session.run(None, {self._input: batch})
         return logits, embeddings

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,9 @@ _VARIANTS = {  # name -> (input size, weights package, weights class)
 
 def spec_for(name: str) -> EncoderSpec:
     size = _VARIANTS[name][0]
-    return EncoderSpec(name=name, input_size=size, embedding_dim=1280, num_logits=1000, label_set="imagenet-1k")
+    return EncoderSpec(
+        name=name, input_size=size, embedding_dim=1280, num_logits=1000, label_set="imagenet-1k"
+    )
 
 
 def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch stays unimported here
@@ -74,16 +77,18 @@ def _export(name: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
     os.close(fd)
     try:
-        torch.onnx.export(
+        with warnings.catch_warnings():  # the tracer's constant-folding notes are noise to a user
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
             TwoOutputs(build_torch_model(name)),
-            (probe,),
-            tmp,
-            input_names=["image"],
-            output_names=["logits", "embedding"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-        )
+                (probe,),
+                tmp,
+                input_names=["image"],
+                output_names=["logits", "embedding"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         import onnxruntime as ort
 
         session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
@@ -91,8 +96,8 @@ def _export(name: str, target: Path) -> None:
         diff = max(np.abs(logits - ref_logits.numpy()).max(), np.abs(emb - ref_emb.numpy()).max())
         if not diff < MAX_EXPORT_DIFF:
             raise AutotagError(
-                f"ONNX export of {name} disagrees with PyTorch (max abs diff {diff:.2e} >= {MAX_EXPORT_DIFF}); "
-                "refusing to use it: check the torch/onnxruntime versions"
+                f"ONNX export of {name} disagrees with PyTorch (max abs diff {diff:.2e} >= "
+                f"{MAX_EXPORT_DIFF}); refusing to use it: check the torch/onnxruntime versions"
             )
         os.replace(tmp, target)  # atomic: concurrent processes never see half a file
     finally:

@@ -1,6 +1,6 @@
 """Finding image files and decoding them safely. No ML imports here."""
 
-from autotag.ingest.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, load_source
+from autotag.ingest.decode import DEFAULT_MAX_PIXELS, ImageError, decode_image, decode_with_info, load_source
 from autotag.ingest.discover import IMAGE_EXTENSIONS, discover
 from autotag.ingest.hashing import content_hash
 
@@ -10,6 +10,7 @@ __all__ = [
     "ImageError",
     "content_hash",
     "decode_image",
+    "decode_with_info",
     "discover",
     "load_source",
 ]

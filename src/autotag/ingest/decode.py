@@ -69,7 +69,14 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 def decode_image(
     data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
-    """Decode image bytes to an upright 8-bit RGB PIL image.
+    """Decode image bytes to an upright 8-bit RGB PIL image (see decode_with_info)."""
+    return decode_with_info(data, min_side=min_side, max_pixels=max_pixels)[0]
+
+
+def decode_with_info(
+    data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[Image.Image, dict[str, object]]:
+    """Decode image bytes to an upright 8-bit RGB PIL image, plus the file's format and full size.
 
     min_side: if given, JPEGs are decoded at a reduced scale (DCT draft) that keeps the shorter
     side at least this long, which is several times faster for large photos.
@@ -98,8 +105,9 @@ def decode_image(
             im.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
         im.seek(0)  # first frame of animations
         im.load()
+        info = {"format": im.format, "width": width, "height": height, "size_bytes": len(data)}
         im = ImageOps.exif_transpose(im) or im
-        return _to_rgb(im)
+        return _to_rgb(im), info
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data surfaces here
