@@ -1,0 +1,358 @@
+"""The FastAPI app: thin handlers that read the request, call `Service` in a worker thread, answer JSON.
+
+No ML and no SQL here. Every blocking call (decoding, inference, database) goes through
+`anyio.to_thread.run_sync` so the event loop only ever moves bytes.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the handlers' annotations at runtime.
+import hmac
+import os
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from autotag.api.errors import ApiError, install_error_handlers
+from autotag.api.service import Service
+from autotag.config import Settings, load_settings
+
+WEB_DIR = Path(__file__).parent / "web"
+ACCEPTED_UPLOAD_TYPES = ("image/", "application/octet-stream")
+CHUNK = 1 << 16
+
+
+# ----- response and request bodies (they also document the API at /docs) -----
+
+
+class TagOut(BaseModel):
+    name: str
+    id: str = ""
+    score: float
+    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+
+
+class FlaggedTag(BaseModel):
+    tag: str
+    reason: str
+    score: float | None = None
+
+
+class TagResponse(BaseModel):
+    model: str
+    content_hash: str
+    width: int
+    height: int
+    tags: list[TagOut]
+    hashtags: list[TagOut] = []
+    flagged_user_tags: list[FlaggedTag] = []
+    out_of_domain: float | None = None
+
+
+class ImageOut(BaseModel):
+    id: int
+    content_hash: str
+    source: str
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    size_bytes: int | None = None
+    added_at: str | None = None
+    model: str | None = None
+    tags: list[TagOut] = []
+    user_tags: list[str] = []
+    feedback: list[dict[str, Any]] = []
+    thumbnail_url: str
+
+
+class IngestResponse(ImageOut):
+    created: bool
+    hashtags: list[TagOut] = []
+    flagged_user_tags: list[FlaggedTag] = []
+
+
+class ImagePage(BaseModel):
+    items: list[ImageOut]
+    limit: int
+    offset: int
+    next_offset: int | None
+    tag: str | None = None
+
+
+class SimilarHit(BaseModel):
+    id: int
+    score: float
+    source: str
+    thumbnail_url: str
+    tags: list[TagOut] = []
+
+
+class SimilarResponse(BaseModel):
+    query_id: int | None = None
+    results: list[SimilarHit]
+
+
+class FeedbackIn(BaseModel):
+    accept: list[str] = Field(default_factory=list, description="tags the person confirms")
+    reject: list[str] = Field(default_factory=list, description="tags the person says are wrong")
+    add: list[str] = Field(default_factory=list, description="tags the person adds")
+    who: str | None = Field(default=None, max_length=200)
+
+
+class FeedbackOut(BaseModel):
+    image_id: int
+    stored: int
+    feedback: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    model: str
+    model_loaded: bool
+    database: str
+    images: int | None = None
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422)
+}
+
+
+# ----- helpers -----
+
+
+async def read_upload(upload: Any, max_bytes: int) -> bytes:
+    """Read an upload, refusing a wrong content type or more than `max_bytes` (without buffering it all)."""
+    content_type = (upload.content_type or "application/octet-stream").split(";")[0].strip().lower()
+    if not content_type.startswith(ACCEPTED_UPLOAD_TYPES):
+        raise ApiError(
+            415,
+            "unsupported media type",
+            f"upload has content type {content_type!r}; send an image (image/jpeg, image/png, ...)",
+        )
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await upload.read(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(
+                413,
+                "upload too large",
+                f"upload is over the limit of {max_bytes} bytes (server setting max_upload_bytes)",
+            )
+        parts.append(chunk)
+    if size == 0:
+        raise ApiError(422, "unusable image", "empty file (0 bytes)")
+    return b"".join(parts)
+
+
+def split_tags(text: str | None) -> list[str]:
+    """User tags come as one form field: comma- or newline-separated, '#' prefixes dropped."""
+    if not text:
+        return []
+    seen: dict[str, None] = {}
+    for raw in text.replace("\n", ",").split(","):
+        tag = raw.strip().lstrip("#").strip()
+        if tag:
+            seen.setdefault(tag[:200], None)
+    return list(seen)[:100]
+
+
+def parse_keys(value: str | None) -> frozenset[str]:
+    return frozenset(k.strip() for k in (value or "").split(",") if k.strip())
+
+
+# ----- the app -----
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: str | None = None,
+    protect_reads: bool = False,
+    preload: bool = False,
+    service: Service | None = None,
+) -> FastAPI:
+    """Build the app. Models load lazily on the first request that needs them (or on `warm()`).
+
+    settings: defaults from `load_settings()`. db: library database (None = the default SQLite file).
+    protect_reads: when API keys are configured, also require a key for read endpoints.
+    preload: load the model and the vector index at start-up instead of on the first request.
+    """
+    settings = settings or load_settings()
+    service = service or Service(settings, db=db)
+    keys = parse_keys(settings.api_keys) | parse_keys(os.environ.get("AUTOTAG_API_KEYS"))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        if preload:
+            await anyio.to_thread.run_sync(service.warm)
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(service.close)
+
+    app = FastAPI(
+        title="autotag",
+        lifespan=lifespan,
+        version=service.version,
+        summary="Tag images automatically, keep a searchable library, learn from corrections.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.service = service
+    install_error_handlers(app)
+
+    def require_key(request: Request) -> None:
+        if not keys:
+            return
+        given = request.headers.get("x-api-key", "")
+        if not any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+            raise ApiError(401, "unauthorized", "this endpoint needs a valid X-API-Key header")
+
+    write_guard = [Depends(require_key)]
+    read_guard = write_guard if protect_reads else []
+
+    async def call(func: Any, *args: Any, **kwargs: Any) -> Any:
+        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs))
+
+    limit = settings.max_upload_bytes
+
+    @app.get("/healthz", response_model=Health, tags=["service"])
+    async def healthz() -> dict[str, Any]:
+        """Liveness and readiness: answers without loading the model."""
+        return await call(service.health)
+
+    @app.post(
+        "/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"]
+    )
+    async def tag_image(
+        file: UploadFile = File(..., description="the image"),
+        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str | None = Form(None, description="model name (default: the server's model)"),
+        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+    ) -> dict[str, Any]:
+        """Tag one image without storing anything."""
+        data = await read_upload(file, limit)
+        return await call(
+            service.tag, data, user_tags=split_tags(user_tags), model=model, top_k=top_k, threshold=threshold
+        )
+
+    @app.post(
+        "/v1/images",
+        response_model=IngestResponse,
+        responses=ERRORS,
+        dependencies=write_guard,
+        tags=["library"],
+    )
+    async def ingest_image(
+        response: Response,
+        file: UploadFile = File(..., description="the image"),
+        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str | None = Form(None, description="model name (default: the server's model)"),
+    ) -> dict[str, Any]:
+        """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
+        data = await read_upload(file, limit)
+        result = await call(
+            service.ingest, data, filename=file.filename or "", user_tags=split_tags(user_tags), model=model
+        )
+        response.status_code = 201 if result["created"] else 200
+        return result
+
+    @app.get(
+        "/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"]
+    )
+    async def list_images(
+        tag: str | None = Query(None, max_length=200, description="only images with this tag"),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+    ) -> dict[str, Any]:
+        """Page through the library, newest first, optionally by tag."""
+        return await call(service.list_images, tag=tag or None, limit=limit, offset=offset)
+
+    @app.get(
+        "/v1/images/{image_id}",
+        response_model=ImageOut,
+        responses=ERRORS,
+        dependencies=read_guard,
+        tags=["library"],
+    )
+    async def get_image(image_id: int) -> dict[str, Any]:
+        return await call(service.get_image, image_id)
+
+    @app.get(
+        "/v1/images/{image_id}/thumbnail",
+        responses={**ERRORS, 200: {"content": {"image/jpeg": {}}}},
+        dependencies=read_guard,
+        tags=["library"],
+    )
+    async def thumbnail(image_id: int, size: int = Query(256, ge=16, le=1024)) -> Response:
+        """A small JPEG of a stored image (for grids)."""
+        data = await call(service.thumbnail, image_id, size)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
+
+    @app.delete(
+        "/v1/images/{image_id}",
+        status_code=204,
+        response_class=Response,
+        response_model=None,
+        responses=ERRORS,
+        dependencies=write_guard,
+        tags=["library"],
+    )
+    async def delete_image(image_id: int) -> Response:
+        await call(service.delete_image, image_id)
+        return Response(status_code=204)
+
+    @app.post(
+        "/v1/similar",
+        response_model=SimilarResponse,
+        responses=ERRORS,
+        dependencies=read_guard,
+        tags=["library"],
+    )
+    async def similar(
+        file: UploadFile | None = File(None, description="an image to search with"),
+        id: int | None = Form(None, description="or the id of a stored image"),  # noqa: A002
+        k: int = Form(10, ge=1, le=100),
+    ) -> dict[str, Any]:
+        """Images in the library that look like an uploaded image or a stored one."""
+        if (file is None) == (id is None):
+            raise ApiError(
+                422, "invalid request", "send exactly one of: an image file, or the id of a stored image"
+            )
+        data = await read_upload(file, limit) if file is not None else None
+        return await call(service.similar, data=data, image_id=id, k=k)
+
+    @app.post(
+        "/v1/images/{image_id}/feedback",
+        response_model=FeedbackOut,
+        responses=ERRORS,
+        dependencies=write_guard,
+        tags=["library"],
+    )
+    async def feedback(image_id: int, body: FeedbackIn) -> dict[str, Any]:
+        """Accept, reject or add tags; stored for re-fitting thresholds (`autotag refit`)."""
+        return await call(
+            service.feedback, image_id, accept=body.accept, reject=body.reject, add=body.add, who=body.who
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def index_page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+
+    return app

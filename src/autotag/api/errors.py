@@ -1,0 +1,78 @@
+"""One JSON error shape for every failure: {"error": short what, "detail": why and what to do}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from autotag.types import AutotagError
+
+log = logging.getLogger("autotag.api")
+
+
+class ApiError(AutotagError):
+    """A failure the client caused (or must know about), with the HTTP status to answer it with."""
+
+    def __init__(self, status: int, error: str, detail: str) -> None:
+        super().__init__(f"{error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+
+
+def error_body(error: str, detail: str) -> dict[str, str]:
+    return {"error": error, "detail": detail}
+
+
+def install_error_handlers(app: Any) -> None:
+    """Map our errors, FastAPI's validation errors and HTTP errors onto the one JSON shape.
+
+    An unexpected exception is still answered with the same shape (500) so that clients never have
+    to parse an HTML page; it is logged with its traceback because it is a bug, not user input.
+    """
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from autotag.ingest import ImageError
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "X-API-Key"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.error, exc.detail), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(ImageError)
+    async def _image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse(error_body("unusable image", str(exc)), status_code=422)
+
+    @app.exception_handler(AutotagError)
+    async def _autotag_error(request: Request, exc: AutotagError) -> JSONResponse:
+        return JSONResponse(error_body("bad request", str(exc)), status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+        return JSONResponse(
+            error_body("invalid request", "; ".join(parts) or "invalid request"), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        names = {404: "not found", 405: "method not allowed", 413: "too large", 415: "unsupported media type"}
+        error = names.get(exc.status_code, "http error")
+        return JSONResponse(
+            error_body(error, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body("internal error", f"{type(exc).__name__}; see the server log"), status_code=500
+        )

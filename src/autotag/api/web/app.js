@@ -1,0 +1,237 @@
+// The autotag web page: plain JavaScript over the JSON API (see /docs).
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { image: null, page: { tag: "", offset: 0, limit: 24 } };
+
+// ----- talking to the API -----
+
+function apiKey() { return localStorage.getItem("autotag-api-key") || ""; }
+
+async function api(method, path, body) {
+  const headers = {};
+  if (apiKey()) headers["X-API-Key"] = apiKey();
+  if (body && !(body instanceof FormData)) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(body);
+  }
+  const res = await fetch(path, { method, headers, body });
+  if (res.status === 204) return null;
+  let data = null;
+  try { data = await res.json(); } catch (e) { data = { error: res.statusText, detail: "" }; }
+  if (!res.ok) {
+    if (res.status === 401) $("#key-box").open = true;
+    const err = new Error(`${data.error || res.status}: ${data.detail || ""}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+function setStatus(text, isError = false) {
+  const el = $("#status");
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+const pct = (score) => `${Math.round(score * 100)}%`;
+
+// ----- tagging an upload -----
+
+async function handleFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    setStatus(`${file.name} is not an image (${file.type}).`, true);
+    return;
+  }
+  const store = $("#store-it").checked;
+  $("#preview").src = URL.createObjectURL(file);
+  setStatus(store ? "Tagging and storing…" : "Tagging…");
+  const form = new FormData();
+  form.append("file", file, file.name || "upload");
+  const userTags = $("#user-tags").value.trim();
+  if (userTags) form.append("user_tags", userTags);
+  try {
+    const result = await api("POST", store ? "/v1/images" : "/v1/tag", form);
+    showResult(result);
+    setStatus(store ? (result.created ? `Stored as image ${result.id}.` : `Already in the library as image ${result.id}.`)
+                    : "Tagged (not stored).");
+    loadSimilar(store ? { id: result.id } : { file });
+  } catch (err) {
+    $("#result").hidden = true;
+    $("#similar-box").hidden = true;
+    setStatus(`Could not tag ${file.name}: ${err.message}`, true);
+  }
+}
+
+function showResult(result) {
+  state.image = result.id != null ? result : null;
+  $("#result").hidden = false;
+  const meta = [];
+  if (result.id != null) meta.push(`image ${result.id}`);
+  if (result.width) meta.push(`${result.width}×${result.height}`);
+  if (result.model) meta.push(result.model);
+  $("#image-meta").textContent = meta.join(" · ");
+
+  const verdicts = {};
+  for (const f of result.feedback || []) verdicts[f.tag] = f.action;
+
+  const list = $("#tags");
+  list.replaceChildren();
+  if (!result.tags.length) list.append(el("li", { class: "empty" }, "No confident tags for this image."));
+  for (const tag of result.tags) list.append(tagChip(tag, verdicts[tag.name]));
+
+  const hashtags = result.hashtags || [];
+  $("#hashtag-box").hidden = hashtags.length === 0;
+  $("#hashtags").replaceChildren(...hashtags.map((h) => el("li", { class: "chip hashtag", title: pct(h.score) },
+    el("span", { class: "name" }, h.name.startsWith("#") ? h.name : `#${h.name}`),
+    el("span", { class: "bar" }, el("span", { style: `width:${pct(h.score)}` })))));
+
+  const flagged = result.flagged_user_tags || [];
+  $("#flagged-box").hidden = flagged.length === 0;
+  $("#flagged").replaceChildren(...flagged.map((f) => el("li", { "data-tag": f.tag },
+    `${f.tag} `, el("small", {}, f.reason))));
+
+  $("#add-tag-form").hidden = state.image == null;
+}
+
+function tagChip(tag, verdict) {
+  const chip = el("li", { class: `chip ${tag.kind}`, "data-tag": tag.name, "data-kind": tag.kind,
+                          title: `${tag.kind}${tag.id ? " · " + tag.id : ""}` },
+    el("span", { class: "name" }, tag.name),
+    el("span", { class: "bar" }, el("span", { style: `width:${pct(tag.score)}` })),
+    el("span", { class: "score" }, pct(tag.score)));
+  if (verdict) chip.classList.add(verdict);
+  if (state.image) {
+    chip.append(
+      el("button", { class: "vote accept", type: "button", title: "right: accept this tag", "aria-label": `accept ${tag.name}`,
+                     onclick: () => sendFeedback(chip, tag.name, "accept") }, "✓"),
+      el("button", { class: "vote reject", type: "button", title: "wrong: reject this tag", "aria-label": `reject ${tag.name}`,
+                     onclick: () => sendFeedback(chip, tag.name, "reject") }, "✗"));
+  }
+  return chip;
+}
+
+async function sendFeedback(chip, name, action) {
+  if (!state.image) return;
+  try {
+    await api("POST", `/v1/images/${state.image.id}/feedback`, { [action]: [name] });
+    if (chip) {
+      chip.classList.remove("accepted", "rejected");
+      chip.classList.add(action === "accept" ? "accepted" : action === "reject" ? "rejected" : "added");
+    }
+    setStatus(`Saved: ${action} “${name}”.`);
+  } catch (err) {
+    setStatus(`Could not save feedback: ${err.message}`, true);
+  }
+}
+
+async function loadSimilar(query) {
+  const form = new FormData();
+  if (query.id != null) form.append("id", query.id); else form.append("file", query.file, query.file.name || "upload");
+  form.append("k", "12");
+  try {
+    const res = await api("POST", "/v1/similar", form);
+    const hits = res.results.filter((h) => h.id !== query.id);
+    $("#similar-box").hidden = hits.length === 0;
+    $("#similar").replaceChildren(...hits.map((h) => thumb(h, `${pct(h.score)} similar`)));
+  } catch (err) {
+    $("#similar-box").hidden = true;
+  }
+}
+
+function thumb(image, caption) {
+  const first = (image.tags || []).find((t) => t.kind !== "ancestor");
+  return el("figure", { class: "thumb", "data-id": image.id, onclick: () => openImage(image.id) },
+    el("img", { src: image.thumbnail_url, alt: first ? first.name : `image ${image.id}`, loading: "lazy" }),
+    el("div", {}, caption || (first ? first.name : `image ${image.id}`)));
+}
+
+async function openImage(id) {
+  try {
+    const image = await api("GET", `/v1/images/${id}`);
+    showView("tag");
+    $("#preview").src = image.thumbnail_url.replace(/size=\d+/, "size=720");
+    showResult(image);
+    setStatus(`Image ${id} from the library.`);
+    loadSimilar({ id });
+    window.scrollTo(0, 0);
+  } catch (err) {
+    setStatus(`Could not open image ${id}: ${err.message}`, true);
+  }
+}
+
+// ----- browsing the library -----
+
+async function browse() {
+  const { tag, offset, limit } = state.page;
+  const params = new URLSearchParams({ limit, offset });
+  if (tag) params.set("tag", tag);
+  try {
+    const page = await api("GET", `/v1/images?${params}`);
+    const grid = $("#library");
+    grid.replaceChildren(...page.items.map((im) => thumb(im)));
+    if (!page.items.length) grid.append(el("p", {}, tag ? `No images tagged “${tag}”.` : "The library is empty."));
+    $("#page-info").textContent = page.items.length ? `${offset + 1}–${offset + page.items.length}` : "";
+    $("#prev-page").disabled = offset === 0;
+    $("#next-page").disabled = page.next_offset == null;
+  } catch (err) {
+    $("#library").replaceChildren(el("p", { class: "error" }, err.message));
+  }
+}
+
+function showView(name) {
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
+  for (const a of document.querySelectorAll("nav a[data-view]")) a.classList.toggle("active", a.dataset.view === name);
+  if (name === "library") browse();
+}
+
+// ----- wiring -----
+
+function init() {
+  const zone = $("#drop-zone");
+  $("#file-input").addEventListener("change", (e) => handleFile(e.target.files[0]));
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("#file-input").click(); });
+  for (const type of ["dragenter", "dragover"]) zone.addEventListener(type, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  for (const type of ["dragleave", "drop"]) zone.addEventListener(type, () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); handleFile(e.dataTransfer.files[0]); });
+
+  $("#add-tag-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const name = $("#add-tag").value.trim();
+    if (!name || !state.image) return;
+    const chip = tagChip({ name, score: 1, kind: "leaf", id: "" }, "added");
+    $("#tags").append(chip);
+    sendFeedback(chip, name, "add");
+    $("#add-tag").value = "";
+  });
+
+  $("#api-key").value = apiKey();
+  $("#api-key").addEventListener("change", (e) => localStorage.setItem("autotag-api-key", e.target.value.trim()));
+
+  $("#browse-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.page = { ...state.page, tag: $("#browse-tag").value.trim(), offset: 0 };
+    browse();
+  });
+  $("#prev-page").addEventListener("click", () => { state.page.offset = Math.max(0, state.page.offset - state.page.limit); browse(); });
+  $("#next-page").addEventListener("click", () => { state.page.offset += state.page.limit; browse(); });
+
+  for (const a of document.querySelectorAll("nav a[data-view]")) {
+    a.addEventListener("click", (e) => { e.preventDefault(); history.replaceState(null, "", `#${a.dataset.view}`); showView(a.dataset.view); });
+  }
+  showView(location.hash === "#library" ? "library" : "tag");
+}
+
+init();
