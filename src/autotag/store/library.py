@@ -1,0 +1,675 @@
+"""`Library`: the image library on SQLite or PostgreSQL, through SQLAlchemy Core.
+
+Writes run one transaction per call. On SQLite every write transaction is BEGIN IMMEDIATE (it takes
+the write lock up front and waits for it up to the busy timeout), which avoids the deadlock where
+two readers both try to upgrade to writers. On PostgreSQL the get-or-create of an image relies on
+INSERT ... ON CONFLICT DO NOTHING, which waits for a concurrent insert of the same hash to finish.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from autotag.store import FEEDBACK_ACTIONS
+from autotag.store import schema as t
+from autotag.store.migrations import apply_migrations
+from autotag.types import AutotagError, Tag
+
+_ACTION_ALIASES = {
+    "accept": "accepted",
+    "accepted": "accepted",
+    "reject": "rejected",
+    "rejected": "rejected",
+    "add": "added",
+    "added": "added",
+}
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    content_hash: str
+    source: str
+    width: int | None
+    height: int | None
+    format: str | None
+    size_bytes: int | None
+    added_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["added_at"] = self.added_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    image_id: int
+    model: str
+    tag: str
+    tag_id: str
+    score: float
+    rank: int
+    kind: str
+
+    def to_tag(self) -> Tag:
+        return Tag(name=self.tag, score=self.score, id=self.tag_id, kind=self.kind)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StoredFeedback:
+    id: int
+    image_id: int
+    tag: str
+    action: str
+    who: str | None
+    model: str | None
+    score: float | None
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    id: int
+    name: str
+    version: int
+    path: str
+    config: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    active: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return out
+
+
+def _tag_fields(tag: Tag | dict[str, Any]) -> tuple[str, str, float, str]:
+    if isinstance(tag, Tag):
+        return tag.name, tag.id or "", float(tag.score), tag.kind
+    if isinstance(tag, dict) and "name" in tag:
+        return (
+            str(tag["name"]),
+            str(tag.get("id") or ""),
+            float(tag.get("score", 1.0)),
+            str(tag.get("kind", "leaf")),
+        )
+    raise AutotagError(f"a prediction must be a Tag or a dict with 'name' and 'score', got {tag!r}")
+
+
+def _image(row: Any) -> StoredImage:
+    return StoredImage(
+        id=row.id,
+        content_hash=row.content_hash,
+        source=row.source,
+        width=row.width,
+        height=row.height,
+        format=row.format,
+        size_bytes=row.size_bytes,
+        added_at=_utc(row.added_at),  # type: ignore[arg-type]
+    )
+
+
+def _model(row: Any) -> StoredModel:
+    return StoredModel(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        path=row.path,
+        config=json.loads(row.config or "{}"),
+        created_at=_utc(row.created_at),
+        active=bool(row.active),
+    )
+
+
+def _feedback(row: Any) -> StoredFeedback:
+    return StoredFeedback(
+        id=row.id,
+        image_id=row.image_id,
+        tag=row.tag,
+        action=row.action,
+        who=row.who,
+        model=row.model,
+        score=row.score,
+        created_at=_utc(row.created_at),  # type: ignore[arg-type]
+    )
+
+
+def resolve_url(db: str | None, data_dir: Path) -> URL:
+    """Turn what a user typed after --db into a SQLAlchemy URL (psycopg 3 for PostgreSQL)."""
+    if db is None or db == "":
+        return URL.create("sqlite", database=str(data_dir / "library.db"))
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", db):
+        try:
+            url = make_url(db)
+        except sa.exc.ArgumentError as exc:
+            raise AutotagError(f"--db {db!r} is not a valid database URL: {exc}") from exc
+        backend = url.get_backend_name()
+        if backend in ("postgresql", "postgres"):
+            return url.set(drivername="postgresql+psycopg")
+        if backend == "sqlite" and url.database and url.database != ":memory:":
+            return url.set(drivername="sqlite")
+        raise AutotagError(
+            f"--db {url.render_as_string(hide_password=True)!r}: unsupported database; "
+            "give a SQLite file path or a postgresql://user:password@host:port/name URL"
+        )
+    return URL.create("sqlite", database=str(Path(db).expanduser()))
+
+
+class Library:
+    """The image library. Open it with `autotag.store.open_library(db)`; close it when done."""
+
+    def __init__(self, engine: Engine, url: URL, index_dir: Path) -> None:
+        self._engine = engine
+        self.url = url
+        self._index_dir = index_dir
+        self.schema_version = 0
+
+    # ---------------------------------------------------------------- opening and closing
+    @classmethod
+    def open(cls, db: str | None = None, **settings_overrides: Any) -> Library:
+        from autotag.config import load_settings
+
+        settings = load_settings(**settings_overrides)
+        url = resolve_url(db, settings.data_dir)
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            if path.is_dir():
+                raise AutotagError(
+                    f"--db {path} is a folder; give a database file path such as {path}/library.db"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                pool_size=8,
+                max_overflow=24,
+            )
+            _configure_sqlite(engine)
+            index_dir = path.parent / f"{path.stem}.index"
+        else:
+            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{url.database}@{url.host or 'local'}_{url.port or 5432}")
+            index_dir = settings.data_dir / "postgresql-index" / name
+        library = cls(engine, url, index_dir)
+        try:
+            library.schema_version = apply_migrations(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            raise AutotagError(
+                f"cannot open library {url.render_as_string(hide_password=True)}: {reason}; "
+                "check the path or URL and that the server is running"
+            ) from exc
+        except BaseException:
+            engine.dispose()
+            raise
+        return library
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @property
+    def index_dir(self) -> Path:
+        """Folder for this library's vector index (created on first use)."""
+        self._index_dir.mkdir(parents=True, exist_ok=True)
+        return self._index_dir
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Library({self.url.render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            conn.execution_options(autotag_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self._engine.connect() as conn:
+            yield conn
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
+
+    def integrity_problems(self) -> list[str]:
+        """Empty when the database is sound: SQLite's own integrity and foreign-key checks, plus
+        a search for rows whose image is gone (on any backend)."""
+        problems: list[str] = []
+        with self._read() as conn:
+            if self.dialect == "sqlite":
+                result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check")]
+                problems += [] if result == ["ok"] else [f"integrity_check: {r}" for r in result]
+                problems += [
+                    f"foreign key broken: {tuple(r)}"
+                    for r in conn.exec_driver_sql("PRAGMA foreign_key_check")
+                ]
+            for table in (t.predictions, t.user_tags, t.feedback):
+                orphans = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(table)
+                    .where(~sa.exists().where(t.images.c.id == table.c.image_id))
+                ).scalar()
+                if orphans:
+                    problems.append(f"{orphans} rows in {table.name} point to missing images")
+        return problems
+
+    # ---------------------------------------------------------------- images
+    def _get_or_create_image(
+        self, conn: Connection, content_hash: str, source: str, values: dict[str, Any]
+    ) -> tuple[int, bool]:
+        if not content_hash:
+            raise AutotagError("an image needs its content hash (autotag.ingest.content_hash(bytes))")
+        stmt = (
+            self._insert(t.images)
+            .values(content_hash=content_hash, source=str(source), added_at=_now(), **values)
+            .on_conflict_do_nothing(index_elements=["content_hash"])
+            .returning(t.images.c.id)
+        )
+        new_id = conn.execute(stmt).scalar()
+        if new_id is not None:
+            return int(new_id), True
+        existing = conn.execute(
+            sa.select(t.images.c.id).where(t.images.c.content_hash == content_hash)
+        ).scalar()
+        if existing is None:  # deleted between our insert attempt and the select; vanishingly rare
+            raise AutotagError(f"image {content_hash[:12]} changed while being stored; retry")
+        return int(existing), False
+
+    def add_image(
+        self,
+        content_hash: str,
+        source: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        format: str | None = None,
+        size_bytes: int | None = None,
+    ) -> tuple[int, bool]:
+        """Store an image by its content hash; the same content twice returns the first id and False."""
+        values = {"width": width, "height": height, "format": format, "size_bytes": size_bytes}
+        with self._write() as conn:
+            return self._get_or_create_image(conn, content_hash, source, values)
+
+    def ingest(
+        self,
+        content_hash: str,
+        source: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        format: str | None = None,
+        size_bytes: int | None = None,
+        model: str | None = None,
+        tags: Sequence[Tag | dict[str, Any]] = (),
+        user_tags: Sequence[str] | None = None,
+    ) -> tuple[int, bool]:
+        """Image + its predictions + its user tags in ONE transaction: after a crash, all or nothing.
+
+        Ingesting content already stored adds nothing, except predictions of a model the image has
+        none from yet and user tags when it has none.
+        """
+        values = {"width": width, "height": height, "format": format, "size_bytes": size_bytes}
+        with self._write() as conn:
+            image_id, created = self._get_or_create_image(conn, content_hash, source, values)
+            if model is not None and tags:
+                has = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.predictions)
+                    .where(t.predictions.c.image_id == image_id, t.predictions.c.model == model)
+                ).scalar()
+                if not has:
+                    self._insert_predictions(conn, image_id, model, tags)
+            if user_tags:
+                has = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(t.user_tags)
+                    .where(t.user_tags.c.image_id == image_id)
+                ).scalar()
+                if not has:
+                    self._insert_user_tags(conn, image_id, user_tags)
+            return image_id, created
+
+    def get_image(self, image_id: int) -> StoredImage | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.images).where(t.images.c.id == int(image_id))).first()
+        return _image(row) if row else None
+
+    def get_image_by_hash(self, content_hash: str) -> StoredImage | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.images).where(t.images.c.content_hash == content_hash)).first()
+        return _image(row) if row else None
+
+    def _tag_filter(self, tag: str) -> Any:
+        img = t.images.c.id
+        rejected = sa.exists().where(
+            t.feedback.c.image_id == img, t.feedback.c.tag == tag, t.feedback.c.action == "rejected"
+        )
+        predicted = sa.exists().where(
+            t.predictions.c.image_id == img, sa.or_(t.predictions.c.tag == tag, t.predictions.c.tag_id == tag)
+        )
+        typed = sa.exists().where(t.user_tags.c.image_id == img, t.user_tags.c.tag == tag)
+        added = sa.exists().where(
+            t.feedback.c.image_id == img,
+            t.feedback.c.tag == tag,
+            t.feedback.c.action.in_(("added", "accepted")),
+        )
+        return sa.or_(sa.and_(predicted, ~rejected), typed, added)
+
+    def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
+        """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
+        it, plus images whose uploader typed it or a person added or accepted it."""
+        stmt = (
+            sa.select(t.images)
+            .order_by(t.images.c.id.desc())
+            .limit(max(0, int(limit)))
+            .offset(max(0, int(offset)))
+        )
+        if tag:
+            stmt = stmt.where(self._tag_filter(tag))
+        with self._read() as conn:
+            return [_image(r) for r in conn.execute(stmt)]
+
+    def count_images(self, tag: str | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(t.images)
+        if tag:
+            stmt = stmt.where(self._tag_filter(tag))
+        with self._read() as conn:
+            return int(conn.execute(stmt).scalar() or 0)
+
+    def image_ids(self) -> list[int]:
+        with self._read() as conn:
+            return [int(i) for i in conn.execute(sa.select(t.images.c.id).order_by(t.images.c.id)).scalars()]
+
+    def delete_image(self, image_id: int) -> bool:
+        """Delete an image with its predictions, user tags and feedback; False if it was not there."""
+        with self._write() as conn:
+            return conn.execute(sa.delete(t.images).where(t.images.c.id == int(image_id))).rowcount > 0
+
+    # ---------------------------------------------------------------- predictions and tags
+    def _require_image(self, conn: Connection, image_id: int) -> None:
+        if conn.execute(sa.select(t.images.c.id).where(t.images.c.id == int(image_id))).first() is None:
+            raise AutotagError(f"image {image_id} is not in the library")
+
+    def _insert_predictions(
+        self, conn: Connection, image_id: int, model: str, tags: Iterable[Tag | dict[str, Any]]
+    ) -> int:
+        now = _now()
+        rows = []
+        for rank, tag in enumerate(tags, start=1):
+            name, tag_id, score, kind = _tag_fields(tag)
+            rows.append(
+                {
+                    "image_id": image_id,
+                    "model": model,
+                    "tag": name,
+                    "tag_id": tag_id,
+                    "score": score,
+                    "rank": rank,
+                    "kind": kind,
+                    "created_at": now,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(t.predictions), rows)
+        return len(rows)
+
+    def _insert_user_tags(self, conn: Connection, image_id: int, tags: Iterable[str]) -> None:
+        seen: dict[str, int] = {}
+        for tag in tags:
+            tag = str(tag).strip()
+            if tag and tag not in seen:
+                seen[tag] = len(seen)
+        if seen:
+            conn.execute(
+                sa.insert(t.user_tags),
+                [{"image_id": image_id, "tag": k, "position": v} for k, v in seen.items()],
+            )
+
+    def add_predictions(self, image_id: int, model: str, tags: Iterable[Tag | dict[str, Any]]) -> int:
+        """Store `model`'s chosen tags for an image in rank order, replacing that model's earlier ones."""
+        with self._write() as conn:
+            self._require_image(conn, image_id)
+            conn.execute(
+                sa.delete(t.predictions).where(
+                    t.predictions.c.image_id == int(image_id), t.predictions.c.model == model
+                )
+            )
+            return self._insert_predictions(conn, int(image_id), model, tags)
+
+    def predictions(self, image_id: int, model: str | None = None) -> list[StoredPrediction]:
+        stmt = (
+            sa.select(t.predictions)
+            .where(t.predictions.c.image_id == int(image_id))
+            .order_by(t.predictions.c.model, t.predictions.c.rank)
+        )
+        if model is not None:
+            stmt = stmt.where(t.predictions.c.model == model)
+        with self._read() as conn:
+            return [
+                StoredPrediction(r.image_id, r.model, r.tag, r.tag_id, float(r.score), r.rank, r.kind)
+                for r in conn.execute(stmt)
+            ]
+
+    def set_user_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        """Replace the tags the uploader typed (order kept, duplicates and blanks dropped)."""
+        with self._write() as conn:
+            self._require_image(conn, image_id)
+            conn.execute(sa.delete(t.user_tags).where(t.user_tags.c.image_id == int(image_id)))
+            self._insert_user_tags(conn, int(image_id), tags)
+
+    def user_tags(self, image_id: int) -> list[str]:
+        stmt = (
+            sa.select(t.user_tags.c.tag)
+            .where(t.user_tags.c.image_id == int(image_id))
+            .order_by(t.user_tags.c.position)
+        )
+        with self._read() as conn:
+            return list(conn.execute(stmt).scalars())
+
+    # ---------------------------------------------------------------- feedback
+    def add_feedback(
+        self,
+        image_id: int,
+        tag: str,
+        action: str,
+        who: str | None = None,
+        *,
+        model: str | None = None,
+        score: float | None = None,
+    ) -> StoredFeedback:
+        """Record that a person accepted, rejected or added a tag.
+
+        The score the model gave the tag is kept with the feedback (looked up from the stored
+        predictions when not given) so thresholds can be re-fitted later even if predictions change.
+        """
+        normal = _ACTION_ALIASES.get(str(action).strip().lower())
+        if normal is None:
+            raise AutotagError(f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}")
+        tag = str(tag).strip()
+        if not tag:
+            raise AutotagError("feedback needs a tag name")
+        with self._write() as conn:
+            self._require_image(conn, image_id)
+            if score is None or model is None:
+                stmt = (
+                    sa.select(t.predictions.c.model, t.predictions.c.score)
+                    .where(
+                        t.predictions.c.image_id == int(image_id),
+                        sa.or_(t.predictions.c.tag == tag, t.predictions.c.tag_id == tag),
+                    )
+                    .order_by(t.predictions.c.id.desc())
+                )
+                if model is not None:
+                    stmt = stmt.where(t.predictions.c.model == model)
+                found = conn.execute(stmt).first()
+                if found is not None:
+                    model = model or found.model
+                    score = found.score if score is None else score
+            row = conn.execute(
+                sa.insert(t.feedback)
+                .values(
+                    image_id=int(image_id),
+                    tag=tag,
+                    action=normal,
+                    who=who,
+                    model=model,
+                    score=score,
+                    created_at=_now(),
+                )
+                .returning(*t.feedback.c)
+            ).one()
+            return _feedback(row)
+
+    def feedback(
+        self,
+        image_id: int | None = None,
+        *,
+        model: str | None = None,
+        tag: str | None = None,
+        action: str | None = None,
+    ) -> list[StoredFeedback]:
+        """Feedback in the order it was given, optionally filtered."""
+        stmt = sa.select(t.feedback).order_by(t.feedback.c.id)
+        if image_id is not None:
+            stmt = stmt.where(t.feedback.c.image_id == int(image_id))
+        if model is not None:
+            stmt = stmt.where(t.feedback.c.model == model)
+        if tag is not None:
+            stmt = stmt.where(t.feedback.c.tag == tag)
+        if action is not None:
+            normal = _ACTION_ALIASES.get(action.strip().lower())
+            if normal is None:
+                raise AutotagError(
+                    f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}"
+                )
+            stmt = stmt.where(t.feedback.c.action == normal)
+        with self._read() as conn:
+            return [_feedback(r) for r in conn.execute(stmt)]
+
+    # ---------------------------------------------------------------- models
+    def register_model(
+        self, name: str, path: str | Path, config: dict[str, Any] | None = None, *, activate: bool = True
+    ) -> StoredModel:
+        """Record a new version of model `name` (1, 2, ...); older versions are kept, and made
+        inactive when this one is activated."""
+        with self._write() as conn:
+            if self.dialect == "postgresql":  # serialise version numbering per name
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            latest = conn.execute(
+                sa.select(sa.func.max(t.models.c.version)).where(t.models.c.name == name)
+            ).scalar()
+            if activate:
+                conn.execute(sa.update(t.models).where(t.models.c.name == name).values(active=False))
+            row = conn.execute(
+                sa.insert(t.models)
+                .values(
+                    name=name,
+                    version=(latest or 0) + 1,
+                    path=str(path),
+                    config=json.dumps(config or {}),
+                    created_at=_now(),
+                    active=activate,
+                )
+                .returning(*t.models.c)
+            ).one()
+            return _model(row)
+
+    def get_model(self, name: str, version: int | None = None) -> StoredModel | None:
+        """A given version, or else the active one, or else the newest."""
+        stmt = sa.select(t.models).where(t.models.c.name == name)
+        if version is not None:
+            stmt = stmt.where(t.models.c.version == int(version))
+        else:
+            stmt = stmt.order_by(t.models.c.active.desc(), t.models.c.version.desc())
+        with self._read() as conn:
+            row = conn.execute(stmt.limit(1)).first()
+        return _model(row) if row else None
+
+    def list_models(self, name: str | None = None) -> list[StoredModel]:
+        stmt = sa.select(t.models).order_by(t.models.c.name, t.models.c.version)
+        if name is not None:
+            stmt = stmt.where(t.models.c.name == name)
+        with self._read() as conn:
+            return [_model(r) for r in conn.execute(stmt)]
+
+    def activate_model(self, name: str, version: int) -> StoredModel:
+        with self._write() as conn:
+            found = conn.execute(
+                sa.select(t.models.c.id).where(t.models.c.name == name, t.models.c.version == int(version))
+            ).first()
+            if found is None:
+                raise AutotagError(
+                    f"model {name} version {version} is not in the library; see `autotag models`"
+                )
+            conn.execute(sa.update(t.models).where(t.models.c.name == name).values(active=False))
+            conn.execute(sa.update(t.models).where(t.models.c.id == found.id).values(active=True))
+        model = self.get_model(name, version)
+        assert model is not None
+        return model
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours to issue.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts and loses no committed transaction when a process dies;
+        # only a power cut may drop the last few.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("autotag_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
