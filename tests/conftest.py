@@ -14,7 +14,7 @@ os.environ.setdefault("AUTOTAG_DATA_DIR", str(ROOT / ".cache" / "test-data"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-from autotag.demo import PHOTO_NAMES, write_photos  # noqa: E402  (after the environment is set)
+from autotag.demo import PHOTO_NAMES, write_photos  # noqa: E402,F401  (after the environment is set)
 
 
 @pytest.fixture(scope="session")
