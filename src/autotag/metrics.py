@@ -279,9 +279,7 @@ def per_class_accuracy(y_true: Any, y_pred: Any, n_classes: int) -> float:
     return float((np.diag(cm)[present] / support[present]).mean())
 
 
-def single_label_report(
-    y_true: Any, scores: Any, labels: list[str] | None = None, n_bins: int = 15
-) -> dict[str, Any]:
+def single_label_report(y_true: Any, scores: Any, labels: list[str] | None = None, n_bins: int = 15) -> dict[str, Any]:
     """Accuracy, top-5, balanced accuracy, confusion matrix and ECE of the top-1 confidence.
 
     scores: (N, C); ECE uses them only when every row is a probability vector in [0, 1].
