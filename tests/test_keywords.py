@@ -169,3 +169,22 @@ def test_broken_existing_xmp_is_an_error_not_a_rewrite(tmp_path):
     with pytest.raises(AutotagError, match="not valid XML"):
         write_keywords(path, ["red"], sidecar=True)
     assert sidecar.read_text() == "<x:xmpmeta this is not xml"
+
+
+@needs_exiftool
+def test_cli_tag_write_xmp_puts_the_predicted_tags_in_the_file(photos, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    path = tmp_path / "chelsea.jpg"
+    shutil.copy(photos["chelsea"], path)
+    before = pixels(path)
+    result = CliRunner().invoke(app, ["tag", str(path), "--write-xmp", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    names = [t["name"] for t in json.loads(result.stdout)[0]["tags"]]
+    assert names and as_list(exif(path, "-XMP-dc:Subject")["Subject"]) == names
+    assert np.array_equal(pixels(path), before)
+    result = CliRunner().invoke(app, ["tag", str(path), "--sidecar", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert as_list(exif(sidecar_path(path), "-XMP-dc:Subject")["Subject"]) == names

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
+from autotag.types import AutotagError
 
 
 def _tags_table(rows: list[dict]):  # -> rich Table
@@ -59,6 +60,13 @@ def tag_command(
         None, "--max-pixels", min=1, help="Refuse images above this many pixels."
     ),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+    write_xmp: bool = typer.Option(
+        False, "--write-xmp", help="Write the tags into each file as XMP dc:subject + IPTC Keywords."
+    ),
+    sidecar: bool = typer.Option(False, "--sidecar", help="With --write-xmp: write photo.jpg.xmp instead."),
+    replace_keywords: bool = typer.Option(
+        False, "--replace-keywords", help="With --write-xmp: drop the file's existing keywords."
+    ),
 ) -> None:
     from autotag.ingest import discover
     from autotag.pipeline import Tagger, TagOptions
@@ -75,6 +83,14 @@ def tag_command(
             if pred.error:
                 failed += 1
                 typer.echo(f"autotag: {pred.path}: {pred.error}", err=True)
+            elif write_xmp or sidecar:
+                from autotag.keywords import write_keywords
+
+                try:
+                    write_keywords(pred.path, [t.name for t in pred.tags], sidecar=sidecar, replace=replace_keywords)
+                except AutotagError as exc:
+                    failed += 1
+                    typer.echo(f"autotag: {exc}", err=True)
             yield {k: v for k, v in pred.to_dict().items() if k in ("path", "content_hash", "tags", "error")}
 
     emit(records(), resolve_format(fmt), table=_tags_table)
