@@ -90,7 +90,9 @@ function showResult(result) {
   const list = $("#tags");
   list.replaceChildren();
   if (!result.tags.length) list.append(el("li", { class: "empty" }, "No confident tags for this image."));
-  for (const tag of result.tags) list.append(tagChip(tag, verdicts[tag.name]));
+  // What is in the picture first, broader categories after; each group best first.
+  const ordered = [...result.tags].sort((a, b) => (a.kind === "ancestor") - (b.kind === "ancestor") || b.score - a.score);
+  for (const tag of ordered) list.append(tagChip(tag, verdicts[tag.name]));
 
   const hashtags = result.hashtags || [];
   $("#hashtag-box").hidden = hashtags.length === 0;
@@ -131,7 +133,7 @@ async function sendFeedback(chip, name, action) {
       chip.classList.remove("accepted", "rejected");
       chip.classList.add(action === "accept" ? "accepted" : action === "reject" ? "rejected" : "added");
     }
-    setStatus(`Saved: ${action} “${name}”.`);
+    setStatus(`Saved: ${{ accept: "accepted", reject: "rejected", add: "added" }[action]} “${name}”.`);
   } catch (err) {
     setStatus(`Could not save feedback: ${err.message}`, true);
   }
