@@ -7,7 +7,9 @@ result, the server keeps answering, and what was stored before is still there af
 from __future__ import annotations
 
 import io
+import os
 import struct
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -361,3 +363,117 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos):
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
     )
     _is_error(client.put("/v1/tag"), 405)
+
+
+# ---------------------------------------------------------------------------------------- crash and resume
+
+
+def _start_server(db: str, data_dir: Path, port: int):
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    env = {**os.environ, "AUTOTAG_DATA_DIR": str(data_dir), "AUTOTAG_API_KEYS": ""}
+    cmd = [
+        sys.executable,
+        "-c",
+        "from autotag.cli import main; main()",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--db",
+        db,
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start in 90 s")
+
+
+def _batch(photos: dict[str, Path], n: int) -> list[bytes]:
+    """n distinct real photos: crops of the bundled photos at different offsets."""
+    images = [Image.open(p).convert("RGB") for p in photos.values()]
+    out = []
+    for i in range(n):
+        im = images[i % len(images)]
+        k = i // len(images)
+        out.append(_jpeg(im.crop((4 * k, 3 * k, im.width - 2 * k, im.height - k))))
+    return out
+
+
+def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(photos, tmp_path):
+    """SIGKILL the server while a client ingests a batch; restart; re-send the whole batch."""
+    import signal
+    import socket
+    import threading
+
+    import httpx
+
+    from autotag.store import open_library
+
+    db, data_dir = str(tmp_path / "lib" / "library.db"), tmp_path / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    batch = _batch(photos, 10)
+    base = f"http://127.0.0.1:{port}"
+
+    server = _start_server(db, data_dir, port)
+    done: list[int] = []
+
+    def send_all() -> None:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for i, data in enumerate(batch):
+                try:
+                    response = client.post("/v1/images", files={"file": (f"{i}.jpg", data, "image/jpeg")})
+                except httpx.HTTPError:
+                    return  # the server died under us
+                assert response.status_code in (200, 201), response.text
+                done.append(response.json()["id"])
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
+    while len(done) < 4 and sender.is_alive():
+        time.sleep(0.01)
+    server.send_signal(signal.SIGKILL)  # no shutdown hook runs: the index is not saved
+    server.wait(timeout=30)
+    sender.join(timeout=60)
+    assert 4 <= len(done) < len(batch), "the kill should land in the middle of the batch"
+
+    with open_library(db, data_dir=data_dir) as lib:
+        stored = lib.list_images(limit=1000)
+        assert len(stored) >= len(done)
+        for image in stored:  # an image row never exists without its tags
+            assert lib.predictions(image.id), f"image {image.id} stored without predictions"
+            assert Path(image.source).is_file()
+
+    server = _start_server(db, data_dir, port)
+    try:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            ids = []
+            for i, data in enumerate(batch):
+                response = client.post("/v1/images", files={"file": (f"{i}.jpg", data, "image/jpeg")})
+                assert response.status_code == (200 if i < len(stored) else 201), (i, response.text)
+                ids.append(response.json()["id"])
+            assert ids[: len(done)] == done  # the same content keeps its id
+            assert len(set(ids)) == len(batch)
+            assert client.get("/healthz").json()["images"] == len(batch)
+            hits = client.post("/v1/similar", data={"id": str(ids[0]), "k": "100"}).json()["results"]
+            assert sorted(h["id"] for h in hits) == sorted(ids[1:])  # the index holds every image once
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
