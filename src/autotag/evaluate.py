@@ -1,0 +1,349 @@
+"""Evaluation: dataset -> encoder outputs (cached) -> scores per dataset label -> decisions -> metrics.
+
+A model is either `default` (the pretrained ImageNet classifier, its 1000 classes folded onto the
+dataset's labels through a label mapping) or a trained model folder. Several models and several
+decision rules can be evaluated in one call; each (model, rule) pair is one row of the comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autotag import metrics as M
+from autotag.data import Dataset
+from autotag.types import AutotagError
+
+if TYPE_CHECKING:
+    from autotag.pipeline import Tagger
+
+# Fashion-MNIST garment classes -> the nearest ImageNet-1k classes (WordNet ids). ImageNet has no
+# plain shirt, so "shirt" takes the classes whose photos are mostly of shirts (suit, ties).
+FASHION_TO_IMAGENET: dict[str, list[str]] = {
+    "t-shirt": ["n03595614"],  # T-shirt
+    "trouser": ["n03594734"],  # jeans
+    "pullover": ["n04370456", "n02963159"],  # sweatshirt, cardigan
+    "dress": ["n03450230", "n03534580", "n03866082", "n03770439"],  # gown, hoop skirt, overskirt, miniskirt
+    "coat": ["n04479046", "n03404251", "n03630383"],  # trench coat, fur coat, lab coat
+    "sandal": ["n04133789"],  # sandal
+    "shirt": ["n04350905", "n04591157", "n02883205"],  # suit, Windsor tie, bow tie
+    "sneaker": ["n04120489", "n03680355"],  # sneaker, slip-on shoe
+    "bag": ["n04026417", "n03709823", "n02769748", "n03958227"],  # purse, messenger bag, backpack, plastic bag
+    "ankle-boot": ["n03124043", "n03047690"],  # cowboy boot, clogs
+}
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", " ").replace("-", " ").strip()
+
+
+def imagenet_label_mapping(labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """(1000, L) 0/1 matrix folding ImageNet classes onto `labels`, and the labels left unmapped.
+
+    Fashion-MNIST labels use FASHION_TO_IMAGENET; any other label maps to the ImageNet class of the
+    same name, else to every class beneath the WordNet ancestor of that name (e.g. COCO "dog").
+    """
+    from autotag.taxonomy.imagenet import imagenet_hierarchy
+
+    h = imagenet_hierarchy()
+    by_id = {wnid: i for i, wnid in enumerate(h.class_ids)}
+    by_name = {_norm(n): i for i, n in enumerate(h.class_names)}
+    ancestors = {_norm(n): j for j, n in enumerate(h.ancestor_names)}
+    matrix = np.zeros((len(h.class_ids), len(labels)), np.float32)
+    unmapped = []
+    for col, label in enumerate(labels):
+        if label in FASHION_TO_IMAGENET:
+            matrix[[by_id[w] for w in FASHION_TO_IMAGENET[label]], col] = 1
+        elif _norm(label) in by_name:
+            matrix[by_name[_norm(label)], col] = 1
+        elif _norm(label) in ancestors:
+            matrix[:, col] = h.ancestor_matrix[:, ancestors[_norm(label)]]
+        else:
+            unmapped.append(label)
+    return matrix, unmapped
+
+
+# ---------------------------------------------------------------------------------------------
+# encoder outputs, cached by (content hash, encoder)
+
+
+@dataclass
+class EncodedSet:
+    logits: np.ndarray  # (n_ok, 1000)
+    embeddings: np.ndarray  # (n_ok, D)
+    ok: np.ndarray  # (N,) bool: which records were read
+    errors: dict[str, str] = field(default_factory=dict)  # source -> reason
+    from_cache: int = 0
+
+
+def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True, progress: bool = False) -> EncodedSet:
+    """Logits and embeddings of every readable source; unreadable ones are listed, never fatal.
+
+    With cache=True both outputs are kept in EmbeddingCaches (`<encoder>` and `<encoder>-logits`)
+    under settings.cache_dir/embeddings, so a second evaluation or training run reads them back.
+    """
+    from autotag.encoders.cache import EmbeddingCache
+    from autotag.ingest import content_hash, load_source
+    from autotag.pipeline import ProgressBar
+
+    spec = tagger.encoder.spec
+    n = len(sources)
+    logits = np.zeros((n, spec.num_logits), np.float32)
+    embeddings = np.zeros((n, spec.embedding_dim), np.float32)
+    ok = np.zeros(n, bool)
+    errors: dict[str, str] = {}
+    todo = list(range(n))
+    hits = 0
+    if cache:
+        root = tagger.settings.cache_dir / "embeddings"
+        emb_cache = EmbeddingCache(root, spec.name, spec.embedding_dim)
+        logit_cache = EmbeddingCache(root, f"{spec.name}-logits", spec.num_logits)
+        hashes: list[str] = []
+        for src in sources:
+            try:
+                hashes.append(content_hash(load_source(src)))
+            except (AutotagError, OSError) as exc:
+                hashes.append("")
+                errors[src] = str(exc)
+        found_e, vec_e = emb_cache.get(hashes)
+        found_l, vec_l = logit_cache.get(hashes)
+        hit = found_e & found_l & np.array([h != "" for h in hashes], bool)
+        embeddings[hit], logits[hit], ok[hit] = vec_e[hit], vec_l[hit], True
+        hits = int(hit.sum())
+        todo = [i for i in range(n) if not hit[i] and sources[i] not in errors]
+    with ProgressBar(len(todo) if progress else 0, "encoding") as bar:
+        stream = tagger.encode_stream([sources[i] for i in todo], on_item=bar.advance)
+        new_hashes, new_rows = [], []
+        for i, item in zip(todo, stream, strict=True):
+            if item.error is not None:
+                errors[sources[i]] = item.error
+                continue
+            logits[i], embeddings[i], ok[i] = item.logits, item.embedding, True
+            new_hashes.append(item.content_hash)
+            new_rows.append(i)
+    if cache and new_rows:
+        emb_cache.put(new_hashes, embeddings[new_rows])
+        logit_cache.put(new_hashes, logits[new_rows])
+    return EncodedSet(logits[ok], embeddings[ok], ok, errors, hits)
+
+
+# ---------------------------------------------------------------------------------------------
+# models: encoder outputs -> scores over the dataset's labels
+
+
+@dataclass
+class ScoredModel:
+    name: str
+    scores: np.ndarray  # (N, L) in the dataset's label order
+    decide: Callable[[np.ndarray], np.ndarray] | None = None  # the model's own stored decision rule
+    notes: list[str] = field(default_factory=list)
+
+
+def default_model_scores(logits: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """ImageNet probabilities folded onto the labels, renormalised over the mapped classes."""
+    from autotag.pipeline import softmax
+
+    matrix, unmapped = imagenet_label_mapping(labels)
+    if matrix.sum() == 0:
+        raise AutotagError(
+            "none of the dataset's labels maps to an ImageNet class or WordNet ancestor; "
+            "evaluate a trained model instead (--model runs/NAME)"
+        )
+    mass = softmax(logits.astype(np.float64)) @ matrix
+    total = mass.sum(1, keepdims=True)
+    scores = np.divide(mass, total, out=np.zeros_like(mass), where=total > 0)
+    return scores.astype(np.float32), unmapped
+
+
+def trained_model_scores(tagger: Tagger, encoded: EncodedSet, dataset: Dataset) -> ScoredModel:
+    """A trained model's scores, its columns placed in the dataset's label order by name."""
+    model = tagger.model
+    assert model is not None
+    user_tags = [r.user_tags for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]
+    raw = np.asarray(model.predict_scores(encoded.embeddings, encoded.logits, user_tags), np.float32)
+    model_labels = list(model.labels)
+    column = {name: j for j, name in enumerate(model_labels)}
+    scores = np.zeros((len(raw), len(dataset.labels)), np.float32)
+    notes = []
+    missing = [lab for lab in dataset.labels if lab not in column]
+    if missing:
+        notes.append(f"labels the model does not know (scored 0): {', '.join(missing[:10])}")
+    for col, lab in enumerate(dataset.labels):
+        if lab in column:
+            scores[:, col] = raw[:, column[lab]]
+
+    def decide(_: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(scores, dtype=np.uint8)
+        for i, tags in enumerate(model.decide(raw)):
+            for t in tags:
+                j = dataset.labels.index(t.name) if t.name in dataset.labels else -1
+                if j >= 0:
+                    out[i, j] = 1
+        return out
+
+    return ScoredModel(str(model.path) if hasattr(model, "path") else "trained", scores, decide, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# decision rules: registered names, "name" or "name:argument"
+
+RULES: dict[str, str] = {
+    "argmax": "argmax: the single best label (single-label datasets)",
+    "threshold": "threshold:T: every label scoring >= T (default 0.5)",
+    "topk": "topk:K: the K best labels of every image (default 3)",
+    "oracle-k": "oracle-k: the true number of labels of each image (an upper bound, as in the literature)",
+    "model": "model: the trained model's own stored rule and thresholds",
+}
+
+
+def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredModel) -> np.ndarray:
+    name, _, arg = rule.partition(":")
+    try:
+        if name == "argmax":
+            return M.topk_indicator(scores, 1)
+        if name == "threshold":
+            return M.threshold_indicator(scores, float(arg) if arg else 0.5)
+        if name == "topk":
+            return M.topk_indicator(scores, int(arg) if arg else 3)
+        if name == "oracle-k":
+            return M.per_image_k_indicator(scores, y_true.sum(1))
+    except ValueError as exc:
+        raise AutotagError(f"decision rule {rule!r}: bad argument {arg!r}; {RULES[name]}") from exc
+    if name == "model":
+        if model.decide is None:
+            raise AutotagError("decision rule 'model' needs a trained model; the default model has no stored rule")
+        return model.decide(scores)
+    raise AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
+
+
+def check_rules(rules: Sequence[str]) -> None:
+    for rule in rules:
+        if rule.partition(":")[0] not in RULES:
+            raise AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalRun:
+    """One (model, decision rule) row of an evaluation."""
+
+    model: str
+    rule: str
+    scores: np.ndarray
+    y_pred: np.ndarray
+    metrics: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Evaluation:
+    dataset: Dataset  # the evaluated records (readable ones only)
+    y_true: np.ndarray
+    runs: list[EvalRun]
+    errors: dict[str, str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per run with the headline metrics, as printed and written to report.md."""
+        keys = ["C-P", "C-R", "C-F1", "O-P", "O-R", "O-F1", "H-F1", "mAP", "count-accuracy"]
+        if self.dataset.single_label:
+            keys = ["accuracy", "top5-accuracy", "per-class-accuracy", "macro-F1", "mAP", "ECE"]
+        rows = []
+        for run in self.runs:
+            row: dict[str, Any] = {"model": run.model, "rule": run.rule}
+            for k in keys:
+                v = run.metrics.get(k)
+                row[k] = None if v is None or not np.isfinite(v) else round(float(v), 4)
+            rows.append(row)
+        return rows
+
+
+def default_rules(dataset: Dataset, trained: bool) -> list[str]:
+    if dataset.single_label:
+        return ["argmax"]
+    return ["model", "topk:2", "oracle-k"] if trained else ["threshold:0.3", "topk:2", "oracle-k"]
+
+
+def evaluate(
+    dataset: Dataset,
+    models: Sequence[str] = ("default",),
+    rules: Sequence[str] | None = None,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    cache: bool = True,
+    progress: bool = False,
+    **settings: Any,
+) -> Evaluation:
+    """Evaluate each model with each decision rule on `dataset` (already split)."""
+    from autotag.pipeline import Tagger
+
+    if rules:
+        check_rules(rules)
+    if limit:
+        dataset = dataset.subset(limit, seed)
+    if len(dataset) == 0:
+        raise AutotagError(f"dataset {dataset.name} has no images to evaluate")
+    runs: list[EvalRun] = []
+    errors: dict[str, str] = {}
+    kept: Dataset | None = None
+    y_true = np.zeros((0, len(dataset.labels)), np.uint8)
+    encoded_by_encoder: dict[str, EncodedSet] = {}
+    for model_name in models:
+        tagger = Tagger.load(None if model_name == "default" else model_name, **settings)
+        spec_name = tagger.encoder.spec.name if tagger.model is None else f"{model_name}"
+        encoded = encoded_by_encoder.get(spec_name)
+        if encoded is None:
+            encoded = encode_records(tagger, dataset.sources, cache=cache and tagger.model is None, progress=progress)
+            encoded_by_encoder[spec_name] = encoded
+        errors.update(encoded.errors)
+        records = [r for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]
+        kept = Dataset(records, list(dataset.labels), dataset.name, dataset.single_label, dict(dataset.info))
+        if len(kept) == 0:
+            raise AutotagError(
+                f"none of the {len(dataset)} images could be read; first error: {next(iter(errors.values()))}"
+            )
+        y_true = kept.label_matrix()
+        if tagger.model is None:
+            scores, unmapped = default_model_scores(encoded.logits, dataset.labels)
+            scored = ScoredModel(
+                "default", scores, None, [f"unmapped labels: {', '.join(unmapped)}"] if unmapped else []
+            )
+        else:
+            scored = trained_model_scores(tagger, encoded, kept)
+        for rule in rules or default_rules(dataset, tagger.model is not None):
+            if rule == "model" and scored.decide is None:
+                continue
+            y_pred = apply_rule(rule, scored.scores, y_true, scored)
+            report = M.multilabel_report(y_true, y_pred, scored.scores, labels=list(dataset.labels))
+            if dataset.single_label:
+                single = M.single_label_report(kept.label_indices(), scored.scores, list(dataset.labels))
+                report.update({k: v for k, v in single.items() if k not in ("labels", "n_images")})
+            runs.append(EvalRun(scored.name if model_name != "default" else "default", rule, scored.scores, y_pred,
+                                report, list(scored.notes)))  # fmt: skip
+    assert kept is not None
+    info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors)}
+    return Evaluation(kept, y_true, runs, errors, info)
+
+
+def write_embeddings(dataset: Dataset, model: str | None = None, progress: bool = True, **settings: Any) -> dict:
+    """Fill the embedding cache for every record of a dataset; returns counts for the CLI."""
+    from autotag.pipeline import Tagger
+
+    tagger = Tagger.load(model, **settings)
+    encoded = encode_records(tagger, dataset.sources, cache=True, progress=progress)
+    return {
+        "dataset": dataset.name,
+        "encoder": tagger.encoder.spec.name,
+        "images": len(dataset),
+        "from_cache": encoded.from_cache,
+        "encoded": int(encoded.ok.sum()) - encoded.from_cache,
+        "failed": len(encoded.errors),
+        "cache_dir": str(Path(tagger.settings.cache_dir) / "embeddings"),
+    }
