@@ -163,7 +163,7 @@ def test_predictions_user_tags_feedback_round_trip(lib):
     )
     lib.add_feedback(image_id, "lynx", "rejected")
     added = lib.add_feedback(image_id, "sofa", "added", who="bo")
-    assert added.model is None and added.score is None
+    assert added.model is None and added.score is None  # two models tagged it: no one to blame
     assert [f.tag for f in lib.feedback(image_id)] == ["pet", "lynx", "sofa"]
     assert [f.tag for f in lib.feedback(action="reject")] == ["lynx"]
     assert [f.tag for f in lib.feedback(model="runs/mine")] == ["pet"]

@@ -206,9 +206,7 @@ class Library:
         if url.get_backend_name() == "sqlite":
             path = Path(url.database or "")
             if path.is_dir():
-                raise AutotagError(
-                    f"--db {path} is a folder; give a database file path such as {path}/library.db"
-                )
+                raise AutotagError(f"--db {path} is a folder; give a database file path such as {path}/library.db")
             path.parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(
                 url,
@@ -287,8 +285,7 @@ class Library:
                 result = [r[0] for r in conn.exec_driver_sql("PRAGMA integrity_check")]
                 problems += [] if result == ["ok"] else [f"integrity_check: {r}" for r in result]
                 problems += [
-                    f"foreign key broken: {tuple(r)}"
-                    for r in conn.exec_driver_sql("PRAGMA foreign_key_check")
+                    f"foreign key broken: {tuple(r)}" for r in conn.exec_driver_sql("PRAGMA foreign_key_check")
                 ]
             for table in (t.predictions, t.user_tags, t.feedback):
                 orphans = conn.execute(
@@ -315,9 +312,7 @@ class Library:
         new_id = conn.execute(stmt).scalar()
         if new_id is not None:
             return int(new_id), True
-        existing = conn.execute(
-            sa.select(t.images.c.id).where(t.images.c.content_hash == content_hash)
-        ).scalar()
+        existing = conn.execute(sa.select(t.images.c.id).where(t.images.c.content_hash == content_hash)).scalar()
         if existing is None:  # deleted between our insert attempt and the select; vanishingly rare
             raise AutotagError(f"image {content_hash[:12]} changed while being stored; retry")
         return int(existing), False
@@ -368,9 +363,7 @@ class Library:
                     self._insert_predictions(conn, image_id, model, tags)
             if user_tags:
                 has = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(t.user_tags)
-                    .where(t.user_tags.c.image_id == image_id)
+                    sa.select(sa.func.count()).select_from(t.user_tags).where(t.user_tags.c.image_id == image_id)
                 ).scalar()
                 if not has:
                     self._insert_user_tags(conn, image_id, user_tags)
@@ -405,12 +398,7 @@ class Library:
     def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
         """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
         it, plus images whose uploader typed it or a person added or accepted it."""
-        stmt = (
-            sa.select(t.images)
-            .order_by(t.images.c.id.desc())
-            .limit(max(0, int(limit)))
-            .offset(max(0, int(offset)))
-        )
+        stmt = sa.select(t.images).order_by(t.images.c.id.desc()).limit(max(0, int(limit))).offset(max(0, int(offset)))
         if tag:
             stmt = stmt.where(self._tag_filter(tag))
         with self._read() as conn:
@@ -506,9 +494,7 @@ class Library:
 
     def user_tags(self, image_id: int) -> list[str]:
         stmt = (
-            sa.select(t.user_tags.c.tag)
-            .where(t.user_tags.c.image_id == int(image_id))
-            .order_by(t.user_tags.c.position)
+            sa.select(t.user_tags.c.tag).where(t.user_tags.c.image_id == int(image_id)).order_by(t.user_tags.c.position)
         )
         with self._read() as conn:
             return list(conn.execute(stmt).scalars())
@@ -552,6 +538,12 @@ class Library:
                 if found is not None:
                     model = model or found.model
                     score = found.score if score is None else score
+                elif model is None:  # a tag the model missed counts against the one model that tagged it
+                    models = conn.execute(
+                        sa.select(t.predictions.c.model).where(t.predictions.c.image_id == int(image_id)).distinct()
+                    ).scalars()
+                    models = list(models)
+                    model = models[0] if len(models) == 1 else None
             row = conn.execute(
                 sa.insert(t.feedback)
                 .values(
@@ -586,9 +578,7 @@ class Library:
         if action is not None:
             normal = _ACTION_ALIASES.get(action.strip().lower())
             if normal is None:
-                raise AutotagError(
-                    f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}"
-                )
+                raise AutotagError(f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}")
             stmt = stmt.where(t.feedback.c.action == normal)
         with self._read() as conn:
             return [_feedback(r) for r in conn.execute(stmt)]
@@ -602,9 +592,7 @@ class Library:
         with self._write() as conn:
             if self.dialect == "postgresql":  # serialise version numbering per name
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
-            latest = conn.execute(
-                sa.select(sa.func.max(t.models.c.version)).where(t.models.c.name == name)
-            ).scalar()
+            latest = conn.execute(sa.select(sa.func.max(t.models.c.version)).where(t.models.c.name == name)).scalar()
             if activate:
                 conn.execute(sa.update(t.models).where(t.models.c.name == name).values(active=False))
             row = conn.execute(
@@ -645,9 +633,7 @@ class Library:
                 sa.select(t.models.c.id).where(t.models.c.name == name, t.models.c.version == int(version))
             ).first()
             if found is None:
-                raise AutotagError(
-                    f"model {name} version {version} is not in the library; see `autotag models`"
-                )
+                raise AutotagError(f"model {name} version {version} is not in the library; see `autotag models`")
             conn.execute(sa.update(t.models).where(t.models.c.name == name).values(active=False))
             conn.execute(sa.update(t.models).where(t.models.c.id == found.id).values(active=True))
         model = self.get_model(name, version)
