@@ -1,0 +1,121 @@
+"""`autotag index`, `autotag similar`, `autotag duplicates`, `autotag map`: thin calls into autotag.library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, resolve_format
+
+MODEL_HELP = "Encoder name (see `autotag models`) or model folder; must match the one the index was built with."
+
+
+def _open(db: str | None):  # -> autotag.store.Library
+    from autotag.store import open_library
+
+    return open_library(db)
+
+
+@command(
+    "index",
+    help="Add images to a library's similar-image index (already indexed content is skipped).\n\n"
+    "Example: autotag index photos/ --db library.db",
+)
+def index_command(
+    paths: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    kind: str = typer.Option("auto", "--kind", help="Index kind: auto (by size), exact, hnsw or ivfpq."),
+    head: Path | None = typer.Option(None, "--head", help="Retrieval-head folder to use for similar-search."),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.index.vector import _check_kind
+    from autotag.ingest import discover
+    from autotag.library import ingest_paths
+    from autotag.pipeline import Tagger
+
+    _check_kind(kind)
+    files = discover(paths)
+    with _open(db) as lib:
+        report = ingest_paths(lib, files, tagger=Tagger.load(model), kind=kind, head=head, progress=True)
+    for path, error in report.failed:
+        typer.echo(f"autotag: {path}: {error}", err=True)
+    emit([report.to_dict()], resolve_format(fmt))
+
+
+@command(
+    "similar",
+    help="Find the library images most similar to an image (which need not be in the library).\n\n"
+    "Example: autotag similar cat.jpg -k 10 --db library.db",
+)
+def similar_command(
+    image: str = typer.Argument(..., help="Query image: a file path or URL."),
+    k: int = typer.Option(10, "-k", "--k", min=1, help="How many similar images."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.library import similar
+    from autotag.pipeline import Tagger
+
+    with _open(db) as lib:
+        rows = similar(lib, image, k, tagger=Tagger.load(model))
+    emit(rows, resolve_format(fmt))
+
+
+@command(
+    "duplicates",
+    help="Groups of near-duplicate images in a library (re-encodes, resizes, crops, small edits).\n\n"
+    "Example: autotag duplicates --db library.db --threshold 0.85 --format json",
+)
+def duplicates_command(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    threshold: float | None = typer.Option(
+        None, "--threshold", "-t", min=0.01, max=1.0, help="Cosine similarity that makes a duplicate (default 0.80)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.index.duplicates import DEFAULT_THRESHOLD
+    from autotag.library import duplicate_groups
+    from autotag.pipeline import Tagger
+
+    with _open(db) as lib:
+        groups = duplicate_groups(lib, threshold or DEFAULT_THRESHOLD, tagger=Tagger.load(model))
+    fmt = resolve_format(fmt)
+    if fmt in (Format.table, Format.csv):
+        rows = []
+        for number, group in enumerate(groups, 1):
+            best: dict[int, float] = {}
+            for pair in group["pairs"]:
+                sim = pair["similarity"] if pair["similarity"] is not None else 1.0
+                for i in (pair["a"], pair["b"]):
+                    best[i] = max(best.get(i, 0.0), sim)
+            rows.extend(
+                {"group": number, "id": im["id"], "path": im["path"], "similarity": round(best[im["id"]], 4)}
+                for im in group["images"]
+            )
+        emit(rows, fmt)
+    else:
+        emit(groups, fmt)
+
+
+@command(
+    "map",
+    help="Draw a 2-D map (t-SNE) of a library: an HTML page with thumbnails on hover, optionally a PNG.\n\n"
+    "Example: autotag map --db library.db --out map.html --png map.png",
+)
+def map_command(
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    out: Path = typer.Option(Path("map.html"), "--out", "-o", help="HTML file to write."),
+    png: Path | None = typer.Option(None, "--png", help="Also write a PNG coloured by top tag."),
+    limit: int = typer.Option(5000, "--limit", min=2, help="Map at most this many images (a seeded sample)."),
+    model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+) -> None:
+    from autotag.library import collection_map
+    from autotag.pipeline import Tagger
+
+    with _open(db) as lib:
+        info = collection_map(lib, out, out_png=png, limit=limit, tagger=Tagger.load(model))
+    typer.echo(f"wrote {info['html']}" + (f" and {info['png']}" if info["png"] else "") + f" ({info['images']} images)")
