@@ -328,6 +328,8 @@ def evaluate(
             runs.append(EvalRun(scored.name if model_name != "default" else "default", rule, scored.scores, y_pred,
                                 report, list(scored.notes)))  # fmt: skip
     assert kept is not None
+    if rules and "model" in rules and not any(r.rule == "model" for r in runs):
+        raise AutotagError("decision rule 'model' needs a trained model; the default model has no stored rule")
     info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors)}
     return Evaluation(kept, y_true, runs, errors, info)
 
