@@ -57,12 +57,12 @@ def test_default_model_on_fashion_mnist_single_label(fashion_test_60, tmp_path):
 def test_mosaic_rules_compared_in_one_table(tmp_path, fashion_mnist_dir):
     folder = write_fashion_mosaic(tmp_path / "mosaic", 0, 0, 24, seed=1)
     data = load_dataset(f"fashion-mosaic:{folder}").split("test")
-    result = evaluate(data, ["default"], ["threshold:0.3", "topk:2", "oracle-k"], cache=False)
+    result = evaluate(data, ["default"], ["threshold:0.3", "top-k:2", "oracle-k"], cache=False)
     table = result.table()
-    assert [row["rule"] for row in table] == ["threshold:0.3", "topk:2", "oracle-k"]
+    assert [row["rule"] for row in table] == ["threshold:0.3", "top-k:2", "oracle-k"]
     by_rule = {r.rule: r.metrics for r in result.runs}
     assert by_rule["oracle-k"]["count-accuracy"] == 1.0  # k is the true count by construction
-    assert by_rule["topk:2"]["mean-predicted-count"] == 2.0
+    assert by_rule["top-k:2"]["mean-predicted-count"] == 2.0
     assert all(0 <= row["H-F1"] <= 1 for row in table)
     out = write_report(result, tmp_path / "rep", gallery_size=6)
     assert (out / "label_counts.png").is_file() and not (out / "confusion.png").exists()
@@ -100,11 +100,11 @@ def test_cli_eval_embed_and_mosaic(tmp_path, photos):
 
     (tmp_path / "photos.csv").write_text(f"path,labels\n{photos['chelsea']},cat\n{photos['coffee']},espresso\n")
     args = ["eval", "--dataset", str(tmp_path / "photos.csv"), "--split", "all", "--rule", "argmax",
-            "--rule", "topk:2", "--out", str(tmp_path / "rep"), "--format", "jsonl"]  # fmt: skip
+            "--rule", "top-k:2", "--out", str(tmp_path / "rep"), "--format", "jsonl"]  # fmt: skip
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
-    assert [r["rule"] for r in rows] == ["argmax", "topk:2"] and rows[0]["accuracy"] == 1.0
+    assert [r["rule"] for r in rows] == ["argmax", "top-k:2"] and rows[0]["accuracy"] == 1.0
     assert (tmp_path / "rep" / "gallery.png").is_file()
 
     res = runner.invoke(app, ["eval", "--dataset", str(tmp_path / "photos.csv"), "--split", "all", "--rule", "best"])

@@ -194,7 +194,7 @@ def trained_model_scores(tagger: Tagger, encoded: EncodedSet, dataset: Dataset) 
 RULES: dict[str, str] = {
     "argmax": "argmax: the single best label (single-label datasets)",
     "threshold": "threshold:T: every label scoring >= T (default 0.5)",
-    "topk": "topk:K: the K best labels of every image (default 3)",
+    "top-k": "top-k:K: the K best labels of every image (default 3)",
     "oracle-k": "oracle-k: the true number of labels of each image (an upper bound, as in the literature)",
     "model": "model: the trained model's own stored rule and thresholds",
 }
@@ -207,7 +207,7 @@ def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredM
             return M.topk_indicator(scores, 1)
         if name == "threshold":
             return M.threshold_indicator(scores, float(arg) if arg else 0.5)
-        if name == "topk":
+        if name == "top-k":
             return M.topk_indicator(scores, int(arg) if arg else 3)
         if name == "oracle-k":
             return M.per_image_k_indicator(scores, y_true.sum(1))
@@ -267,7 +267,7 @@ class Evaluation:
 def default_rules(dataset: Dataset, trained: bool) -> list[str]:
     if dataset.single_label:
         return ["argmax"]
-    return ["model", "topk:2", "oracle-k"] if trained else ["threshold:0.3", "topk:2", "oracle-k"]
+    return ["model", "top-k:2", "oracle-k"] if trained else ["threshold:0.3", "top-k:2", "oracle-k"]
 
 
 def evaluate(
