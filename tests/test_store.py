@@ -66,7 +66,7 @@ def test_sqlite_is_wal_with_index_dir_beside_it(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         versions = conn.execute("SELECT version FROM schema_version").fetchall()
-    assert versions == [(1,)]
+    assert versions == [(1,), (2,)]
 
 
 def test_postgres_index_dir_lives_in_data_dir(postgres_url, tmp_path):
@@ -79,9 +79,7 @@ def test_postgres_index_dir_lives_in_data_dir(postgres_url, tmp_path):
 
 def test_two_processes_opening_a_fresh_database_at_once(db_url):
     script = "import sys; from autotag.store import open_library; open_library(sys.argv[1]).close()"
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE) for _ in range(3)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
@@ -93,11 +91,41 @@ def test_two_processes_opening_a_fresh_database_at_once(db_url):
         assert [r[0] for r in rows] == list(range(1, lib.schema_version + 1))
 
 
+def test_old_schema_is_upgraded_in_place_and_newer_is_refused(db_url, tmp_path):
+    import sqlalchemy as sa
+
+    from autotag.store.library import resolve_url
+    from autotag.store.migrations import apply_migrations
+
+    if "://" not in db_url:
+        Path(db_url).parent.mkdir(parents=True)
+    engine = sa.create_engine(resolve_url(db_url, tmp_path))
+    assert apply_migrations(engine, upto=1) == 1  # a library made by the first release
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO images (content_hash, source, added_at) VALUES (:h, '/old.jpg', :t)"),
+            {"h": _hash(1), "t": "2026-01-01 00:00:00"},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO predictions (image_id, model, tag, tag_id, score, rank, kind, created_at) "
+                "VALUES (1, 'm', 'dog', 'n02084071', 0.9, 1, 'leaf', :t)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+    with open_library(db_url) as lib:
+        assert lib.schema_version >= 2
+        assert [im.source for im in lib.list_images(tag="dog")] == ["/old.jpg"]
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO schema_version (version, name, applied_at) VALUES (99, 'future', 'x')"))
+    engine.dispose()
+    with pytest.raises(AutotagError, match="newer than this autotag"):
+        open_library(db_url)
+
+
 def test_same_content_twice_adds_nothing(lib):
     first = lib.add_image(_hash(7), "/photos/a.jpg", width=640, height=480, format="JPEG", size_bytes=1234)
-    again = lib.add_image(
-        _hash(7), "/elsewhere/copy.jpg", width=640, height=480, format="JPEG", size_bytes=1234
-    )
+    again = lib.add_image(_hash(7), "/elsewhere/copy.jpg", width=640, height=480, format="JPEG", size_bytes=1234)
     assert first[1] is True and again == (first[0], False)
     image = lib.get_image(first[0])
     assert image is not None and image.source == "/photos/a.jpg"
@@ -210,9 +238,7 @@ def test_tag_search_with_paging_and_corrections(lib):
 
 def test_ingest_is_all_or_nothing_and_repeatable(lib):
     tags = [Tag("dog", 0.9), Tag("animal", 0.95, kind="ancestor")]
-    image_id, created = lib.ingest(
-        _hash(5), "/d.jpg", width=2, height=3, model="m", tags=tags, user_tags=["pup"]
-    )
+    image_id, created = lib.ingest(_hash(5), "/d.jpg", width=2, height=3, model="m", tags=tags, user_tags=["pup"])
     assert created
     again = lib.ingest(_hash(5), "/d.jpg", model="m", tags=tags, user_tags=["other"])
     assert again == (image_id, False)
@@ -227,9 +253,7 @@ def test_model_versions(lib):
     v1 = lib.register_model("pets", "/runs/pets", {"encoder": "efficientnet_lite0"})
     v2 = lib.register_model("pets", "/runs/pets-v2")
     assert (v1.version, v2.version) == (1, 2)
-    assert lib.get_model("pets") == v2 and lib.get_model("pets", 1).config == {
-        "encoder": "efficientnet_lite0"
-    }
+    assert lib.get_model("pets") == v2 and lib.get_model("pets", 1).config == {"encoder": "efficientnet_lite0"}
     assert [(m.version, m.active) for m in lib.list_models("pets")] == [(1, False), (2, True)]
     assert lib.activate_model("pets", 1).active
     assert lib.get_model("pets").version == 1
@@ -291,9 +315,7 @@ def test_batch_ingest_killed_mid_way_resumes_cleanly(db_url, tmp_path):
     open_library(db_url).close()  # migrate first so every run's kill lands in the ingest loop
     stored_after_kill = []
     for stop_after in (5, 17):
-        proc = subprocess.Popen(
-            [sys.executable, str(script), db_url, str(folder)], stdout=subprocess.PIPE, text=True
-        )
+        proc = subprocess.Popen([sys.executable, str(script), db_url, str(folder)], stdout=subprocess.PIPE, text=True)
         for line in proc.stdout:  # type: ignore[union-attr]
             if int(line) >= stop_after:
                 break

@@ -380,20 +380,18 @@ class Library:
         return _image(row) if row else None
 
     def _tag_filter(self, tag: str) -> Any:
-        img = t.images.c.id
-        rejected = sa.exists().where(
-            t.feedback.c.image_id == img, t.feedback.c.tag == tag, t.feedback.c.action == "rejected"
+        # Ids gathered from the tag indexes first, then matched to images: a correlated EXISTS per
+        # image would scan the whole library for a rare tag.
+        f = t.feedback
+        rejected = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action == "rejected")
+        predicted = sa.select(t.predictions.c.image_id).where(
+            sa.or_(t.predictions.c.tag == tag, t.predictions.c.tag_id == tag),
+            t.predictions.c.image_id.not_in(rejected),
         )
-        predicted = sa.exists().where(
-            t.predictions.c.image_id == img, sa.or_(t.predictions.c.tag == tag, t.predictions.c.tag_id == tag)
-        )
-        typed = sa.exists().where(t.user_tags.c.image_id == img, t.user_tags.c.tag == tag)
-        added = sa.exists().where(
-            t.feedback.c.image_id == img,
-            t.feedback.c.tag == tag,
-            t.feedback.c.action.in_(("added", "accepted")),
-        )
-        return sa.or_(sa.and_(predicted, ~rejected), typed, added)
+        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
+        added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
+        matching = sa.union(predicted, typed, added)
+        return t.images.c.id.in_(sa.select(matching.subquery().c[0]))
 
     def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
         """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected

@@ -36,11 +36,13 @@ def available() -> list[tuple[int, str, ModuleType]]:
     return found
 
 
-def apply_migrations(engine) -> int:
-    """Bring the database to the newest schema; returns the schema version now in place."""
+def apply_migrations(engine, upto: int | None = None) -> int:
+    """Bring the database to the newest schema (or to version `upto`); returns the version in place."""
     from sqlalchemy import text
 
     migrations = available()
+    if upto is not None:
+        migrations = migrations[:upto]
     latest = migrations[-1][0] if migrations else 0
     with engine.connect() as conn:
         conn = conn.execution_options(autotag_write=True)
