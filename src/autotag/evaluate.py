@@ -115,9 +115,18 @@ def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True
         embeddings[hit], logits[hit], ok[hit] = vec_e[hit], vec_l[hit], True
         hits = int(hit.sum())
         todo = [i for i in range(n) if not hit[i] and sources[i] not in errors]
+    new_hashes: list[str] = []
+    new_rows: list[int] = []
+
+    def flush() -> None:  # every so often, so an interrupted run keeps what it computed
+        if cache and new_rows:
+            emb_cache.put(new_hashes, embeddings[new_rows])
+            logit_cache.put(new_hashes, logits[new_rows])
+        new_hashes.clear()
+        new_rows.clear()
+
     with ProgressBar(len(todo) if progress else 0, "encoding") as bar:
         stream = tagger.encode_stream([sources[i] for i in todo], on_item=bar.advance)
-        new_hashes, new_rows = [], []
         for i, item in zip(todo, stream, strict=True):
             if item.error is not None:
                 errors[sources[i]] = item.error
@@ -125,9 +134,9 @@ def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True
             logits[i], embeddings[i], ok[i] = item.logits, item.embedding, True
             new_hashes.append(item.content_hash)
             new_rows.append(i)
-    if cache and new_rows:
-        emb_cache.put(new_hashes, embeddings[new_rows])
-        logit_cache.put(new_hashes, logits[new_rows])
+            if len(new_rows) >= 1024:
+                flush()
+    flush()
     return EncodedSet(logits[ok], embeddings[ok], ok, errors, hits)
 
 
