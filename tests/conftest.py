@@ -50,41 +50,12 @@ def postgres_url():
     """A throwaway PostgreSQL server started from Debian's binaries for this test session.
 
     Yields the URL of its `postgres` database (user `autotag`, trust auth on loopback); tests create
-    their own databases in it. Skipped with a reason only when the server binaries are absent.
+    their own databases in it (see autotag.store.tempserver). Skipped with a reason only when the
+    server binaries are absent.
     """
-    import glob
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
+    from autotag.store.tempserver import TempPostgres, postgres_bindir
 
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not initdbs:
+    if postgres_bindir() is None:
         pytest.skip("PostgreSQL server missing (/usr/lib/postgresql/*/bin): apt-get install postgresql")
-    bindir = Path(initdbs[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="autotag-pg-"))  # short: unix socket paths are limited to ~100 bytes
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        import pwd
-
-        owner = "postgres" if "postgres" in {p.pw_name for p in pwd.getpwall()} else "nobody"
-        shutil.chown(root, owner)
-        as_user = ["runuser", "-u", owner, "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    pg_ctl = [*as_user, bindir / "pg_ctl", "-D", data]
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-    try:
-        for command in (
-            [*as_user, bindir / "initdb", "-D", data, "-U", "autotag", "--auth=trust", "--no-sync"],
-            [*pg_ctl, "-l", root / "log", "-o", options, "-w", "start"],
-        ):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-            log = (root / "log").read_text() if (root / "log").exists() else ""
-            assert done.returncode == 0, f"{command[len(as_user)]} failed: {done.stderr}{done.stdout}{log}"
-        yield f"postgresql://autotag@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with TempPostgres() as server:
+        yield server.url
