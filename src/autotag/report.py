@@ -165,26 +165,36 @@ def plot_gallery(run: EvalRun, evaluation: Evaluation, path: Path, n: int = 16, 
     picks = rng.choice(len(records), size=min(n, len(records)), replace=False)
     cols = min(4, len(picks))
     rows = math.ceil(len(picks) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 4.1 * rows), squeeze=False)
-    for ax in axes.ravel():
+    max_lines = 7
+    height = 4.7 * rows + 0.5
+    fig = plt.figure(figsize=(3.0 * cols, height))
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3.0, 1.5] * rows, hspace=0.12, wspace=0.08,
+                            top=1 - 0.8 / height, bottom=0.01, left=0.01, right=0.99)  # fmt: skip
+    for cell, i in enumerate(picks):
+        r, c = divmod(cell, cols)
+        ax, text_ax = fig.add_subplot(grid[2 * r, c]), fig.add_subplot(grid[2 * r + 1, c])
         ax.axis("off")
-    for ax, i in zip(axes.ravel(), picks, strict=False):
+        text_ax.axis("off")
         try:
             with Image.open(records[i].source) as im:
                 im.thumbnail((256, 256))
-                ax.imshow(np.asarray(im.convert("RGB")))
+                ax.imshow(np.asarray(im.convert("RGB")), interpolation="nearest")
         except OSError:
             ax.text(0.5, 0.5, "unreadable", ha="center", transform=ax.transAxes)
+        ax.set_title(Path(records[i].source).name, fontsize=8)
         true_set = set(np.flatnonzero(evaluation.y_true[i]))
         pred_set = set(np.flatnonzero(run.y_pred[i]))
         lines = [(f"= {labels[j]}", CORRECT) for j in sorted(true_set & pred_set)]
         lines += [(f"- {labels[j]}", MISSED) for j in sorted(true_set - pred_set)]
         lines += [(f"+ {labels[j]} {run.scores[i, j]:.2f}", EXTRA) for j in sorted(pred_set - true_set)]
-        for k, (text, color) in enumerate(lines[:7]):
-            ax.text(0.0, -0.06 - 0.1 * k, text, color=color, fontsize=9, transform=ax.transAxes, va="top")
-        ax.set_title(Path(records[i].source).name, fontsize=8)
-    fig.suptitle(f"{run.model} / {run.rule}:  = correct (green)   - missed (red)   + extra (orange)", fontsize=10)
-    fig.tight_layout(h_pad=3.0)
+        if len(lines) > max_lines:
+            lines = lines[: max_lines - 1] + [(f"... {len(lines) - max_lines + 1} more", "black")]
+        for k, (text, color) in enumerate(lines):
+            text_ax.text(
+                0.02, 1.0 - k / max_lines, text, color=color, fontsize=9, va="top", transform=text_ax.transAxes
+            )
+    fig.suptitle(f"{run.model} / {run.rule}:  = correct (green)   - missed (red)   + extra (orange)", fontsize=10,
+                 y=1 - 0.2 / height)  # fmt: skip
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
