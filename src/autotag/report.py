@@ -70,7 +70,7 @@ def plot_pr_curves(run: EvalRun, y_true: np.ndarray, path: Path, n: int = 3) -> 
     for rank, (j, c) in enumerate(chosen):
         precision, recall, _ = M.precision_recall_curve(y_true[:, j], run.scores[:, j])
         style = "-" if rank < n else "--"
-        ax.step(np.r_[0, recall], np.r_[1, precision], where="post", linestyle=style,
+        ax.step(np.r_[0, recall], np.r_[1, precision], where="pre", linestyle=style,
                 label=f"{c['label']} (AP {c['ap']:.2f})")  # fmt: skip
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
