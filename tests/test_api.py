@@ -113,6 +113,18 @@ def test_tag_returns_leaf_and_ancestor_tags_and_stores_nothing(make_client, sqli
     assert client.get("/healthz").json()["model_loaded"] is True
 
 
+def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
+    pytest.importorskip("autotag.taxonomy.hashtags", reason="hashtag suggester (area D) not installed")
+    pytest.importorskip("autotag.taxonomy.audit", reason="tag audit (area D) not installed")
+    client = make_client(sqlite_db)
+    body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car"}).json()
+    assert all(h["kind"] == "hashtag" and 0 < h["score"] <= 1 for h in body["hashtags"])  # may abstain
+    assert body["out_of_domain"] is False  # a photo of a cat is what the hashtags know
+    flagged = {f["tag"] for f in body["flagged_user_tags"]}
+    assert "car" in flagged and "cat" not in flagged
+    assert all(f["reason"] for f in body["flagged_user_tags"])
+
+
 def test_tag_options_change_the_answer(make_client, sqlite_db, photos):
     client = make_client(sqlite_db)
     one = client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "1", "threshold": "0.0"}).json()

@@ -51,7 +51,8 @@ class TagResponse(BaseModel):
     tags: list[TagOut]
     hashtags: list[TagOut] = []
     flagged_user_tags: list[FlaggedTag] = []
-    out_of_domain: float | None = None
+    out_of_domain: bool | None = Field(None, description="True: the image is unlike anything the hashtags know")
+    ood_score: float | None = None
 
 
 class ImageOut(BaseModel):
@@ -124,9 +125,7 @@ class ErrorOut(BaseModel):
     detail: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422)
-}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 404, 413, 415, 422)}
 
 
 # ----- helpers -----
@@ -234,9 +233,7 @@ def create_app(
         """Liveness and readiness: answers without loading the model."""
         return await call(service.health)
 
-    @app.post(
-        "/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"]
-    )
+    @app.post("/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"])
     async def tag_image(
         file: UploadFile = File(..., description="the image"),
         user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
@@ -271,9 +268,7 @@ def create_app(
         response.status_code = 201 if result["created"] else 200
         return result
 
-    @app.get(
-        "/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"]
-    )
+    @app.get("/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"])
     async def list_images(
         tag: str | None = Query(None, max_length=200, description="only images with this tag"),
         limit: int = Query(50, ge=1, le=500),
@@ -330,9 +325,7 @@ def create_app(
     ) -> dict[str, Any]:
         """Images in the library that look like an uploaded image or a stored one."""
         if (file is None) == (id is None):
-            raise ApiError(
-                422, "invalid request", "send exactly one of: an image file, or the id of a stored image"
-            )
+            raise ApiError(422, "invalid request", "send exactly one of: an image file, or the id of a stored image")
         data = await read_upload(file, limit) if file is not None else None
         return await call(service.similar, data=data, image_id=id, k=k)
 

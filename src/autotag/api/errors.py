@@ -56,9 +56,7 @@ def install_error_handlers(app: Any) -> None:
         for err in exc.errors():
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
-        return JSONResponse(
-            error_body("invalid request", "; ".join(parts) or "invalid request"), status_code=422
-        )
+        return JSONResponse(error_body("invalid request", "; ".join(parts) or "invalid request"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -73,6 +71,4 @@ def install_error_handlers(app: Any) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body("internal error", f"{type(exc).__name__}; see the server log"), status_code=500
-        )
+        return JSONResponse(error_body("internal error", f"{type(exc).__name__}; see the server log"), status_code=500)

@@ -1,19 +1,23 @@
 """What the HTTP handlers call: tagging, ingesting, similar search and feedback over one library.
 
 Blocking code only (the app runs it in worker threads). Models load once, lazily, under a lock.
-The database is the source of truth; the vector index is derived from it: it is saved now and
-then and on shutdown, and at start every stored image missing from it is re-embedded from its
-file, so a crash loses no image and leaves no index entry without a row.
+Images of concurrent requests share encoder batches (`EncoderBatcher`).
+
+The database is the source of truth; the vector index (`autotag.library.LibraryIndex`, the same
+one `autotag index` / `autotag similar` use) is derived from it. It is saved every few seconds and
+on shutdown, and when the service opens it every stored image missing from it is re-embedded from
+its file (and ids no longer stored are dropped), so a crash loses no image and leaves no orphan.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,13 +30,14 @@ from autotag.types import AutotagError, Tag
 
 if TYPE_CHECKING:
     from autotag.config import Settings
-    from autotag.index.vector import VectorIndex
+    from autotag.encoders import Encoder
+    from autotag.library import LibraryIndex
     from autotag.pipeline import Tagger
     from autotag.store.library import Library, StoredImage
 
 log = logging.getLogger("autotag.api")
 
-INDEX_SAVE_INTERVAL_S = 5.0  # the index on disk may trail the database by this much; start-up repairs it
+INDEX_SAVE_INTERVAL_S = 5.0  # the index on disk may trail the database by this much; opening repairs it
 THUMBNAIL_CACHE = 256
 EXTENSIONS = {
     "JPEG": ".jpg",
@@ -48,15 +53,72 @@ EXTENSIONS = {
 
 @dataclass
 class Analysis:
-    """One uploaded image after decoding and the encoder."""
+    """One uploaded image after decoding, the encoder and the decision rule."""
 
     content_hash: str
     meta: dict[str, Any]
     tags: list[Tag]
-    embedding: np.ndarray
+    embedding: np.ndarray  # of the server's default encoder: what the library index holds
+    phash: int
     hashtags: list[Tag]
     flagged: list[dict[str, Any]]
-    out_of_domain: float | None
+    out_of_domain: bool | None
+    ood_score: float | None
+
+
+@dataclass
+class _Job:
+    array: np.ndarray
+    done: threading.Event
+    logits: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+class EncoderBatcher:
+    """Runs one encoder on a worker thread; images that arrive while it is busy form its next batch.
+
+    A lone request runs at once (no waiting for company); under load the batches grow up to
+    `max_batch`, which costs each image less encoder time than running it alone.
+    """
+
+    def __init__(self, encoder: Encoder, max_batch: int) -> None:
+        self.encoder = encoder
+        self.max_batch = max(1, max_batch)
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.batches = 0
+        self.images = 0
+        threading.Thread(target=self._loop, name=f"encoder-{encoder.spec.name}", daemon=True).start()
+
+    def run(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One preprocessed (3, S, S) image -> (logits, embedding) of that image."""
+        job = _Job(array, threading.Event())
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.logits is not None and job.embedding is not None
+        return job.logits, job.embedding
+
+    def _loop(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while len(jobs) < self.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                logits, embeddings = self.encoder.run(np.stack([j.array for j in jobs]))
+                for job, lg, emb in zip(jobs, logits, embeddings, strict=True):
+                    job.logits, job.embedding = lg, emb
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                for job in jobs:
+                    job.error = exc
+            self.batches += 1
+            self.images += len(jobs)
+            for job in jobs:
+                job.done.set()
 
 
 def _version() -> str:
@@ -76,12 +138,11 @@ class Service:
         self.db = db
         self.version = _version()
         self._lock = threading.RLock()  # guards lazy loading
-        self._index_lock = threading.RLock()  # the vector index is not thread-safe
         self._taggers: dict[str, Tagger] = {}
+        self._batchers: dict[int, EncoderBatcher] = {}
         self._library: Library | None = None
-        self._index: VectorIndex | None = None
+        self._index: LibraryIndex | None = None
         self._index_dirty_since: float | None = None
-        self._extras: dict[str, Any] | None = None
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._heavy = threading.BoundedSemaphore(max(1, settings.workers))  # caps decoded images in memory
 
@@ -119,18 +180,25 @@ class Service:
         if name == self.default_model or name in list_encoders():
             target = name  # the server's own model may be a folder the operator chose
         else:
+            # Clients name models; they never point the server at arbitrary folders.
             stored = self.library.get_model(name)
             if stored is None:
-                valid = sorted({*list_encoders(), *(m.name for m in self.library.list_models())})
+                valid = sorted({self.default_model, *list_encoders(), *(m.name for m in self.library.list_models())})
                 raise ApiError(400, "unknown model", f"no model {name!r}; valid: {', '.join(valid)}")
             target = stored.path
         started = time.perf_counter()
-        overrides = {
-            f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.name != "model"
-        }
+        overrides = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.name != "model"}
         tagger = Tagger.load(target, **overrides)
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
         return tagger
+
+    def _batcher(self, encoder: Encoder) -> EncoderBatcher:
+        key = id(encoder)
+        if key not in self._batchers:
+            with self._lock:
+                if key not in self._batchers:
+                    self._batchers[key] = EncoderBatcher(encoder, self.settings.batch_size)
+        return self._batchers[key]
 
     def model_loaded(self) -> bool:
         return self.default_model in self._taggers
@@ -141,22 +209,23 @@ class Service:
         self.index()
 
     def close(self) -> None:
-        with self._index_lock:
-            if self._index is not None and self._index_dirty_since is not None:
-                self._save_index()
+        if self._index is not None:
+            with self._index.lock:
+                if self._index_dirty_since is not None:
+                    self._save_index()
         if self._library is not None:
             self._library.close()
 
-    # ------------------------------------------------------------------ optional hashtag / audit features
-    def extras(self) -> dict[str, Any]:
-        """Hashtag suggester and user-tag audit (area D), when installed; the API works without them."""
-        if self._extras is None:
-            with self._lock:
-                if self._extras is None:
-                    self._extras = _load_extras()
-        return self._extras
-
     # ------------------------------------------------------------------ analysis
+    def _decode(self, data: bytes, tagger: Tagger) -> tuple[str, dict[str, Any], np.ndarray, int]:
+        """bytes -> (content hash, metadata, preprocessed array, perceptual hash). Raises ImageError."""
+        from autotag.index.duplicates import phash
+        from autotag.pipeline import read_image
+
+        with self._heavy:
+            digest, im, meta = read_image(data, tagger.settings, tagger.encoder.spec.input_size)
+            return digest, meta, tagger.encoder.preprocess(im), phash(im)
+
     def analyze(
         self,
         data: bytes,
@@ -173,52 +242,64 @@ class Service:
             top_k=top_k or self.settings.top_k,
             threshold=self.settings.threshold if threshold is None else threshold,
         )
-        with self._heavy:
-            item = next(iter(tagger.encode_stream([data])))
-        if item.error:
-            raise ImageError(item.error)
-        logits, embedding = item.logits[None], item.embedding[None]
+        digest, meta, array, hash64 = self._decode(data, tagger)
+        logits, embedding = self._batcher(tagger.encoder).run(array)
+        logits, embedding = logits[None], embedding[None]
         tags = tagger.tags_for(logits, embedding, [list(user_tags)] if user_tags else None, options)[0]
-        hashtags, flagged, ood = self._hashtags_and_audit(tagger, logits, embedding, tags, user_tags)
-        if tagger is not self.tagger() and tagger.encoder is not self.tagger().encoder:
-            embedding = self.embed(data)[None]  # the library's index holds the default encoder's vectors
-        meta = dict(item.meta)
-        return Analysis(
-            item.content_hash, meta, tags, embedding[0].astype(np.float32), hashtags, flagged, ood
-        )
+        hashtags, flagged, ood, ood_score = self._hashtags_and_audit(tagger, logits, user_tags)
+        default = self.tagger()
+        if tagger.encoder is not default.encoder:  # the library's index holds the default encoder's vectors
+            embedding = self._batcher(default.encoder).run(self._decode(data, default)[2])[1][None]
+        return Analysis(digest, meta, tags, embedding[0].astype(np.float32), hash64, hashtags, flagged, ood, ood_score)
 
     def _hashtags_and_audit(
-        self,
-        tagger: Tagger,
-        logits: np.ndarray,
-        embedding: np.ndarray,
-        tags: list[Tag],
-        user_tags: Sequence[str],
-    ) -> tuple[list[Tag], list[dict[str, Any]], float | None]:
-        extras = self.extras()
-        hashtags: list[Tag] = []
-        flagged: list[dict[str, Any]] = []
-        ood: float | None = None
-        if tagger.model is not None or tagger.encoder.spec.num_logits != 1000:
-            return hashtags, flagged, ood  # the suggester reads ImageNet probabilities
+        self, tagger: Tagger, logits: np.ndarray, user_tags: Sequence[str]
+    ) -> tuple[list[Tag], list[dict[str, Any]], bool | None, float | None]:
+        """Hashtags and the audit of user tags (area D) read ImageNet probabilities: default model only.
+        They are optional: when their modules are missing the API answers without them."""
+        if tagger.model is not None or tagger.encoder.spec.label_set != "imagenet-1k":
+            return [], [], None, None
         try:
-            if "suggest" in extras:
-                hashtags, ood = extras["suggest"](logits, embedding)
-            if user_tags and "audit" in extras:
-                flagged = extras["audit"](list(user_tags), logits, embedding, tags)
+            return self._suggest_and_audit(logits, user_tags)
         except AutotagError:
             raise
-        except Exception:  # noqa: BLE001 - an optional feature must never fail the request
-            log.exception("hashtag suggestion / tag audit failed; answering without them")
-        return hashtags, flagged, ood
+        except Exception:  # noqa: BLE001 - an optional feature never fails the request; the log says why
+            log.exception("hashtag suggestion / user-tag audit failed; answering without them")
+            return [], [], None, None
+
+    def _suggest_and_audit(
+        self, logits: np.ndarray, user_tags: Sequence[str]
+    ) -> tuple[list[Tag], list[dict[str, Any]], bool | None, float | None]:
+        try:
+            from autotag.taxonomy.hashtags import default_suggester
+        except ImportError:
+            return [], [], None, None
+        from autotag.pipeline import softmax
+
+        probs = softmax(logits)
+        suggester = default_suggester()
+        hashtags = suggester.suggest(probs, logits=logits)[0]
+        scores = suggester.ood_scores(logits)
+        ood = bool(suggester.out_of_domain(logits)[0])
+        ood_score = round(float(scores[0]), 4) if scores is not None else None
+        flagged: list[dict[str, Any]] = []
+        if user_tags:
+            try:
+                from autotag.taxonomy.audit import imagenet_auditor, imagenet_concepts
+            except ImportError:
+                return hashtags, flagged, ood, ood_score
+            _, concept_scores = imagenet_concepts(probs)
+            audits = imagenet_auditor().audit(concept_scores[0], list(user_tags))
+            flagged = [
+                {"tag": a.tag, "reason": a.evidence, "score": round(float(a.relevance), 4)} for a in audits if a.flagged
+            ]
+        return hashtags, flagged, ood, ood_score
 
     def embed(self, data: bytes) -> np.ndarray:
+        """The default encoder's embedding of an image (what similar-search compares)."""
         tagger = self.tagger()
-        with self._heavy:
-            item = next(iter(tagger.encode_stream([data])))
-        if item.error:
-            raise ImageError(item.error)
-        return item.embedding.astype(np.float32)
+        array = self._decode(data, tagger)[2]
+        return self._batcher(tagger.encoder).run(array)[1].astype(np.float32)
 
     def tag(
         self,
@@ -239,10 +320,12 @@ class Service:
             "hashtags": [t.to_dict() for t in a.hashtags],
             "flagged_user_tags": a.flagged,
             "out_of_domain": a.out_of_domain,
+            "ood_score": a.ood_score,
         }
 
     # ------------------------------------------------------------------ the library
     def blob_dir(self) -> Path:
+        """Where uploaded files are kept: beside the index folder (`library.images/` next to `library.db`)."""
         index_dir = self.library.index_dir
         return index_dir.with_name(index_dir.name.removesuffix(".index") + ".images")
 
@@ -260,18 +343,25 @@ class Service:
     def ingest(
         self, data: bytes, *, filename: str = "", user_tags: Sequence[str] = (), model: str | None = None
     ) -> dict[str, Any]:
+        """Store, tag and index one upload. The same content again returns the stored image.
+
+        Order matters for crashes: the file is written first (harmless if orphaned), then the image
+        row with its predictions and user tags in one transaction, then the index entry (rebuilt
+        from the file at the next start if the process dies before the index is saved).
+        """
         model_name = model or self.default_model
-        digest = content_hash(data)
-        existing = self.library.get_image_by_hash(digest)
+        if model is not None:
+            self.tagger(model)  # an unknown model is refused before anything else happens
+        existing = self.library.get_image_by_hash(content_hash(data))
         if existing is not None and self.library.predictions(existing.id, model=model_name):
             self._ensure_indexed(existing)
             out = self._image_dict(existing, model_name)
             out.update(created=False, hashtags=[], flagged_user_tags=[])
             return out
         a = self.analyze(data, user_tags=user_tags, model=model)
-        source = self._write_blob(digest, a.meta.get("format", ""), data)
+        source = self._write_blob(a.content_hash, a.meta.get("format", ""), data)
         image_id, created = self.library.ingest(
-            digest,
+            a.content_hash,
             str(source),
             width=a.meta.get("width"),
             height=a.meta.get("height"),
@@ -281,7 +371,7 @@ class Service:
             tags=a.tags,
             user_tags=list(user_tags) or None,
         )
-        self._index_add([image_id], a.embedding[None])
+        self._index_add([image_id], a.embedding[None], [a.phash])
         stored = self.library.get_image(image_id)
         if stored is None:  # deleted by a concurrent request in between
             raise ApiError(409, "conflict", f"image {image_id} was deleted while being stored; retry")
@@ -295,17 +385,16 @@ class Service:
             raise ApiError(404, "not found", f"image {image_id} is not in the library")
         return image
 
-    def _image_dict(
-        self, image: StoredImage, model: str | None = None, *, details: bool = True
-    ) -> dict[str, Any]:
+    def _image_dict(self, image: StoredImage, model: str | None = None, *, details: bool = True) -> dict[str, Any]:
         out = image.to_dict()
         predictions = self.library.predictions(image.id)
         models = list(dict.fromkeys(p.model for p in predictions))
-        chosen = (
-            model
-            if model in models
-            else (self.default_model if self.default_model in models else (models[0] if models else None))
-        )
+        if model in models:
+            chosen = model
+        elif self.default_model in models:
+            chosen = self.default_model
+        else:
+            chosen = models[0] if models else None
         out["model"] = chosen
         out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen]
         out["thumbnail_url"] = f"/v1/images/{image.id}/thumbnail?size=256"
@@ -332,16 +421,14 @@ class Service:
         image = self._require(image_id)
         if not self.library.delete_image(image_id):
             raise ApiError(404, "not found", f"image {image_id} is not in the library")
-        with self._index_lock:
-            if self._index is not None:
-                self._index.remove([image_id])
-                self._mark_dirty()
-        self._thumbs = OrderedDict((k, v) for k, v in self._thumbs.items() if k[0] != image_id)
+        index = self.index()
+        with index.lock:
+            index.remove([image_id])
+            self._mark_dirty()
+        for key in [k for k in list(self._thumbs) if k[0] == image_id]:
+            self._thumbs.pop(key, None)
         blob = Path(image.source)
-        if (
-            blob.parent.parent == self.blob_dir()
-            and self.library.get_image_by_hash(image.content_hash) is None
-        ):
+        if blob.parent.parent == self.blob_dir() and self.library.get_image_by_hash(image.content_hash) is None:
             blob.unlink(missing_ok=True)
 
     def feedback(
@@ -354,12 +441,8 @@ class Service:
         who: str | None = None,
     ) -> dict[str, Any]:
         self._require(image_id)
-        actions = (
-            [("accepted", t) for t in accept]
-            + [("rejected", t) for t in reject]
-            + [("added", t) for t in add]
-        )
-        actions = [(a, t.strip()[:200]) for a, t in actions if t and t.strip()]
+        given = [("accepted", accept), ("rejected", reject), ("added", add)]
+        actions = [(action, t.strip()[:200]) for action, tags in given for t in tags if t and t.strip()]
         if not actions:
             raise ApiError(422, "invalid request", "give at least one tag in accept, reject or add")
         if len(actions) > 200:
@@ -374,8 +457,9 @@ class Service:
 
     def thumbnail(self, image_id: int, size: int) -> bytes:
         key = (image_id, size)
-        if key in self._thumbs:
-            return self._thumbs[key]
+        cached = self._thumbs.get(key)
+        if cached is not None:
+            return cached
         image = self._require(image_id)
         try:
             data = load_source(image.source)
@@ -393,9 +477,7 @@ class Service:
         return out
 
     # ------------------------------------------------------------------ similar images and the index
-    def similar(
-        self, *, data: bytes | None = None, image_id: int | None = None, k: int = 10
-    ) -> dict[str, Any]:
+    def similar(self, *, data: bytes | None = None, image_id: int | None = None, k: int = 10) -> dict[str, Any]:
         if image_id is not None:
             image = self._require(image_id)
             vector = self._stored_vector(image)
@@ -403,7 +485,7 @@ class Service:
             assert data is not None
             vector = self.embed(data)
         index = self.index()
-        with self._index_lock:
+        with index.lock:
             scores, ids = index.search(vector[None], k + (1 if image_id is not None else 0))
         results = []
         for score, hit in zip(scores[0], ids[0], strict=True):
@@ -428,73 +510,62 @@ class Service:
         try:
             return self.embed(load_source(image.source))
         except ImageError as exc:
-            raise ApiError(
-                404, "not found", f"the file of image {image.id} is gone or unreadable ({exc})"
-            ) from exc
+            raise ApiError(404, "not found", f"the file of image {image.id} is gone or unreadable ({exc})") from exc
 
-    def index(self) -> VectorIndex:
-        """The vector index, loaded (or built) and reconciled with the database on first use."""
+    def index(self) -> LibraryIndex:
+        """The library's vector index, opened and reconciled with the database on first use."""
         if self._index is None:
-            with self._index_lock:
+            with self._lock:
                 if self._index is None:
-                    self._index = self._open_index()
+                    from autotag.library import open_index
+
+                    index = open_index(self.library, self.tagger())
+                    with index.lock:
+                        self._reconcile(index)
+                    self._index = index
         return self._index
 
-    def _index_dir(self) -> Path:
-        return self.library.index_dir / self.tagger().encoder.spec.name
-
-    def _open_index(self) -> VectorIndex:
-        from autotag.index.vector import VectorIndex
-
-        folder = self._index_dir()
-        index = None
-        if (folder / "index.json").is_file():
-            try:
-                index = VectorIndex.load(folder)
-            except Exception as exc:  # noqa: BLE001 - a damaged index is rebuilt from the database
-                log.warning("vector index in %s unreadable (%s); rebuilding it", folder, exc)
-        if index is None:
-            index = VectorIndex(self.tagger().encoder.spec.embedding_dim, "auto")
-        self._index = index
-        self._reconcile(index)
-        return index
-
-    def _reconcile(self, index: VectorIndex) -> None:
+    def _reconcile(self, index: LibraryIndex) -> None:
         """Make the index hold exactly the database's images: drop stale ids, embed missing ones."""
         in_db = np.asarray(self.library.image_ids(), dtype=np.int64)
-        in_index = index.ids()
+        in_index = index.raw.ids()
         stale = in_index[~np.isin(in_index, in_db)]
-        missing = in_db[~np.isin(in_db, in_index)]
+        missing = [int(i) for i in in_db[~np.isin(in_db, in_index)]]
         if len(stale):
             index.remove(stale)
-        added = 0
-        for start in range(0, len(missing), 64):
-            chunk = [self.library.get_image(int(i)) for i in missing[start : start + 64]]
-            chunk = [im for im in chunk if im is not None]
-            items = list(self.tagger().encode_stream([im.source for im in chunk]))
-            good = [(im.id, it.embedding) for im, it in zip(chunk, items, strict=True) if it.error is None]
-            for im, it in zip(chunk, items, strict=True):
-                if it.error is not None:
-                    log.warning("image %s (%s) cannot be indexed: %s", im.id, im.source, it.error)
-            if good:
-                index.add([g[0] for g in good], np.stack([g[1] for g in good]))
-                added += len(good)
+        tagger, added = self.tagger(), 0
+        for image_id in missing:
+            image = self.library.get_image(image_id)
+            if image is None:
+                continue
+            try:
+                _, _, array, hash64 = self._decode(load_source(image.source), tagger)
+            except ImageError as exc:
+                log.warning("image %s (%s) cannot be indexed: %s", image_id, image.source, exc)
+                continue
+            embedding = self._batcher(tagger.encoder).run(array)[1]
+            index.add(np.asarray([image_id], np.int64), embedding[None], [hash64])
+            added += 1
         if len(stale) or added:
             log.info("vector index repaired: %d stale ids removed, %d images added", len(stale), added)
-            self._mark_dirty()
-            self._save_index()
+            index.save()
 
     def _ensure_indexed(self, image: StoredImage) -> None:
         index = self.index()
-        with self._index_lock:
+        with index.lock:
             if image.id in index:
                 return
-        self._index_add([image.id], self._stored_vector(image)[None])
+        try:
+            _, _, array, hash64 = self._decode(load_source(image.source), self.tagger())
+        except ImageError as exc:
+            raise ApiError(404, "not found", f"the file of image {image.id} is gone or unreadable ({exc})") from exc
+        embedding = self._batcher(self.tagger().encoder).run(array)[1]
+        self._index_add([image.id], embedding[None], [hash64])
 
-    def _index_add(self, ids: list[int], vectors: np.ndarray) -> None:
+    def _index_add(self, ids: list[int], vectors: np.ndarray, hashes: list[int]) -> None:
         index = self.index()
-        with self._index_lock:
-            index.add(ids, vectors)
+        with index.lock:
+            index.add(np.asarray(ids, np.int64), vectors, hashes)
             self._mark_dirty()
             if time.monotonic() - (self._index_dirty_since or 0) >= INDEX_SAVE_INTERVAL_S:
                 self._save_index()
@@ -504,9 +575,9 @@ class Service:
             self._index_dirty_since = time.monotonic()
 
     def _save_index(self) -> None:
-        with self._index_lock:
-            if self._index is not None:
-                self._index.save(self._index_dir())
+        if self._index is not None:
+            with self._index.lock:
+                self._index.save()
                 self._index_dirty_since = None
 
     # ------------------------------------------------------------------ health
@@ -522,6 +593,9 @@ class Service:
         try:
             out["database"] = self.library.dialect
             out["images"] = self.library.count_images()
+        except AutotagError as exc:
+            out["status"] = "degraded"
+            out["database"] = f"error: {exc}"
         except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
             out["status"] = "degraded"
             out["database"] = f"error: {type(exc).__name__}"
@@ -535,62 +609,4 @@ def _feedback_dict(f: Any) -> dict[str, Any]:
         "who": f.who,
         "score": f.score,
         "created_at": f.created_at.isoformat(),
-    }
-
-
-def _load_extras() -> dict[str, Any]:
-    """Adapters over area D's hashtag suggester and tag audit, when they are importable."""
-    extras: dict[str, Any] = {}
-    try:
-        from autotag.taxonomy import hashtags as hashtag_module
-    except ImportError:
-        return extras
-    suggester_factory: Callable[[], Any] | None = getattr(hashtag_module, "default_suggester", None)
-    if suggester_factory is not None:
-        try:
-            suggester = suggester_factory()
-
-            def suggest(logits: np.ndarray, embedding: np.ndarray) -> tuple[list[Tag], float | None]:
-                from autotag.pipeline import softmax
-
-                probs = softmax(logits)
-                tags = suggester.suggest(probs, embeddings=embedding)[0]
-                ood = None
-                if hasattr(suggester, "out_of_domain"):
-                    ood = float(np.asarray(suggester.out_of_domain(probs, embedding)).reshape(-1)[0])
-                return list(tags), ood
-
-            extras["suggest"] = suggest
-        except Exception:  # noqa: BLE001 - optional
-            log.exception("hashtag suggester unavailable")
-    try:
-        from autotag.taxonomy import audit as audit_module
-    except ImportError:
-        return extras
-    audit_fn = getattr(audit_module, "audit_user_tags", None)
-    if audit_fn is not None:
-
-        def audit(
-            user_tags: list[str], logits: np.ndarray, embedding: np.ndarray, tags: list[Tag]
-        ) -> list[dict[str, Any]]:
-            from autotag.pipeline import softmax
-
-            found = audit_fn(user_tags, softmax(logits)[0], embedding[0])
-            return [_flag_dict(f) for f in found]
-
-        extras["audit"] = audit
-    return extras
-
-
-def _flag_dict(flag: Any) -> dict[str, Any]:
-    if isinstance(flag, dict):
-        return {
-            "tag": str(flag.get("tag", "")),
-            "reason": str(flag.get("reason", "")),
-            "score": flag.get("score"),
-        }
-    return {
-        "tag": str(getattr(flag, "tag", flag)),
-        "reason": str(getattr(flag, "reason", "")),
-        "score": getattr(flag, "score", None),
     }
