@@ -354,17 +354,23 @@ class Library:
         with self._write() as conn:
             image_id, created = self._get_or_create_image(conn, content_hash, source, values)
             if model is not None and tags:
-                has = conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(t.predictions)
-                    .where(t.predictions.c.image_id == image_id, t.predictions.c.model == model)
-                ).scalar()
+                has = (
+                    not created
+                    and conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(t.predictions)
+                        .where(t.predictions.c.image_id == image_id, t.predictions.c.model == model)
+                    ).scalar()
+                )
                 if not has:
                     self._insert_predictions(conn, image_id, model, tags)
             if user_tags:
-                has = conn.execute(
-                    sa.select(sa.func.count()).select_from(t.user_tags).where(t.user_tags.c.image_id == image_id)
-                ).scalar()
+                has = (
+                    not created
+                    and conn.execute(
+                        sa.select(sa.func.count()).select_from(t.user_tags).where(t.user_tags.c.image_id == image_id)
+                    ).scalar()
+                )
                 if not has:
                     self._insert_user_tags(conn, image_id, user_tags)
             return image_id, created
@@ -379,35 +385,22 @@ class Library:
             row = conn.execute(sa.select(t.images).where(t.images.c.content_hash == content_hash)).first()
         return _image(row) if row else None
 
-    def _tag_filter(self, tag: str) -> Any:
-        # Ids gathered from the tag indexes first, then matched to images: a correlated EXISTS per
-        # image would scan the whole library for a rare tag.
-        f = t.feedback
-        rejected = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action == "rejected")
-        predicted = sa.select(t.predictions.c.image_id).where(
-            sa.or_(t.predictions.c.tag == tag, t.predictions.c.tag_id == tag),
-            t.predictions.c.image_id.not_in(rejected),
-        )
-        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
-        added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
-        matching = sa.union(predicted, typed, added)
-        return t.images.c.id.in_(sa.select(matching.subquery().c[0]))
-
     def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
         """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
         it, plus images whose uploader typed it or a person added or accepted it."""
-        stmt = sa.select(t.images).order_by(t.images.c.id.desc()).limit(max(0, int(limit))).offset(max(0, int(offset)))
-        if tag:
-            stmt = stmt.where(self._tag_filter(tag))
+        page = {"limit": max(0, int(limit)), "offset": max(0, int(offset))}
         with self._read() as conn:
-            return [_image(r) for r in conn.execute(stmt)]
+            if tag:
+                rows = conn.execute(_QUERIES.list_by_tag, {"tag": tag, **page})
+            else:
+                rows = conn.execute(_QUERIES.list_all, page)
+            return [_image(r) for r in rows]
 
     def count_images(self, tag: str | None = None) -> int:
-        stmt = sa.select(sa.func.count()).select_from(t.images)
-        if tag:
-            stmt = stmt.where(self._tag_filter(tag))
         with self._read() as conn:
-            return int(conn.execute(stmt).scalar() or 0)
+            if tag:
+                return int(conn.execute(_QUERIES.count_by_tag, {"tag": tag}).scalar() or 0)
+            return int(conn.execute(_QUERIES.count_all).scalar() or 0)
 
     def image_ids(self) -> list[int]:
         with self._read() as conn:
@@ -637,6 +630,32 @@ class Library:
         model = self.get_model(name, version)
         assert model is not None
         return model
+
+
+class _Queries:
+    """Statements built once with bound parameters: building a union per call cost more than running it."""
+
+    def __init__(self) -> None:
+        tag = sa.bindparam("tag")
+        f, p = t.feedback, t.predictions
+        # Ids gathered from the (tag, image_id) indexes first, then matched to images: a correlated
+        # EXISTS per image would scan the whole library for a rare tag.
+        rejected = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action == "rejected")
+        predicted = sa.select(p.c.image_id).where(
+            sa.or_(p.c.tag == tag, p.c.tag_id == tag), p.c.image_id.not_in(rejected)
+        )
+        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
+        added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
+        matching = sa.union(predicted, typed, added).subquery()
+        has_tag = t.images.c.id.in_(sa.select(matching.c[0]))
+        newest = sa.select(t.images).order_by(t.images.c.id.desc())
+        self.list_all = newest.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
+        self.list_by_tag = newest.where(has_tag).limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
+        self.count_all = sa.select(sa.func.count()).select_from(t.images)
+        self.count_by_tag = self.count_all.where(has_tag)
+
+
+_QUERIES = _Queries()
 
 
 def _configure_sqlite(engine: Engine) -> None:
