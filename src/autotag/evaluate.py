@@ -148,7 +148,8 @@ def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True
 class ScoredModel:
     name: str
     scores: np.ndarray  # (N, L) in the dataset's label order
-    decide: Callable[[np.ndarray], np.ndarray] | None = None  # the model's own stored decision rule
+    # trained models: (rule name or None for the stored rule, params) -> (N, L) indicator
+    decide: Callable[..., np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -169,32 +170,35 @@ def default_model_scores(logits: np.ndarray, labels: Sequence[str]) -> tuple[np.
 
 
 def trained_model_scores(tagger: Tagger, encoded: EncodedSet, dataset: Dataset) -> ScoredModel:
-    """A trained model's scores, its columns placed in the dataset's label order by name."""
+    """A trained model's scores, its columns placed in the dataset's label order by name.
+
+    `dataset` holds the readable records only, aligned with `encoded`.
+    """
     model = tagger.model
     assert model is not None
-    user_tags = [r.user_tags for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]
+    user_tags = [list(r.user_tags) for r in dataset.records]
     raw = np.asarray(model.predict_scores(encoded.embeddings, encoded.logits, user_tags), np.float32)
+    counts = np.asarray(model.predict_count(encoded.embeddings, encoded.logits, user_tags))
+    column = {name: j for j, name in enumerate(dataset.labels)}
     model_labels = list(model.labels)
-    column = {name: j for j, name in enumerate(model_labels)}
     scores = np.zeros((len(raw), len(dataset.labels)), np.float32)
+    for j, name in enumerate(model_labels):
+        if name in column:
+            scores[:, column[name]] = raw[:, j]
     notes = []
-    missing = [lab for lab in dataset.labels if lab not in column]
+    missing = [lab for lab in dataset.labels if lab not in set(model_labels)]
     if missing:
-        notes.append(f"labels the model does not know (scored 0): {', '.join(missing[:10])}")
-    for col, lab in enumerate(dataset.labels):
-        if lab in column:
-            scores[:, col] = raw[:, column[lab]]
+        notes.append(f"dataset labels the model does not know (scored 0): {', '.join(missing[:10])}")
 
-    def decide(_: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(scores, dtype=np.uint8)
-        for i, tags in enumerate(model.decide(raw)):
+    def decide(rule: str | None = None, **params: Any) -> np.ndarray:
+        out = np.zeros(scores.shape, dtype=np.uint8)
+        for i, tags in enumerate(model.decide(raw, counts=counts, rule=rule, **params)):
             for t in tags:
-                j = dataset.labels.index(t.name) if t.name in dataset.labels else -1
-                if j >= 0:
-                    out[i, j] = 1
+                if t.name in column:
+                    out[i, column[t.name]] = 1
         return out
 
-    return ScoredModel(str(model.path) if hasattr(model, "path") else "trained", scores, decide, notes)
+    return ScoredModel(str(getattr(model, "path", "trained")), scores, decide, notes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,12 +209,22 @@ RULES: dict[str, str] = {
     "threshold": "threshold:T: every label scoring >= T (default 0.5)",
     "top-k": "top-k:K: the K best labels of every image (default 3)",
     "oracle-k": "oracle-k: the true number of labels of each image (an upper bound, as in the literature)",
-    "model": "model: the trained model's own stored rule and thresholds",
+    "model": "model: a trained model's own stored rule and thresholds",
+    "per-label": "per-label: a trained model's per-label thresholds",
+    "top-k-predicted": "top-k-predicted: the k best, k from a trained model's label-count head",
+    "predicted-k-floor": "predicted-k-floor[:F]: as top-k-predicted, never a label scoring under F",
 }
+TRAINED_ONLY = {"model", "per-label", "top-k-predicted", "predicted-k-floor"}
+
+
+def _unknown_rule(rule: str) -> AutotagError:
+    return AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
 
 
 def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredModel) -> np.ndarray:
     name, _, arg = rule.partition(":")
+    if name not in RULES:
+        raise _unknown_rule(rule)
     try:
         if name == "argmax":
             return M.topk_indicator(scores, 1)
@@ -220,19 +234,20 @@ def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredM
             return M.topk_indicator(scores, int(arg) if arg else 3)
         if name == "oracle-k":
             return M.per_image_k_indicator(scores, y_true.sum(1))
+        if model.decide is None:
+            raise AutotagError(f"decision rule {name!r} needs a trained model; the default model has no stored rule")
+        if name == "model":
+            return model.decide(None)
+        params = {"floor": float(arg)} if arg and name == "predicted-k-floor" else {}
+        return model.decide(name, **params)
     except ValueError as exc:
         raise AutotagError(f"decision rule {rule!r}: bad argument {arg!r}; {RULES[name]}") from exc
-    if name == "model":
-        if model.decide is None:
-            raise AutotagError("decision rule 'model' needs a trained model; the default model has no stored rule")
-        return model.decide(scores)
-    raise AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
 
 
 def check_rules(rules: Sequence[str]) -> None:
     for rule in rules:
         if rule.partition(":")[0] not in RULES:
-            raise AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
+            raise _unknown_rule(rule)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,11 +321,15 @@ def evaluate(
     encoded_by_encoder: dict[str, EncodedSet] = {}
     for model_name in models:
         tagger = Tagger.load(None if model_name == "default" else model_name, **settings)
-        spec_name = tagger.encoder.spec.name if tagger.model is None else f"{model_name}"
-        encoded = encoded_by_encoder.get(spec_name)
+        # a registered (frozen) encoder's outputs are shared by every model built on it and cached;
+        # a fine-tuned encoder ("name@folder") is computed for that model alone
+        spec_name = tagger.encoder.spec.name
+        shared = "@" not in spec_name
+        key = spec_name if shared else f"{spec_name}:{model_name}"
+        encoded = encoded_by_encoder.get(key)
         if encoded is None:
-            encoded = encode_records(tagger, dataset.sources, cache=cache and tagger.model is None, progress=progress)
-            encoded_by_encoder[spec_name] = encoded
+            encoded = encode_records(tagger, dataset.sources, cache=cache and shared, progress=progress)
+            encoded_by_encoder[key] = encoded
         errors.update(encoded.errors)
         records = [r for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]
         kept = Dataset(records, list(dataset.labels), dataset.name, dataset.single_label, dict(dataset.info))
@@ -327,8 +346,8 @@ def evaluate(
         else:
             scored = trained_model_scores(tagger, encoded, kept)
         for rule in rules or default_rules(dataset, tagger.model is not None):
-            if rule == "model" and scored.decide is None:
-                continue
+            if rule.partition(":")[0] in TRAINED_ONLY and scored.decide is None and len(models) > 1:
+                continue  # compared with trained models: the default model has no such rule
             y_pred = apply_rule(rule, scored.scores, y_true, scored)
             report = M.multilabel_report(y_true, y_pred, scored.scores, labels=list(dataset.labels))
             if dataset.single_label:
@@ -337,8 +356,6 @@ def evaluate(
             runs.append(EvalRun(scored.name if model_name != "default" else "default", rule, scored.scores, y_pred,
                                 report, list(scored.notes)))  # fmt: skip
     assert kept is not None
-    if rules and "model" in rules and not any(r.rule == "model" for r in runs):
-        raise AutotagError("decision rule 'model' needs a trained model; the default model has no stored rule")
     info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors)}
     return Evaluation(kept, y_true, runs, errors, info)
 
