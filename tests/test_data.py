@@ -193,6 +193,8 @@ def test_danbooru_keeps_top_n_general_tags(tmp_path):
     assert ds.records[1].labels == ["1girl", "smile"]
     assert ds.records[3].source == str(tmp_path / "custom" / "4.webp") and ds.records[3].user_tags == ["miku"]
     assert len(load_dataset(f"danbooru:{path}").labels) == 4
+    with pytest.raises(AutotagError, match="Danbooru metadata not found"):
+        load_dataset(f"danbooru:{tmp_path / 'nope.jsonl'}")
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:

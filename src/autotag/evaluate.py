@@ -365,6 +365,11 @@ def write_embeddings(dataset: Dataset, model: str | None = None, progress: bool 
     from autotag.pipeline import Tagger
 
     tagger = Tagger.load(model, **settings)
+    if "@" in tagger.encoder.spec.name:
+        raise AutotagError(
+            f"{model} has its own fine-tuned encoder, whose outputs are not cached; "
+            "embed with the registered encoder it was trained from (see `autotag models`)"
+        )
     encoded = encode_records(tagger, dataset.sources, cache=True, progress=progress)
     return {
         "dataset": dataset.name,
