@@ -1,0 +1,135 @@
+"""`autotag vocab map`, `autotag hashtags` and `autotag audit`: thin wrappers over autotag.taxonomy."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import typer
+
+from autotag.cli.app import FORMAT_HELP, Format, app, command, emit, fail, resolve_format
+from autotag.types import AutotagError
+
+vocab_app = typer.Typer(help="Target vocabularies: map a label set onto your own tags. Example: autotag vocab map "
+                        "--target hashtags.yaml --out mapping/", no_args_is_help=True)  # fmt: skip
+app.add_typer(vocab_app, name="vocab")
+
+
+def _vocab_command(name: str, **kwargs: Any) -> Callable:
+    def wrap(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def run(*a: Any, **kw: Any) -> Any:
+            try:
+                return func(*a, **kw)
+            except AutotagError as exc:
+                fail(str(exc))
+
+        vocab_app.command(name, **kwargs)(run)
+        return func
+
+    return wrap
+
+
+@_vocab_command(
+    "map",
+    help="Map a source label set onto a target vocabulary; writes mapping.json and review.yaml.\n\n"
+    "Example: autotag vocab map --target hashtags.yaml --source imagenet --out mapping/",
+)
+def vocab_map_command(
+    target: str = typer.Option(
+        "hashtags", "--target", "-t", help="Vocabulary YAML/TOML file ('hashtags': the shipped one)."
+    ),
+    source: str = typer.Option(
+        "imagenet", "--source", "-s", help="'imagenet', a trained model folder, or a labels file."
+    ),
+    overrides: str | None = typer.Option(
+        None, "--overrides", help="Manual decisions (or an edited review.yaml); they win."
+    ),
+    out: str = typer.Option(..., "--out", "-o", help="Folder for mapping.json and review.yaml."),
+    no_text: bool = typer.Option(False, "--no-text", help="Skip text-embedding similarity (WordNet only)."),
+) -> None:
+    from autotag.taxonomy.mapping import map_vocabulary, write_mapping
+
+    mapping = map_vocabulary(target, source, overrides, use_text=not no_text)
+    paths = write_mapping(mapping, out)
+    counts = mapping.counts()
+    typer.echo(
+        f"{len(mapping.entries)} {source} labels -> {len(mapping.tag_names)} tags: {counts['mapped']} mapped, "
+        f"{counts['override']} by override, {counts['ambiguous']} ambiguous, {counts['unmapped']} unmapped "
+        f"({counts['in_other']} in '{mapping.other}')"
+    )
+    typer.echo(
+        f"wrote {paths['mapping']} and {paths['review']} (edit it, mark entries 'reviewed', pass it as --overrides)"
+    )
+
+
+def _hashtags_table(rows: list[dict]):  # -> rich Table
+    from rich.table import Table
+
+    table = Table(show_lines=True)
+    table.add_column("image", overflow="fold")
+    table.add_column("hashtags")
+    for row in rows:
+        if row["error"]:
+            table.add_row(row["path"], f"[red]error: {row['error']}[/red]")
+        elif row.get("out_of_domain"):
+            table.add_row(row["path"], "[dim](out of domain: no suggestion)[/dim]")
+        else:
+            chips = [f"[bold]#{t['name']}[/bold] {t['score']:.2f}" for t in row["tags"]]
+            table.add_row(row["path"], ", ".join(chips) or "[dim](not sure enough: no suggestion)[/dim]")
+    return table
+
+
+@command(
+    "hashtags",
+    help="Suggest popular photo hashtags, only when sure (an empty list means no confident suggestion).\n\n"
+    "Example: autotag hashtags photos/ --format table",
+)
+def hashtags_command(
+    paths: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
+    mapping: str | None = typer.Option(
+        None, "--mapping", help="A mapping.json from `autotag vocab map` (default: shipped)."
+    ),
+    operating_points: str | None = typer.Option(None, "--operating-points", help="Thresholds JSON for --mapping."),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.ingest import discover
+    from autotag.pipeline import Tagger
+    from autotag.taxonomy.hashtags import HashtagSuggester, iter_hashtags
+
+    files = discover(paths)
+    suggester = HashtagSuggester.from_files(mapping, operating_points) if mapping else None
+    failed = 0
+
+    def records():
+        nonlocal failed
+        for row in iter_hashtags(files, tagger=Tagger.default(), suggester=suggester):
+            if row["error"]:
+                failed += 1
+                typer.echo(f"autotag: {row['path']}: {row['error']}", err=True)
+            yield row
+
+    emit(records(), resolve_format(fmt), table=_hashtags_table)
+    if failed:
+        typer.echo(f"autotag: {failed} of {len(files)} images failed", err=True)
+        raise typer.Exit(1)
+
+
+@command(
+    "audit",
+    help="Score how well each user-typed tag fits an image and flag the ones that do not.\n\n"
+    'Example: autotag audit cat.jpg --user-tags "cat, car, instagood"',
+)
+def audit_command(
+    image: str = typer.Argument(..., help="One image file."),
+    user_tags: str = typer.Option(..., "--user-tags", "-u", help="Comma-separated tags typed by the uploader."),
+    flag_below: float = typer.Option(
+        0.15, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this."
+    ),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.taxonomy.audit import audit_user_tags
+
+    results = audit_user_tags(image, user_tags, flag_below=flag_below)
+    emit(({"path": image, **a.to_dict()} for a in results), resolve_format(fmt))

@@ -1,0 +1,197 @@
+"""Tag audit, the inverse of tagging: given an image and the tags a user typed, score how well each
+tag fits and flag the ones that do not (spam, filler, wrong).
+
+A tag's relevance is the best evidence for it among the model's concepts:
+    relevance(tag) = max over concepts c of  score(c | image) * affinity(tag, c)
+- concepts are the model's labels (and, for the default ImageNet model, their WordNet ancestors and
+  the vocabulary's hashtags: "cat" is backed by "tabby cat", by "domestic cat" and by #cats);
+- affinity(tag, c) comes from *grounding* learned on labelled uploads (how much more often c is
+  present when users type the tag, a lift in 0..1) when the tag has been seen often enough, else
+  from text similarity (all-MiniLM-L6-v2) between the tag and the concept's name, rescaled so that
+  unrelated words get 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from autotag.types import AutotagError
+
+TEXT_FLOOR = 0.5  # cosine similarity at or below this counts as unrelated ("car" vs "cats" is 0.47)
+FLAG_BELOW = 0.15  # default: a tag whose relevance is below this is flagged
+MIN_CONCEPT_SCORE = 0.005  # concepts scoring less cannot back a tag (relevance < 0.005 anyway)
+
+
+@dataclass(frozen=True)
+class TagAudit:
+    tag: str
+    relevance: float
+    flagged: bool
+    evidence: str  # the concept that backs the tag best, and how
+
+    def to_dict(self) -> dict:
+        return {
+            "tag": self.tag,
+            "relevance": round(self.relevance, 4),
+            "flagged": self.flagged,
+            "evidence": self.evidence,
+        }
+
+
+def normalize_user_tag(tag: str) -> str:
+    return re.sub(r"\s+", " ", tag.strip().lstrip("#").replace("_", " ")).lower()
+
+
+def text_affinity(tags: Sequence[str], concepts: Sequence[str], floor: float = TEXT_FLOOR) -> np.ndarray:
+    """(len(tags), len(concepts)) in 0..1: cosine similarity above `floor`, rescaled."""
+    from autotag.taxonomy.text import text_similarity
+
+    sims = text_similarity([normalize_user_tag(t) for t in tags], [c.replace("_", " ") for c in concepts])
+    return np.clip((sims - floor) / (1.0 - floor), 0.0, 1.0)
+
+
+def fit_grounding(
+    user_tags: Sequence[Sequence[str]], label_matrix: np.ndarray, min_count: int = 5
+) -> dict[str, np.ndarray]:
+    """Learn tag -> label affinities from uploads whose true labels are known.
+
+    affinity(u, l) = (P(l | u typed) - P(l)) / (1 - P(l)), clipped to 0..1: 1 when the tag always
+    comes with the label, 0 when typing it tells nothing (filler such as "instagood").
+    """
+    y = np.asarray(label_matrix, np.float64)
+    if len(user_tags) != len(y):
+        raise AutotagError("fit_grounding: one list of user tags per row of the label matrix is needed")
+    base = y.mean(axis=0)
+    rows: dict[str, list[int]] = {}
+    for i, tags in enumerate(user_tags):
+        for t in dict.fromkeys(normalize_user_tag(t) for t in tags):
+            rows.setdefault(t, []).append(i)
+    out = {}
+    for tag, idx in rows.items():
+        if len(idx) >= min_count:
+            p = y[idx].mean(axis=0)
+            out[tag] = np.clip((p - base) / np.maximum(1.0 - base, 1e-6), 0.0, 1.0).astype(np.float32)
+    return out
+
+
+class TagAuditor:
+    """Scores user tags against concept scores of one image.
+
+    `concepts`: names of the columns of the score vectors passed to `audit`; `grounding`: learned
+    affinities over the same columns (optional; unseen tags fall back to text similarity).
+    """
+
+    def __init__(
+        self, concepts: Sequence[str], grounding: dict[str, np.ndarray] | None = None, *,
+        flag_below: float = FLAG_BELOW, text_floor: float = TEXT_FLOOR, use_text: bool = True,
+    ):  # fmt: skip
+        self.concepts = list(concepts)
+        self.grounding = grounding or {}
+        for tag, vec in self.grounding.items():
+            if len(vec) != len(self.concepts):
+                raise AutotagError(f"grounding of {tag!r} has {len(vec)} columns, expected {len(self.concepts)}")
+        self.flag_below = flag_below
+        self.text_floor = text_floor
+        self.use_text = use_text
+
+    def affinity(self, tags: Sequence[str], columns: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+        """(T, C') affinities to the concepts in `columns` (default all), and per tag where they came
+        from ('grounding' or 'text')."""
+        cols = np.arange(len(self.concepts)) if columns is None else np.asarray(columns, int)
+        keys = [normalize_user_tag(t) for t in tags]
+        out = np.zeros((len(keys), len(cols)), np.float32)
+        how = ["none"] * len(keys)
+        unseen = [i for i, k in enumerate(keys) if k not in self.grounding]
+        for i, k in enumerate(keys):
+            if k in self.grounding:
+                out[i], how[i] = self.grounding[k][cols], "grounding"
+        if unseen and self.use_text and len(cols):
+            names = [self.concepts[j] for j in cols]
+            out[unseen] = text_affinity([keys[i] for i in unseen], names, self.text_floor)
+            for i in unseen:
+                how[i] = "text"
+        return out, how
+
+    def relevance(self, concept_scores: np.ndarray, tags: Sequence[str]) -> np.ndarray:
+        """(N, C) concept scores, tags typed for all N images -> (N, T) relevance in 0..1."""
+        aff, _ = self.affinity(tags)
+        s = np.atleast_2d(np.asarray(concept_scores, np.float32))
+        return (s[:, None, :] * aff[None, :, :]).max(axis=2)
+
+    def audit(self, concept_scores: np.ndarray, tags: Sequence[str], flag_below: float | None = None) -> list[TagAudit]:
+        """One image's (C,) concept scores and its user tags -> a TagAudit per tag, in input order."""
+        cut = self.flag_below if flag_below is None else flag_below
+        tags = [t for t in dict.fromkeys(t.strip() for t in tags) if t]
+        if not tags:
+            return []
+        s = np.asarray(concept_scores, np.float32).ravel()
+        if len(s) != len(self.concepts):
+            raise AutotagError(f"expected {len(self.concepts)} concept scores, got {len(s)}")
+        # concepts the image gives no evidence for cannot back a tag: skip their text similarity
+        cols = np.flatnonzero(s >= MIN_CONCEPT_SCORE)
+        aff, how = self.affinity(tags, cols)
+        contrib = aff * s[cols][None, :]
+        out = []
+        for i, tag in enumerate(tags):
+            j = int(contrib[i].argmax()) if len(cols) else 0
+            rel = float(contrib[i, j]) if len(cols) else 0.0
+            if rel > 0:
+                evidence = f"{self.concepts[cols[j]]} {s[cols[j]]:.2f} x {how[i]} {aff[i, j]:.2f}"
+            else:
+                evidence = "nothing in the image relates to it"
+            out.append(TagAudit(tag, rel, rel < cut, evidence))
+        return out
+
+
+# -- the default ImageNet model ---------------------------------------------------------------------
+def imagenet_concepts(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Concept names and (N, C) scores for the default model: leaves, WordNet ancestors, hashtags."""
+    from autotag.taxonomy.hashtags import default_suggester
+    from autotag.taxonomy.imagenet import imagenet_hierarchy
+
+    h = imagenet_hierarchy()
+    suggester = default_suggester()
+    probs = np.atleast_2d(probs)
+    names = list(h.class_names) + list(h.ancestor_names) + list(suggester.tag_names)
+    scores = np.concatenate([probs, h.ancestor_scores(probs), suggester.scores(probs)], axis=1)
+    return names, np.clip(scores, 0.0, 1.0)
+
+
+_IMAGENET_AUDITOR: TagAuditor | None = None
+
+
+def imagenet_auditor() -> TagAuditor:
+    global _IMAGENET_AUDITOR
+    if _IMAGENET_AUDITOR is None:
+        names, _ = imagenet_concepts(np.zeros((1, 1000), np.float32))
+        _IMAGENET_AUDITOR = TagAuditor(names)
+    return _IMAGENET_AUDITOR
+
+
+def audit_user_tags(
+    image, user_tags: Sequence[str] | str, *, tagger=None, flag_below: float = FLAG_BELOW
+) -> list[TagAudit]:
+    """Audit the tags a user typed for one image (a path, bytes or PIL image) with the default model.
+
+    >>> [a.tag for a in audit_user_tags("cat.jpg", "cat, car, instagood") if a.flagged]
+    ['car', 'instagood']
+    """
+    from autotag.ingest import ImageError
+    from autotag.pipeline import Tagger, softmax
+
+    if isinstance(user_tags, str):
+        user_tags = [t for t in re.split(r"[,;]", user_tags) if t.strip()]
+    if not user_tags:
+        raise AutotagError('no user tags to audit: pass them like --user-tags "cat, beach, instagood"')
+    tagger = tagger or Tagger.default()
+    if tagger.model is not None:
+        raise AutotagError("audit with a trained model is not wired yet; use the default model (no --model)")
+    item = next(tagger.encode_stream([image]))
+    if item.error:
+        raise ImageError(f"{item.source}: {item.error}")
+    _, scores = imagenet_concepts(softmax(item.logits[None]))
+    return imagenet_auditor().audit(scores[0], user_tags, flag_below)

@@ -1,0 +1,284 @@
+"""Hashtag suggestion with abstention: say something only when the model is sure, and never on
+images unlike anything it knows.
+
+A target tag's score is the probability mass of the source labels mapped to it (a sum: "dogs" is
+sure when the model hesitates between 20 breeds), discounted by the share of labels it covers.
+Each tag has a precision-first operating point, chosen on validation data for a target
+precision; below it the suggester says nothing. An
+out-of-domain score (energy of the logits by default) above its threshold silences every tag.
+
+The shipped default (photo hashtags over the ImageNet model) loads two package files:
+hashtags_imagenet.json (the mapping, made by scripts/build_hashtags_mapping.py) and
+hashtags_operating_points.json (made by bench/bench_hashtags.py --write-operating-points),
+so it needs neither WordNet nor the text model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotag.taxonomy.mapping import Mapping
+from autotag.taxonomy.ood import EmbeddingDistanceOOD, ood_score
+from autotag.types import AutotagError, Tag
+
+DEFAULT_TARGET_PRECISION = 0.90
+# Used only when no validation data has been seen: a tag needs most of the probability mass.
+FALLBACK_THRESHOLD = 0.90
+
+
+@dataclass
+class OperatingPoints:
+    """Per-tag score thresholds for a target precision, plus the out-of-domain cut."""
+
+    target_precision: float = DEFAULT_TARGET_PRECISION
+    default: float = FALLBACK_THRESHOLD  # for tags without enough validation positives
+    per_tag: dict[str, float] = field(default_factory=dict)
+    ood_kind: str | None = "energy"
+    ood_threshold: float | None = None  # None: no out-of-domain gate
+    meta: dict[str, Any] = field(default_factory=dict)  # how they were fitted: data, sizes, curve
+
+    def threshold(self, tag: str) -> float:
+        return float(self.per_tag.get(tag, self.default))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_precision": self.target_precision, "default": self.default, "per_tag": self.per_tag,
+            "ood_kind": self.ood_kind, "ood_threshold": self.ood_threshold, "meta": self.meta,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> OperatingPoints:
+        known = {"target_precision", "default", "per_tag", "ood_kind", "ood_threshold", "meta"}
+        unknown = set(raw) - known
+        if unknown:
+            raise AutotagError(f"operating points: unknown keys {sorted(unknown)}; valid: {sorted(known)}")
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> OperatingPoints:
+        p = Path(path)
+        if not p.is_file():
+            raise AutotagError(f"operating points file {p} does not exist")
+        return cls.from_dict(json.loads(p.read_text()))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+
+def precision_first_threshold(
+    scores: np.ndarray, positives: np.ndarray, target: float, min_predictions: int = 10
+) -> float | None:
+    """The lowest threshold such that every cut at or above it keeps precision >= target (None if none).
+
+    Requiring the whole upper envelope (not one lucky cut) keeps a small validation set from choosing
+    a threshold that reaches the target only by chance; cuts keeping fewer than `min_predictions`
+    items are too noisy to judge and are ignored.
+    """
+    scores = np.asarray(scores, np.float64).ravel()
+    positives = np.asarray(positives, bool).ravel()
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], positives[order]
+    last_of_value = np.r_[s[1:] != s[:-1], True]  # cut after each distinct score value
+    hits = np.cumsum(y)[last_of_value]
+    counts = np.arange(1, len(s) + 1)[last_of_value]
+    values = s[last_of_value]
+    valid = counts >= min_predictions
+    bad = np.flatnonzero(valid & (hits / counts < target))
+    end = bad[0] if len(bad) else len(values)
+    usable = np.flatnonzero(valid[:end])
+    if not len(usable):
+        return None
+    return float(values[usable[-1]])
+
+
+def precision_coverage_curve(
+    scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray | None = None, ood: np.ndarray | None = None
+) -> list[dict[str, float]]:
+    """For one global threshold each: precision of suggested tags, coverage (images given >= 1 tag), recall."""
+    thresholds = np.linspace(0.05, 0.99, 48) if thresholds is None else np.asarray(thresholds)
+    silenced = np.zeros(len(scores), bool) if ood is None else np.asarray(ood, bool)
+    rows = []
+    for t in thresholds:
+        pred = (scores >= t) & ~silenced[:, None]
+        n = int(pred.sum())
+        correct = int((pred & truth.astype(bool)).sum())
+        rows.append({
+            "threshold": round(float(t), 4),
+            "precision": correct / n if n else 1.0,
+            "coverage": float(pred.any(axis=1).mean()),
+            "recall": correct / max(int(truth.sum()), 1),
+            "suggested": n,
+        })  # fmt: skip
+    return rows
+
+
+class HashtagSuggester:
+    """Maps source-label probabilities to target tags and suggests only confident ones."""
+
+    def __init__(
+        self, mapping: Mapping, points: OperatingPoints | None = None, *, max_tags: int = 5,
+        embedding_ood: EmbeddingDistanceOOD | None = None,
+    ):  # fmt: skip
+        self.mapping = mapping
+        self.tag_names = list(mapping.tag_names)
+        self.weights = mapping.weight_matrix()
+        # Share of source labels behind each tag: the mass it gets from a diffuse, clueless prediction.
+        self.chance = self.weights.mean(axis=0) if len(self.weights) else np.zeros(len(self.tag_names), np.float32)
+        self.points = points or OperatingPoints()
+        self.max_tags = max_tags
+        self.embedding_ood = embedding_ood
+        self.thresholds = np.array([self.points.threshold(t) for t in self.tag_names], np.float64)
+
+    @classmethod
+    def default(cls) -> HashtagSuggester:
+        """Photo hashtags over the default ImageNet model (shipped mapping and operating points)."""
+        files = resources.files("autotag.taxonomy")
+        mapping = Mapping.from_dict(json.loads(files.joinpath("hashtags_imagenet.json").read_text()))
+        points_file = files.joinpath("hashtags_operating_points.json")
+        points = OperatingPoints.from_dict(json.loads(points_file.read_text())) if points_file.is_file() else None
+        return cls(mapping, points)
+
+    @classmethod
+    def from_files(cls, mapping: str | Path, points: str | Path | None = None) -> HashtagSuggester:
+        return cls(Mapping.load(mapping), OperatingPoints.load(points) if points else None)
+
+    def mass(self, probs: np.ndarray) -> np.ndarray:
+        """(N, S) source probabilities -> (N, T) summed probability of each tag's source labels."""
+        probs = np.atleast_2d(np.asarray(probs, np.float32))
+        if probs.shape[1] != self.weights.shape[0]:
+            raise AutotagError(
+                f"the mapping expects {self.weights.shape[0]} source labels but got {probs.shape[1]} scores per image"
+            )
+        return np.clip(probs @ self.weights, 0.0, 1.0)
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """(N, T) tag scores in [0, 1]: the mass above chance, (mass - share) / (1 - share).
+
+        A tag behind 40% of the classes (#animals) collects 40% of a diffuse prediction's mass by
+        chance; discounting that keeps broad tags from firing on images the model does not know.
+        """
+        return np.clip((self.mass(probs) - self.chance) / np.maximum(1.0 - self.chance, 1e-6), 0.0, 1.0)
+
+    def ood_scores(self, logits: np.ndarray | None = None, embeddings: np.ndarray | None = None) -> np.ndarray | None:
+        if self.embedding_ood is not None and embeddings is not None:
+            return self.embedding_ood.score(embeddings)
+        if logits is not None and self.points.ood_kind:
+            return ood_score(logits, self.points.ood_kind)
+        return None
+
+    def out_of_domain(self, logits: np.ndarray | None = None, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """(N,) bool: True where the image is too unlike the training domain to say anything."""
+        scores = self.ood_scores(logits, embeddings)
+        n = len(np.atleast_2d(logits if logits is not None else embeddings))
+        if scores is None or self.points.ood_threshold is None:
+            return np.zeros(n, bool)
+        return scores > self.points.ood_threshold
+
+    def suggest(
+        self, probs: np.ndarray, embeddings: np.ndarray | None = None, *, logits: np.ndarray | None = None
+    ) -> list[list[Tag]]:
+        """Confident tags per image, best first; an empty list means the suggester abstains."""
+        scores = self.scores(probs)
+        silenced = (
+            self.out_of_domain(logits, embeddings) if (logits is not None or embeddings is not None)
+            else np.zeros(len(scores), bool)
+        )  # fmt: skip
+        out = []
+        for row, quiet in zip(scores, silenced, strict=True):
+            if quiet:
+                out.append([])
+                continue
+            keep = np.flatnonzero(row >= self.thresholds)
+            keep = keep[np.argsort(-row[keep])][: self.max_tags]
+            out.append([Tag(self.tag_names[j], float(row[j]), f"#{self.tag_names[j]}", "hashtag") for j in keep])
+        return out
+
+    def fit_operating_points(
+        self, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = DEFAULT_TARGET_PRECISION,
+        min_positives: int = 30, per_tag_can_lower: bool = False, logits: np.ndarray | None = None,
+        ood_kind: str | None = "energy", ood_keep: float = 0.95, meta: dict[str, Any] | None = None,
+    ) -> OperatingPoints:  # fmt: skip
+        """Choose thresholds on validation data: (N, S) probs, (N, T) 0/1 truth in tag_names order.
+
+        A tag with at least `min_positives` validation positives gets its own threshold; the others
+        share one chosen on all tags pooled. Unless `per_tag_can_lower`, a tag's own threshold may
+        only be stricter than the pooled one: with a small validation set, per-tag fits that lower
+        the bar are mostly luck. The out-of-domain cut keeps `ood_keep` of the
+        validation images (they are in-domain by construction).
+        """
+        scores = self.scores(probs)
+        truth = np.asarray(truth, bool)
+        pooled = precision_first_threshold(scores.ravel(), truth.ravel(), target_precision)
+        default = max(pooled if pooled is not None else FALLBACK_THRESHOLD, 0.05)
+        per_tag: dict[str, float] = {}
+        for j, tag in enumerate(self.tag_names):
+            if truth[:, j].sum() >= min_positives:
+                t = precision_first_threshold(scores[:, j], truth[:, j], target_precision)
+                t = 1.01 if t is None else t  # a tag that cannot reach the target is never suggested
+                per_tag[tag] = float(t if per_tag_can_lower else max(t, default))
+        ood_threshold = None
+        if logits is not None and ood_kind:
+            ood_threshold = float(np.quantile(ood_score(logits, ood_kind), ood_keep))
+        points = OperatingPoints(target_precision, float(default), per_tag, ood_kind, ood_threshold, dict(meta or {}))
+        self.points = points
+        self.thresholds = np.array([points.threshold(t) for t in self.tag_names], np.float64)
+        return points
+
+    def evaluate(self, probs: np.ndarray, truth: np.ndarray, logits: np.ndarray | None = None) -> dict[str, float]:
+        """Precision of the suggested tags, coverage and recall at the current operating points."""
+        suggestions = self.suggest(probs, logits=logits)
+        col = {t: j for j, t in enumerate(self.tag_names)}
+        truth = np.asarray(truth, bool)
+        n = sum(len(s) for s in suggestions)
+        correct = sum(truth[i, col[t.name]] for i, s in enumerate(suggestions) for t in s)
+        return {
+            "precision": correct / n if n else 1.0,
+            "coverage": sum(1 for s in suggestions if s) / max(len(suggestions), 1),
+            "recall": correct / max(int(truth.sum()), 1),
+            "suggested": n,
+            "images": len(suggestions),
+        }
+
+
+_DEFAULT: HashtagSuggester | None = None
+
+
+def default_suggester() -> HashtagSuggester:
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = HashtagSuggester.default()
+    return _DEFAULT
+
+
+def iter_hashtags(
+    sources: Iterable[Any], *, tagger: Any = None, suggester: HashtagSuggester | None = None
+) -> Iterator[dict[str, Any]]:
+    """The Python form of `autotag hashtags`: one dict per source, in order (path, tags, out_of_domain,
+    ood_score, error); a bad image carries its error instead of stopping the batch."""
+    from autotag.pipeline import Tagger, softmax
+
+    tagger = tagger or Tagger.default()
+    if tagger.model is not None:
+        raise AutotagError("hashtags need the default ImageNet model; pass no --model")
+    suggester = suggester or default_suggester()
+    for item in tagger.encode_stream(sources):
+        row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
+        if item.error is None:
+            logits = item.logits[None]
+            row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits)[0]]
+            ood = suggester.ood_scores(logits)
+            row["out_of_domain"] = bool(suggester.out_of_domain(logits)[0])
+            row["ood_score"] = round(float(ood[0]), 4) if ood is not None else None
+        yield row
+
+
+def suggest_hashtags(sources: Iterable[Any], **kwargs: Any) -> list[dict[str, Any]]:
+    """Like iter_hashtags, as a list."""
+    return list(iter_hashtags(sources, **kwargs))
