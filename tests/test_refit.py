@@ -112,3 +112,40 @@ def test_fit_threshold_rules():
     assert fit_threshold(scores, accepted, old=0.3, beta=0.25) == 0.6  # precision-leaning drops it
     assert fit_threshold(scores, np.zeros(6, bool), old=0.3) > 0.9  # all rejected: above every score
     assert fit_threshold(scores, np.ones(6, bool), old=0.3) == 0.3  # all accepted: unchanged
+
+
+def test_refit_of_a_trained_model_folder_loads_and_decides_by_the_new_thresholds(tmp_path):
+    """End to end with a real model folder (autotag.artifact): the new version loads, and with
+    --use-thresholds decides by the per-label thresholds learnt from feedback."""
+    from autotag.artifact import load_model, save_model
+    from autotag.heads.estimators import CompositeTagger
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 1280)).astype(np.float32)
+    Y = (rng.random((60, 3)) < 0.4).astype(np.uint8)
+    estimator = CompositeTagger(labels=LABELS, visual_hidden=16, count_hidden=8, use_user_tags=False, epochs=2)
+    estimator.fit(X[:40], Y[:40], None, val=(X[40:], Y[40:], None))
+    encoder = {"name": "efficientnet_lite0", "input_size": 224, "pool_grid": 1, "embedding_dim": 1280}
+    folder = save_model(tmp_path / "runs" / "pets", estimator, encoder=encoder,
+                        decision={"rule": "top-k-predicted", "k": 3, "floor": 0.1}, thresholds=[0.0] * 3)  # fmt: skip
+    model = load_model(folder)
+    scores = model.predict_scores(X)
+    cut = float(np.median(scores[:, 0]))  # people accept 'cat' only on the upper half of its scores
+    with open_library(str(tmp_path / "lib.db")) as lib:
+        lib.register_model("pets", folder)
+        for i, row in enumerate(scores):
+            tags = [Tag(label, float(s), label, "label") for label, s in zip(LABELS, row, strict=True)]
+            image_id, _ = lib.ingest(f"{i:064x}", f"/img/{i}.jpg", model="pets", tags=tags)
+            lib.add_feedback(image_id, "cat", "accepted" if row[0] >= cut else "rejected")
+            lib.add_feedback(image_id, "dog", "accepted")
+        report = refit_model(lib, "pets", use_thresholds=True)
+    assert (report.rule_before, report.rule_after) == ("top-k-predicted", "per-label")
+    new = load_model(report.new_path)
+    assert (
+        new.config["decision"]["rule"] == "per-label"
+        and load_model(folder).config["decision"]["rule"] == "top-k-predicted"
+    )
+    assert new.thresholds[0] == pytest.approx(scores[scores[:, 0] >= cut, 0].min())
+    assert list(new.thresholds[1:]) == [0.0, 0.0]
+    given_cat = np.array(["cat" in {t.name for t in tags} for tags in new.decide(scores)])
+    assert np.array_equal(given_cat, scores[:, 0] >= cut)

@@ -27,6 +27,7 @@ import numpy as np
 from autotag.types import AutotagError
 
 DEFAULT_THRESHOLD = 0.5
+THRESHOLD_RULE = "per-label"  # the decision rule (autotag.decide) that uses per-label thresholds
 
 
 @dataclass
@@ -54,7 +55,14 @@ class RefitReport:
     precision_before: float | None
     precision_after: float | None
     recall_after: float | None  # share of accepted tags the new thresholds still give
+    rule_before: str | None = None  # the model's decision rule (config.json), None if it has none
+    rule_after: str | None = None
     changes: list[TagChange] = field(default_factory=list)
+
+    @property
+    def thresholds_unused(self) -> bool:
+        """True when the new version decides by a rule that ignores per-label thresholds."""
+        return self.rule_after not in (None, THRESHOLD_RULE)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -64,39 +72,29 @@ class RefitReport:
 
 # ------------------------------------------------------------------------------ thresholds.json
 def read_thresholds(folder: Path, labels: list[str]) -> dict[str, float]:
-    """Per-label thresholds from thresholds.json: {"label": t}, [t per label], or either of those
-    under a "thresholds" key; a missing file or label gets a global "threshold" or 0.5."""
+    """Per-label thresholds from thresholds.json, as autotag.artifact writes it
+    ({"global": g, "per_label": {label: t}}) or as a plain {label: t}; a label without one gets the
+    global threshold (0.5 when there is none)."""
     path = folder / "thresholds.json"
-    raw: Any = json.loads(path.read_text()) if path.is_file() else {}
-    default = DEFAULT_THRESHOLD
-    if isinstance(raw, dict) and "thresholds" in raw:
-        default = float(raw.get("threshold", default))
-        raw = raw["thresholds"]
-    elif isinstance(raw, dict) and isinstance(raw.get("threshold"), int | float) and len(raw) == 1:
-        default, raw = float(raw["threshold"]), {}
-    if isinstance(raw, list):
-        if len(raw) != len(labels):
-            raise AutotagError(f"{path}: {len(raw)} thresholds for {len(labels)} labels; the model folder is damaged")
-        raw = dict(zip(labels, raw, strict=True))
+    try:
+        raw: Any = json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError as exc:
+        raise AutotagError(f"{path} is not valid JSON ({exc.msg}); the model folder is damaged") from exc
     if not isinstance(raw, dict):
         raise AutotagError(f"{path}: expected {{label: threshold}}, got {type(raw).__name__}")
-    return {label: float(raw.get(label, default)) for label in labels}
+    default = float(raw.get("global", DEFAULT_THRESHOLD))
+    per_label = raw["per_label"] if "per_label" in raw else raw
+    return {label: float(per_label.get(label, default)) for label in labels}
 
 
 def write_thresholds(folder: Path, thresholds: dict[str, float], labels: list[str]) -> None:
-    """Write thresholds back in the shape the folder already used (so the model's loader reads it)."""
+    """Write thresholds back in the shape the folder already used, so the model's loader reads them."""
     path = folder / "thresholds.json"
     raw: Any = json.loads(path.read_text()) if path.is_file() else {}
     # Full precision: a threshold sits exactly on a seen score, and rounding up would drop that tag.
-    rounded = {label: float(thresholds[label]) for label in labels}
-    if isinstance(raw, dict) and "thresholds" in raw:
-        inner = [rounded[label] for label in labels] if isinstance(raw["thresholds"], list) else rounded
-        out: Any = {**raw, "thresholds": inner}
-    elif isinstance(raw, list):
-        out = [rounded[label] for label in labels]
-    else:
-        out = rounded
-    path.write_text(json.dumps(out, indent=2) + "\n")
+    per_label = {label: float(thresholds[label]) for label in labels}
+    out = {**raw, "per_label": per_label} if isinstance(raw, dict) and "per_label" in raw else per_label
+    path.write_text(json.dumps(out, indent=1) + "\n")
 
 
 def read_labels(folder: Path) -> list[str]:
@@ -176,14 +174,44 @@ def _feedback_for(lib, stored) -> list:
 
 
 # ------------------------------------------------------------------------------ public
-def refit_model(lib, model: str, *, beta: float = 1.0, min_feedback: int = 3, dry_run: bool = False) -> RefitReport:
-    """Re-fit `model`'s thresholds from the feedback in `lib` and record the result as a new version."""
+def _decision_rule(folder: Path) -> str | None:
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    rule = config.get("decision", {}).get("rule") if isinstance(config, dict) else None
+    return str(rule) if rule else None
+
+
+def _set_decision_rule(folder: Path, rule: str) -> None:
+    path = folder / "config.json"
+    config = json.loads(path.read_text())
+    config.setdefault("decision", {})["rule"] = rule
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
+def refit_model(
+    lib,
+    model: str,
+    *,
+    beta: float = 1.0,
+    min_feedback: int = 3,
+    use_thresholds: bool = False,
+    dry_run: bool = False,
+) -> RefitReport:
+    """Re-fit `model`'s thresholds from the feedback in `lib` and record the result as a new version.
+
+    A model that decides by another rule (top-k, predicted count) ignores per-label thresholds;
+    `use_thresholds` makes the new version decide by them (rule "per-label").
+    """
     if beta <= 0:
         raise AutotagError(f"--beta must be positive, got {beta}")
     stored = _resolve(lib, model)
     folder = Path(stored.path)
     labels = read_labels(folder)
     old = read_thresholds(folder, labels)
+    rule_before = _decision_rule(folder)
+    rule_after = THRESHOLD_RULE if use_thresholds and rule_before is not None else rule_before
 
     latest: dict[tuple[int, str], Any] = {}
     skipped = 0
@@ -234,6 +262,8 @@ def refit_model(lib, model: str, *, beta: float = 1.0, min_feedback: int = 3, dr
         precision_before=float(positive[kept_before].mean()) if kept_before.any() else None,
         precision_after=float(positive[kept_after].mean()) if kept_after.any() else None,
         recall_after=float(kept_after[positive].mean()) if positive.any() else None,
+        rule_before=rule_before,
+        rule_after=rule_after,
         changes=changes,
     )
     if dry_run:
@@ -248,6 +278,8 @@ def refit_model(lib, model: str, *, beta: float = 1.0, min_feedback: int = 3, dr
     try:
         shutil.copytree(folder, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("refit.json"))
         write_thresholds(staging, new, labels)
+        if rule_after != rule_before:
+            _set_decision_rule(staging, rule_after)  # type: ignore[arg-type]
         report.new_version, report.new_path = version, str(target.resolve())
         (staging / "refit.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         staging.rename(target)

@@ -38,6 +38,9 @@ def refit_command(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     beta: float = typer.Option(1.0, "--beta", help="F-beta to maximise: below 1 favours precision."),
     min_feedback: int = typer.Option(3, "--min-feedback", min=1, help="Leave tags with fewer judgements alone."),
+    use_thresholds: bool = typer.Option(
+        False, "--use-thresholds", help="Make the new version decide by per-label thresholds (rule per-label)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would change; write nothing."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
@@ -45,7 +48,9 @@ def refit_command(
     from autotag.store import open_library
 
     with open_library(db) as lib:
-        report = refit_model(lib, model, beta=beta, min_feedback=min_feedback, dry_run=dry_run)
+        report = refit_model(
+            lib, model, beta=beta, min_feedback=min_feedback, use_thresholds=use_thresholds, dry_run=dry_run
+        )
     fmt = resolve_format(fmt)
     if fmt in (Format.json, Format.jsonl):
         emit([report.to_dict()], fmt)
@@ -61,6 +66,14 @@ def refit_command(
         f"{report.feedback_skipped} feedback items not usable)",
         err=True,
     )
+    if report.thresholds_unused:
+        typer.echo(
+            f"note: the model decides by rule {report.rule_after}, which ignores per-label thresholds; "
+            "rerun with --use-thresholds to decide by them",
+            err=True,
+        )
+    elif report.rule_after != report.rule_before:
+        typer.echo(f"decision rule: {report.rule_before} -> {report.rule_after}", err=True)
     if report.new_version is None:
         typer.echo("dry run: nothing written", err=True)
     else:
