@@ -62,6 +62,7 @@ def test_jpeg_keeps_old_keywords_and_other_metadata(jpeg):
             "-Artist=Ana",
             "-IPTC:Caption-Abstract=a cat on a mat",
             "-XMP-dc:Creator=Ana",
+            "-XMP-iptcCore:Location=Paris",
             str(jpeg),
         ],
         check=True,
@@ -75,13 +76,15 @@ def test_jpeg_keeps_old_keywords_and_other_metadata(jpeg):
         "-EXIF:Artist",
         "-IPTC:Caption-Abstract",
         "-XMP-dc:Creator",
+        "-XMP-iptcCore:Location",
         "-IPTC:CodedCharacterSet",
     )
     expected = ["old one", "xmp only", "tabby cat", "Egyptian cat", "cat"]
     assert as_list(got["Subject"]) == expected
     assert as_list(got["Keywords"]) == expected
     assert got["Artist"] == "Ana" and got["Caption-Abstract"] == "a cat on a mat"
-    assert as_list(got["Creator"]) == ["Ana"]
+    assert as_list(got["Creator"]) == ["Ana"] and got["Location"] == "Paris"
+    assert b"<Iptc4xmpCore:Location>" in jpeg.read_bytes()  # the file's own prefixes survive
     assert got["Validate"] == "OK" and "Warning" not in got
     assert np.array_equal(pixels(jpeg), before)
     assert read_keywords(jpeg) == expected

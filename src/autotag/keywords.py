@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -90,10 +91,23 @@ def _xmp_keywords(packet: bytes | None) -> list[str]:
 
 
 def _parse_xmp(packet: bytes) -> ET.Element:
+    import io
+
+    root = None
     try:
-        return ET.fromstring(packet.strip(b"\x00 \r\n\t"))
+        for event, item in ET.iterparse(io.BytesIO(packet.strip(b"\x00 \r\n\t")), events=("start-ns", "start")):
+            if event == "start-ns":
+                prefix, uri = item
+                # Keep the file's own prefixes on rewrite (ElementTree would say ns0:, ns1:, ...).
+                if prefix and not re.fullmatch(r"ns\d+", prefix):
+                    ET.register_namespace(prefix, uri)
+            elif root is None:
+                root = item
     except ET.ParseError as exc:
         raise AutotagError(f"the file's existing XMP is not valid XML ({exc}); fix or remove it first") from exc
+    if root is None:
+        raise AutotagError("the file's existing XMP is empty; fix or remove it first")
+    return root
 
 
 def _xmp_with_keywords(packet: bytes | None, keywords: list[str]) -> bytes:
