@@ -117,3 +117,30 @@ def test_cli_eval_embed_and_mosaic(tmp_path, photos):
         assert summary["images"] == 2 and summary["failed"] == 0
         if expected_cached is not None:
             assert summary["from_cache"] == expected_cached and summary["encoded"] == 0
+
+
+def test_trained_model_columns_follow_the_dataset_labels(tmp_path, fashion_mnist_dir):
+    from autotag.artifact import load_model, save_model
+    from autotag.evaluate import encode_records
+    from autotag.heads.estimators import CompositeTagger
+    from autotag.pipeline import Tagger
+
+    folder = write_fashion_mosaic(tmp_path / "mosaic", 60, 20, 16, seed=2)
+    data = load_dataset(f"fashion-mosaic:{folder}")
+    train, val, test = data.split("train"), data.split("val"), data.split("test")
+    reversed_labels = data.labels[::-1]  # the model's column order differs from the dataset's
+    tagger = Tagger.load()
+    emb_train = encode_records(tagger, train.sources).embeddings
+    emb_val = encode_records(tagger, val.sources).embeddings
+    model = CompositeTagger(labels=reversed_labels, epochs=3, visual_hidden=32, tag_hidden=16, min_tag_count=1)
+    model.fit(emb_train, train.label_matrix(reversed_labels), [r.user_tags for r in train.records],
+              val=(emb_val, val.label_matrix(reversed_labels), [r.user_tags for r in val.records]))  # fmt: skip
+    save_model(tmp_path / "run", model, encoder={"name": "efficientnet_lite0"}, decision={"rule": "top-k-predicted"})
+
+    result = evaluate(test, [str(tmp_path / "run")], ["model", "top-k-predicted", "threshold:0.5"])
+    assert [r.rule for r in result.runs] == ["model", "top-k-predicted", "threshold:0.5"]
+    np.testing.assert_array_equal(result.runs[0].y_pred, result.runs[1].y_pred)  # the stored rule is top-k-predicted
+    trained = load_model(tmp_path / "run")
+    emb_test = encode_records(tagger, test.sources)
+    direct = trained.predict_scores(emb_test.embeddings, emb_test.logits, [r.user_tags for r in test.records])
+    np.testing.assert_allclose(result.runs[0].scores, np.asarray(direct)[:, ::-1], atol=1e-5)

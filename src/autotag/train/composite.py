@@ -1,0 +1,267 @@
+"""`autotag train`: dataset spec -> model folder (optionally fine-tuning the backbone first).
+
+Flow: load the dataset and its splits -> [fine-tune the backbone on train/val images] -> write the
+encoder ONNX into the folder when it is not a registered encoder as-is -> embed every split with that
+ONNX encoder (the same code path that serves it) -> fit the composite heads (staged) -> fit per-label
+thresholds on validation -> score validation/test with every decision rule -> write the folder,
+curves.png and metrics.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from autotag.types import AutotagError
+
+
+@dataclass
+class TrainConfig:
+    # encoder
+    encoder: str = "efficientnet_lite0"
+    input_size: int | None = None  # None = the encoder's own size
+    pool_grid: int = 1  # g > 1 pools the last feature map on a g x g grid (keeps coarse layout)
+    # heads (autotag.heads.CompositeTagger)
+    visual_hidden: int = 512
+    tag_hidden: int = 256
+    count_hidden: int = 64
+    loss: str = "bce"
+    use_user_tags: bool = True
+    max_user_tags: int = 1000
+    epochs: int = 60
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 3e-4
+    schedule: str = "cosine"
+    patience: int = 8
+    seed: int = 0
+    # decisions
+    rule: str = "top-k-predicted"
+    k: int = 3
+    floor: float = 0.1
+    threshold_objective: str = "f1"
+    target_precision: float = 0.9
+    # fine-tuning (autotag.train.finetune), used with --finetune
+    finetune_size: int | None = None  # None = input_size
+    finetune_epochs: int = 3
+    finetune_lr: float = 2e-3
+    finetune_batch_size: int = 64
+    finetune_blocks: str = "all"  # "all" or the number of last blocks to train
+    augment: float = 0.3
+    flip: bool = True
+    finetune_max_minutes: float | None = None
+    # data
+    limit: int | None = None  # at most this many images per split (quick runs)
+    val_fraction: float = 0.1  # carved from train when the dataset has no validation split
+
+    @classmethod
+    def from_toml(cls, path: str | Path | None, **overrides: Any) -> TrainConfig:
+        values: dict[str, Any] = {}
+        if path:
+            p = Path(path).expanduser()
+            if not p.is_file():
+                raise AutotagError(f"training config {p} not found")
+            try:
+                values = tomllib.loads(p.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise AutotagError(f"training config {p} is not valid TOML: {exc}") from exc
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise AutotagError(f"unknown training settings {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+@dataclass
+class SplitData:
+    sources: list[str]
+    Y: np.ndarray
+    user_tags: list[list[str]]
+
+
+def _splits(spec: str, cfg: TrainConfig) -> tuple[list[str], dict[str, SplitData], dict[str, Any]]:
+    from autotag.data import load_dataset
+
+    data = load_dataset(spec)
+    if len(data) == 0:
+        raise AutotagError(f"dataset {spec} has no images")
+    present = data.splits()
+    val_name = next((n for n in ("val", "validation") if n in present), None)
+    parts: dict[str, Any] = {}
+    if "train" in present:
+        parts["train"] = data.split("train")
+    else:
+        parts["train"] = data if not present else None
+        if parts["train"] is None:
+            raise AutotagError(f"dataset {spec} has splits {present} but none is called train")
+    if val_name:
+        parts["val"] = data.split(val_name)
+    if "test" in present:
+        parts["test"] = data.split("test")
+    out: dict[str, SplitData] = {}
+    rng = np.random.default_rng(cfg.seed)
+    for name, part in parts.items():
+        records = list(part.records)
+        if cfg.limit and len(records) > cfg.limit:
+            keep = np.sort(rng.choice(len(records), cfg.limit, replace=False))
+            records = [records[i] for i in keep]
+        column = {lab: j for j, lab in enumerate(data.labels)}
+        Y = np.zeros((len(records), len(data.labels)), np.uint8)
+        for i, r in enumerate(records):
+            for lab in r.labels:
+                if lab in column:
+                    Y[i, column[lab]] = 1
+        out[name] = SplitData([r.source for r in records], Y, [list(r.user_tags) for r in records])
+    if "val" not in out:
+        train = out["train"]
+        order = rng.permutation(len(train.sources))
+        n_val = max(1, int(len(order) * cfg.val_fraction))
+        pick = (lambda idx: SplitData([train.sources[i] for i in idx], train.Y[idx],  # noqa: E731
+                                      [train.user_tags[i] for i in idx]))
+        out["val"], out["train"] = pick(order[:n_val]), pick(order[n_val:])
+    digest = hashlib.sha256("\n".join(sorted(r.source for r in data.records)).encode()).hexdigest()[:16]
+    info = {"spec": spec, "name": data.name, "n_images": len(data), "single_label": data.single_label,
+            "sizes": {k: len(v.sources) for k, v in out.items()}, "fingerprint": digest}
+    return list(data.labels), out, info
+
+
+def _load_pixels(sources: list[str], size: int) -> np.ndarray:
+    from autotag.ingest import decode_image, load_source
+    from autotag.train.finetune import images_to_uint8
+
+    return images_to_uint8([decode_image(load_source(s)) for s in sources], size)
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
+    """One panel per training stage: training and validation loss by epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = list(dict.fromkeys(str(h.get("stage", "train")) for h in history))
+    if not stages:
+        return
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 2.8), squeeze=False)
+    for ax, stage in zip(axes[0], stages, strict=True):
+        rows = [h for h in history if str(h.get("stage", "train")) == stage]
+        for key in ("train_loss", "val_loss", "val_score"):
+            ys = [h[key] for h in rows if key in h]
+            if ys:
+                ax.plot(range(1, len(ys) + 1), ys, label=key.replace("_", " "))
+        ax.set_title(stage)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def evaluate_rules(model: Any, Y: np.ndarray, embeddings: np.ndarray, user_tags: list[list[str]] | None,
+                   k: int = 3, floor: float = 0.1) -> dict[str, dict[str, Any]]:
+    """multilabel_report of every decision rule on one split (per_class left out)."""
+    from autotag.decide import decide
+    from autotag.metrics import multilabel_report
+
+    est = model.estimator
+    scores = est.predict_proba(embeddings, user_tags)
+    counts = est.predict_count(embeddings, user_tags)
+    decisions = {
+        f"top-{k}": decide("top-k", scores, k=k),
+        "top-k-predicted": decide("top-k-predicted", scores, counts=counts),
+        "predicted-k-floor": decide("predicted-k-floor", scores, counts=counts, floor=floor),
+        "per-label": decide("per-label", scores, thresholds=model.thresholds),
+        "threshold": decide("threshold", scores, threshold=model.global_threshold),
+    }
+    out = {}
+    for name, pred in decisions.items():
+        report = multilabel_report(Y, pred, scores)
+        out[name] = {key: v for key, v in report.items() if key != "per_class"}
+    return out
+
+
+def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None, finetune: bool = False,
+                log: Callable[[str], None] = print) -> Path:
+    """Train a model folder from a dataset spec; returns the folder."""
+    from autotag.artifact import export_encoder, load_model, save_model
+    from autotag.decide import fit_thresholds
+    from autotag.encoders.efficientnet_lite import spec_for
+    from autotag.heads import CompositeTagger
+    from autotag.pipeline import Tagger
+
+    cfg = config or TrainConfig()
+    t0 = time.time()
+    folder = Path(out).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    labels, splits, data_info = _splits(dataset, cfg)
+    log(f"dataset {dataset}: {data_info['sizes']} images, {len(labels)} labels")
+    spec = spec_for(cfg.encoder) if cfg.encoder.startswith("efficientnet_lite") else None
+    if spec is None:
+        raise AutotagError(f"training supports the efficientnet_lite encoders, not {cfg.encoder!r}")
+    size = cfg.input_size or spec.input_size
+    history: list[dict[str, Any]] = []
+    backbone = None
+    if finetune:
+        from autotag.train.finetune import FineTuneConfig
+        from autotag.train.finetune import finetune as run_finetune
+
+        ft_size = cfg.finetune_size or size
+        log(f"fine-tuning {cfg.encoder} at {ft_size}px")
+        ft_cfg = FineTuneConfig(encoder=cfg.encoder, size=ft_size, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
+                                batch_size=cfg.finetune_batch_size, pool_grid=cfg.pool_grid, loss="bce",
+                                train_blocks=cfg.finetune_blocks if cfg.finetune_blocks == "all"
+                                else int(cfg.finetune_blocks), augment=cfg.augment, flip=cfg.flip,
+                                seed=cfg.seed, max_minutes=cfg.finetune_max_minutes, tta=False)
+        result = run_finetune(_load_pixels(splits["train"].sources, ft_size), splits["train"].Y.astype(np.float32),
+                              _load_pixels(splits["val"].sources, ft_size), splits["val"].Y, ft_cfg, log=log)
+        backbone = result.net.backbone
+        history += [{"stage": "fine-tune", **h} for h in result.history]
+    custom = finetune or size != spec.input_size or cfg.pool_grid != 1
+    encoder_info = {"name": cfg.encoder, "input_size": size, "pool_grid": cfg.pool_grid,
+                    "embedding_dim": 1280 * cfg.pool_grid**2, "onnx": "encoder.onnx" if custom else None,
+                    "finetuned": finetune}
+    if custom:
+        diff = export_encoder(folder, cfg.encoder, size, cfg.pool_grid, backbone)
+        log(f"encoder.onnx written (max abs diff vs PyTorch {diff:.1e})")
+    from autotag.artifact import make_encoder
+
+    tagger = Tagger(make_encoder(folder, encoder_info))
+    emb = {name: tagger.embed(part.sources, progress=True) for name, part in splits.items()}
+    log(f"embedded {sum(len(e) for e in emb.values())} images ({time.time() - t0:.0f}s so far)")
+
+    tags = {name: (part.user_tags if cfg.use_user_tags else None) for name, part in splits.items()}
+    est = CompositeTagger(labels=labels, visual_hidden=cfg.visual_hidden, tag_hidden=cfg.tag_hidden,
+                          count_hidden=cfg.count_hidden, loss=cfg.loss, use_user_tags=cfg.use_user_tags,
+                          max_user_tags=cfg.max_user_tags, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                          weight_decay=cfg.weight_decay, schedule=cfg.schedule, patience=cfg.patience, seed=cfg.seed)
+    est.fit(emb["train"], splits["train"].Y, tags["train"], val=(emb["val"], splits["val"].Y, tags["val"]))
+    history += est.history_
+    val_scores = est.predict_proba(emb["val"], tags["val"])
+    thresholds = fit_thresholds(splits["val"].Y, val_scores, cfg.threshold_objective, cfg.target_precision)
+    rule = cfg.rule if not data_info["single_label"] or cfg.rule != "top-k-predicted" else "top-k"
+    decision = {"rule": rule, "k": 1 if data_info["single_label"] and rule == "top-k" else cfg.k,
+                "floor": cfg.floor}
+    save_model(folder, est, encoder=encoder_info, decision=decision, thresholds=thresholds,
+               training={**asdict(cfg), "finetune": finetune, "seconds": round(time.time() - t0, 1)},
+               dataset=data_info)
+    model = load_model(folder)
+    metrics = {name: evaluate_rules(model, splits[name].Y, emb[name], tags[name], cfg.k, cfg.floor)
+               for name in splits if name != "train"}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    try:
+        plot_curves(history, folder / "curves.png")
+    except Exception as exc:  # a plot must never lose a trained model
+        log(f"could not draw curves.png: {exc}")
+    main = metrics.get("test", metrics["val"])
+    log(f"done in {time.time() - t0:.0f}s: " + ", ".join(
+        f"{name} H-F1 {m['H-F1'] * 100:.1f}" for name, m in main.items()))
+    return folder
