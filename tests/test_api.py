@@ -375,6 +375,19 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos):
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
     )
     _is_error(client.put("/v1/tag"), 405)
+    # Far over the limit: refused from its Content-Length, and when streamed without one.
+    huge = b"\xff\xd8" + b"\0" * (MAX_UPLOAD + 3_000_000)
+    _is_error(client.post("/v1/images", files=_upload(huge)), 413)
+
+    form = client.build_request("POST", "/v1/tag", files=_upload(huge))
+    body = form.read()
+
+    def chunks():  # no Content-Length: the server only finds out while reading
+        for start in range(0, len(body), 1 << 20):
+            yield body[start : start + (1 << 20)]
+
+    _is_error(client.post("/v1/tag", content=chunks(), headers={"content-type": form.headers["content-type"]}), 413)
+    assert client.get("/healthz").json()["status"] == "ok"
 
 
 # ---------------------------------------------------------------------------------------- crash and resume

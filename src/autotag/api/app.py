@@ -18,13 +18,14 @@ from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from autotag.api.errors import ApiError, install_error_handlers
+from autotag.api.errors import ApiError, BodyLimit, install_error_handlers
 from autotag.api.service import Service
 from autotag.config import Settings, load_settings
 
 WEB_DIR = Path(__file__).parent / "web"
 ACCEPTED_UPLOAD_TYPES = ("image/", "application/octet-stream")
 CHUNK = 1 << 16
+MULTIPART_SLACK = 1 << 20  # form fields and multipart framing around the file itself
 
 
 # ----- response and request bodies (they also document the API at /docs) -----
@@ -212,6 +213,8 @@ def create_app(
     )
     app.state.service = service
     install_error_handlers(app)
+    # A body past this is refused while it streams in, before it is spooled to disk.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
 
     def require_key(request: Request) -> None:
         if not keys:

@@ -24,6 +24,41 @@ def error_body(error: str, detail: str) -> dict[str, str]:
     return {"error": error, "detail": detail}
 
 
+class BodyLimit:
+    """ASGI middleware refusing a request body over `max_bytes` with a 413 in the one JSON shape.
+
+    A declared Content-Length over the limit is refused before reading; a body streamed without one
+    is cut off once it passes the limit. Starlette's own limit answers in plain text, hence this.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.datastructures import Headers
+        from starlette.exceptions import HTTPException
+        from starlette.responses import JSONResponse
+
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        detail = f"request body is over the limit of {self.max_bytes} bytes (server setting max_upload_bytes)"
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await JSONResponse(error_body("too large", detail), status_code=413)(scope, receive, send)
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise HTTPException(413, detail)  # answered by the handler below, in the JSON shape
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def install_error_handlers(app: Any) -> None:
     """Map our errors, FastAPI's validation errors and HTTP errors onto the one JSON shape.
 
