@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from autotag.keywords import read_keywords, sidecar_path, write_keywords
+from autotag.keywords import embed_keywords, read_keywords, sidecar_path, write_keywords
 from autotag.types import AutotagError
 
 EXIFTOOL = shutil.which("exiftool")
@@ -191,3 +191,16 @@ def test_cli_tag_write_xmp_puts_the_predicted_tags_in_the_file(photos, tmp_path)
     result = CliRunner().invoke(app, ["tag", str(path), "--sidecar", "--format", "json"])
     assert result.exit_code == 0, result.output
     assert as_list(exif(sidecar_path(path), "-XMP-dc:Subject")["Subject"]) == names
+
+
+@needs_exiftool
+def test_embed_keywords_in_memory_for_uploads(photos, tmp_path):
+    data = photos["rocket"].read_bytes()
+    tagged = embed_keywords(data, ["rocket", "launch"])
+    out = tmp_path / "tagged.jpg"
+    out.write_bytes(tagged)
+    got = exif(out, "-XMP-dc:Subject", "-IPTC:Keywords")
+    assert as_list(got["Subject"]) == as_list(got["Keywords"]) == ["rocket", "launch"]
+    assert np.array_equal(pixels(out), pixels(photos["rocket"]))
+    with pytest.raises(AutotagError, match="only JPEG and PNG"):
+        embed_keywords(b"GIF89a" + bytes(20), ["x"])

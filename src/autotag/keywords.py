@@ -350,12 +350,7 @@ def write_keywords(path: str | Path, keywords: Iterable[str], *, sidecar: bool =
         _atomic_write(target, _xmp_with_keywords(old, final), like=target if old is not None else None)
         return target
 
-    rewrite = _jpeg_with_keywords if kind == "jpeg" else _png_with_keywords
-    new_data, _ = rewrite(data, wanted, replace, path)
-    try:
-        before = _pixels(data)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
-        raise AutotagError(f"{path}: the image does not decode ({exc}); keywords not written") from exc
+    new_data, before = _embed(data, wanted, replace, str(path))
 
     def verify(written: bytes) -> None:
         if _pixels(written) != before:
@@ -363,6 +358,34 @@ def write_keywords(path: str | Path, keywords: Iterable[str], *, sidecar: bool =
 
     _atomic_write(path, new_data, like=path, verify=verify)
     return path
+
+
+def embed_keywords(data: bytes, keywords: Iterable[str], *, replace: bool = False, name: str = "image") -> bytes:
+    """The same image bytes with `keywords` embedded (JPEG or PNG), checked to decode to the same pixels.
+
+    For a service that hands back a tagged copy of an upload; `write_keywords` does this for files.
+    """
+    return _embed(data, _clean(keywords), replace, name)[0]
+
+
+def _embed(data: bytes, wanted: list[str], replace: bool, name: str) -> tuple[bytes, bytes]:
+    """The rewritten bytes and the original's decoded pixels (for checking the file once written)."""
+    kind = _file_kind(data)
+    if kind == "other":
+        raise AutotagError(f"{name}: only JPEG and PNG can hold keywords inside the file; write an .xmp sidecar")
+    rewrite = _jpeg_with_keywords if kind == "jpeg" else _png_with_keywords
+    new_data, _ = rewrite(data, wanted, replace, Path(name))
+    try:
+        before = _pixels(data)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
+        raise AutotagError(f"{name}: the image does not decode ({exc}); keywords not written") from exc
+    try:
+        same = _pixels(new_data) == before
+    except Exception as exc:  # noqa: BLE001
+        raise AutotagError(f"{name}: the rewritten image does not decode ({exc}); keywords not written") from exc
+    if not same:
+        raise AutotagError(f"{name}: rewriting changed the decoded image; keywords not written")
+    return new_data, before
 
 
 def _atomic_write(target: Path, data: bytes, like: Path | None = None, verify=None) -> None:
@@ -395,4 +418,4 @@ def _atomic_write(target: Path, data: bytes, like: Path | None = None, verify=No
         temp.unlink(missing_ok=True)
 
 
-__all__ = ["read_keywords", "sidecar_path", "write_keywords"]
+__all__ = ["embed_keywords", "read_keywords", "sidecar_path", "write_keywords"]
