@@ -181,6 +181,19 @@ def train_retrieval_head(
     cfg.input_dim = x.shape[1]
     cfg.check()
 
+    # A small MLP gains nothing from several threads, and on a busy machine OpenMP spin-waiting makes
+    # multi-threaded training many times slower; train on one thread and restore the caller's setting.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(x, labels, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(x: np.ndarray, labels: np.ndarray, cfg: RetrievalHeadConfig) -> RetrievalHead:
+    import torch
+
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     net = torch.nn.Sequential(
