@@ -24,6 +24,7 @@ def register_encoder(name: str) -> Callable[[Callable[..., Encoder]], Callable[.
 
 def _load_backends() -> None:
     import autotag.encoders.efficientnet_lite  # noqa: F401 - registers its names
+    import autotag.encoders.quantized  # noqa: F401 - registers the INT8 variants
 
 
 def list_encoders() -> list[str]:
