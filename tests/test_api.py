@@ -136,6 +136,32 @@ def test_tag_options_change_the_answer(make_client, sqlite_db, photos):
     assert "efficientnet_lite0" in unknown["detail"]  # the error lists the valid names
 
 
+def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_db, photos, tmp_path):
+    from urllib.parse import unquote
+
+    from PIL import Image
+
+    from autotag.keywords import read_keywords
+
+    client = make_client(sqlite_db)
+    response = client.post("/v1/tag/keywords", files=_upload(photos["rocket"]), data={"top_k": "2"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/jpeg"
+    tagged = tmp_path / "tagged.jpg"
+    tagged.write_bytes(response.content)
+    names = unquote(response.headers["x-autotag-tags"]).split(",")
+    assert read_keywords(tagged) == names and len(names) >= 2
+    expected = client.post("/v1/tag", files=_upload(photos["rocket"]), data={"top_k": "2"}).json()["tags"]
+    assert names == [t["name"] for t in expected]
+    with Image.open(tagged) as after, Image.open(photos["rocket"]) as before:
+        assert after.tobytes() == before.tobytes()
+    gif = io.BytesIO()
+    Image.new("RGB", (64, 64), "red").save(gif, "GIF")
+    body = _is_error(client.post("/v1/tag/keywords", files=_upload(gif.getvalue(), "red.gif", "image/gif")), 400)
+    assert "JPEG and PNG" in body["detail"]
+    assert client.get("/v1/images").json()["items"] == []  # nothing stored
+
+
 def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, photos):
     from concurrent.futures import ThreadPoolExecutor
 

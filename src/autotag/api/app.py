@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import anyio
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -249,6 +250,32 @@ def create_app(
         return await call(
             service.tag, data, user_tags=split_tags(user_tags), model=model, top_k=top_k, threshold=threshold
         )
+
+    @app.post(
+        "/v1/tag/keywords",
+        response_class=Response,
+        responses={**ERRORS, 200: {"content": {"image/jpeg": {}, "image/png": {}}}},
+        dependencies=read_guard,
+        tags=["tagging"],
+    )
+    async def tag_into_file(
+        file: UploadFile = File(..., description="a JPEG or PNG image"),
+        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str | None = Form(None, description="model name (default: the server's model)"),
+        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        replace: bool = Form(False, description="drop the keywords the file already has"),
+    ) -> Response:
+        """Tag one image and answer with the same file, its tags written in as XMP dc:subject and IPTC Keywords.
+
+        Pixels are untouched (checked); the tags are also listed in the X-Autotag-Tags header. Nothing is stored.
+        """
+        data = await read_upload(file, limit)
+        tagged, names, media_type = await call(
+            service.tag_into_file, data, replace=replace, user_tags=split_tags(user_tags), model=model,
+            top_k=top_k, threshold=threshold,
+        )  # fmt: skip
+        return Response(tagged, media_type=media_type, headers={"X-Autotag-Tags": quote(",".join(names))})
 
     @app.post(
         "/v1/images",

@@ -326,6 +326,16 @@ class Service:
             "ood_score": a.ood_score,
         }
 
+    def tag_into_file(
+        self, data: bytes, *, replace: bool = False, **options: Any
+    ) -> tuple[bytes, list[str], str]:
+        """The upload with its tags written in as XMP dc:subject + IPTC Keywords, the tags, and its media type."""
+        from autotag.keywords import embed_keywords
+
+        names = [t["name"] for t in self.tag(data, **options)["tags"]]
+        tagged = embed_keywords(data, names, replace=replace, name="upload")
+        return tagged, names, "image/png" if tagged.startswith(b"\x89PNG") else "image/jpeg"
+
     # ------------------------------------------------------------------ the library
     def blob_dir(self) -> Path:
         """Where uploaded files are kept: beside the index folder (`library.images/` next to `library.db`)."""
