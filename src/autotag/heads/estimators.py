@@ -63,6 +63,15 @@ def _as_float32(x: Any, what: str) -> np.ndarray:
     return arr
 
 
+def _standardiser(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) per dimension. The scale is floored at a tenth of the median spread: a dimension
+    (nearly) constant on the training images, such as a feature that never fires on them, would
+    otherwise blow up by ~1e6 on new images where it does fire and swamp every other input."""
+    spread = X.std(0)
+    floor = 0.1 * float(np.median(spread)) if spread.size else 0.0
+    return X.mean(0), np.maximum(spread, floor) + 1e-6
+
+
 def _split_validation(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(round(n * fraction))) if n >= 10 else 0
@@ -120,8 +129,7 @@ class HeadClassifier:
             else:
                 lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
                 t_val = np.array([lookup[c] for c in y_val.tolist()], np.int64)
-        self.mean_ = X.mean(0)
-        self.scale_ = X.std(0) + 1e-6
+        self.mean_, self.scale_ = _standardiser(X)
         torch.manual_seed(self.seed)
         self.module_ = _mlp(X.shape[1], self.hidden, len(self.classes_), self.dropout)
         def norm(a: np.ndarray) -> np.ndarray:
@@ -236,7 +244,7 @@ class CompositeTagger:
         }
         torch.manual_seed(self.seed)
         heads = build_composite(self.config_)
-        mean, scale = X.mean(0), X.std(0) + 1e-6
+        mean, scale = _standardiser(X)
         heads.embedding_mean.copy_(torch.from_numpy(mean))
         heads.embedding_scale.copy_(torch.from_numpy(scale))
         bags, vbags = tag_bags(tags, self.vocabulary_, len(X)), tag_bags(vtags, self.vocabulary_, len(vX))
