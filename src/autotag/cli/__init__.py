@@ -10,5 +10,6 @@ from autotag.cli import search as _search  # noqa: F401,E402  isort: skip
 from autotag.cli import data as _data  # noqa: F401,E402  isort: skip
 from autotag.cli import vocab as _vocab  # noqa: F401,E402  isort: skip
 from autotag.cli import train as _train  # noqa: F401,E402  isort: skip
+from autotag.cli import batch as _batch  # noqa: F401,E402  isort: skip
 
 __all__ = ["app", "main"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, resolve_format
+from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, fail, resolve_format
 
 MODEL_HELP = "Encoder name (see `autotag models`) or model folder; must match the one the index was built with."
 
@@ -20,10 +20,14 @@ def _open(db: str | None):  # -> autotag.store.Library
 @command(
     "index",
     help="Add images to a library's similar-image index (already indexed content is skipped).\n\n"
-    "Example: autotag index photos/ --db library.db",
+    "Example: autotag index photos/ --db library.db\n\n"
+    "From `autotag batch` shards: autotag index --from-parquet tags/ --db library.db",
 )
 def index_command(
-    paths: list[str] = typer.Argument(..., help="Image files, folders, globs, or - to read paths from stdin."),
+    paths: list[str] | None = typer.Argument(None, help="Image files, folders, globs, or - to read paths from stdin."),
+    from_parquet: str | None = typer.Option(
+        None, "--from-parquet", help="Index the shards `autotag batch --out` wrote here instead of PATHS."
+    ),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     kind: str = typer.Option("auto", "--kind", help="Index kind: auto (by size), exact, hnsw or ivfpq."),
@@ -36,9 +40,18 @@ def index_command(
     from autotag.pipeline import Tagger
 
     _check_kind(kind)
-    files = discover(paths)
-    with _open(db) as lib:
-        report = ingest_paths(lib, files, tagger=Tagger.load(model), kind=kind, head=head, progress=True)
+    if from_parquet is not None:
+        if paths or model or head:
+            fail("--from-parquet takes no PATHS, --model or --head: the shards fix the images and the encoder")
+        from autotag.distributed.index import index_from_parquet
+
+        with _open(db) as lib:
+            report = index_from_parquet(lib, from_parquet, kind=kind, progress=True)
+    else:
+        if not paths:
+            fail("give image PATHS to index, or --from-parquet DEST")
+        with _open(db) as lib:
+            report = ingest_paths(lib, discover(paths), tagger=Tagger.load(model), kind=kind, head=head, progress=True)
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
     emit([report.to_dict()], resolve_format(fmt))

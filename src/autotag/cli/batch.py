@@ -1,0 +1,39 @@
+"""`autotag batch`: tag a large collection into Parquet shards, locally or on a Ray cluster."""
+
+from __future__ import annotations
+
+import typer
+
+from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
+
+
+@command(
+    "batch",
+    help="Tag a collection into Parquet shards (path, hash, tags, embedding) plus _summary.json. "
+    "Finished shards are skipped on a rerun; a bad image is recorded, never fatal.\n\n"
+    "Example: autotag batch photos/ --out tags/ --engine ray",
+)
+def batch_command(
+    sources: list[str] = typer.Argument(
+        ..., help="Folders, globs, image paths/URIs (fsspec), or a manifest (.csv/.jsonl/.parquet, `path` column)."
+    ),
+    out: str = typer.Option(..., "--out", "-o", help="Folder or fsspec URI for the shards."),
+    engine: str = typer.Option("local", "--engine", "-e", help="local (this process) or ray."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Encoder name (`autotag models`) or model folder."),
+    shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Images per shard (the unit of resume)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="At most this many labels per image."),
+    threshold: float = typer.Option(0.05, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this."),
+    actors: int | None = typer.Option(None, "--actors", min=1, help="Model actors for --engine ray (default: 1/CPU)."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: RAY_ADDRESS, else local)."
+    ),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    from autotag.distributed import BatchJob, run_batch
+
+    job = BatchJob(model=model, top_k=top_k, threshold=threshold, shard_size=shard_size, batch_size=batch_size)
+    summary = run_batch(sources, out, engine=engine, job=job, actors=actors, address=address)
+    for failure in summary["failures"]:
+        typer.echo(f"autotag: {failure['path']}: {failure['error']}", err=True)
+    emit([{k: v for k, v in summary.items() if k != "failures"}], resolve_format(fmt))

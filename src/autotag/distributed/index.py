@@ -1,0 +1,156 @@
+"""`autotag index --from-parquet DEST`: shards written by `autotag batch` -> a library and its index.
+
+Shards are streamed in chunks, so the collection never has to fit in memory at once. When the
+index will be IVF-PQ (large collections), its first chunk is a seeded random sample drawn from all
+shards: the quantisers train on that sample, and every later chunk is only added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autotag.distributed.runner import META_KEY, SHARD_PATTERN, _fs
+from autotag.types import AutotagError
+
+if TYPE_CHECKING:
+    from autotag.library import IngestReport
+    from autotag.store.library import Library
+
+COLUMNS = ["path", "content_hash", "tags", "embedding", "phash", "width", "height", "error"]
+CHUNK_ROWS = 50_000
+
+
+def shard_files(dest: str) -> tuple[Any, list[str]]:
+    fs, root = _fs(dest)
+    files = sorted(fs.glob(f"{root}/{SHARD_PATTERN.replace('{:05d}', '*')}"))
+    if not files:
+        raise AutotagError(f"no shards in {dest}; write them with `autotag batch SOURCE --out {dest}`")
+    return fs, files
+
+
+def _read(fs: Any, path: str, columns: list[str] | None = None) -> pa.Table:
+    with fs.open(path, "rb") as fh:
+        return pq.read_table(fh, columns=columns)
+
+
+def _shard_meta(fs: Any, path: str) -> dict[str, Any]:
+    with fs.open(path, "rb") as fh:
+        schema = pq.read_schema(fh)
+    try:
+        return json.loads((schema.metadata or {})[META_KEY])
+    except (KeyError, ValueError) as exc:
+        raise AutotagError(f"{path} is not a shard written by `autotag batch`; rewrite it") from exc
+
+
+def sample_rows(fs: Any, files: list[str], counts: list[int], size: int, seed: int = 0) -> pa.Table:
+    """A seeded random sample of `size` good rows across all shards, read one shard at a time."""
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(sum(counts), min(size, sum(counts)), replace=False))
+    parts, start = [], 0
+    for path, count in zip(files, counts, strict=True):
+        mine = picks[(picks >= start) & (picks < start + count)] - start
+        if len(mine):
+            table = _read(fs, path, COLUMNS)
+            parts.append(table.filter(table.column("error").is_null()).take(pa.array(mine)))
+        start += count
+    return pa.concat_tables(parts)
+
+
+def iter_chunks(fs: Any, files: list[str], rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """Good rows of every shard, in order, as tables of about `rows` rows."""
+    buffer: list[pa.Table] = []
+    held = 0
+    for path in files:
+        with fs.open(path, "rb") as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=min(rows, 8192), columns=COLUMNS):
+                table = pa.Table.from_batches([batch])
+                table = table.filter(table.column("error").is_null())
+                buffer.append(table)
+                held += table.num_rows
+                if held >= rows:
+                    yield pa.concat_tables(buffer)
+                    buffer, held = [], 0
+    if held:
+        yield pa.concat_tables(buffer)
+
+
+def index_from_parquet(
+    lib: Library, dest: str, *, kind: str = "auto", chunk_rows: int = CHUNK_ROWS, progress: bool = False
+) -> IngestReport:
+    """Add every tagged image of the shards in `dest` to `lib`: rows, predictions and vector index."""
+    from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, _check_kind, _ivf_lists, choose_kind
+    from autotag.library import IngestReport, LibraryIndex
+    from autotag.pipeline import ProgressBar
+
+    _check_kind(kind)
+    fs, files = shard_files(dest)
+    meta = _shard_meta(fs, files[0])
+    index = LibraryIndex(lib.index_dir, meta["encoder"], int(meta["dim"]), kind)
+    report = IngestReport()
+    counts = []  # good rows per shard (failed images have no embedding)
+    for path in files:
+        table = _read(fs, path, ["path", "error"])
+        bad = table.filter(table.column("error").is_valid())
+        report.failed.extend(zip(bad.column("path").to_pylist(), bad.column("error").to_pylist(), strict=True))
+        counts.append(table.num_rows - bad.num_rows)
+    total = sum(counts)
+    chunks: Iterator[pa.Table] = iter_chunks(fs, files, chunk_rows)
+    sampled: set[str] = set()
+    first = None
+    target = choose_kind(total) if kind == "auto" else kind
+    if target == "ivfpq" and len(index) == 0 and total >= IVFPQ_MIN_TRAIN:
+        index.raw = VectorIndex(index.dim, "ivfpq", nlist=_ivf_lists(total))
+        first = sample_rows(fs, files, counts, max(chunk_rows, 2 * IVFPQ_MIN_TRAIN))
+        chunks = _chain([first], chunks)  # the sample goes in first and trains the quantisers
+
+    with index.lock, ProgressBar(total if progress else 0, "indexing") as bar:
+        for table in chunks:
+            _add_chunk(lib, index, table, meta["model"], report, sampled)
+            if table is first:
+                sampled.update(table.column("content_hash").to_pylist())
+            bar.advance(table.num_rows)
+        index.save()
+    return report
+
+
+def _chain(*parts: Any) -> Iterator[pa.Table]:
+    for part in parts:
+        yield from part
+
+
+def _add_chunk(
+    lib: Library, index: Any, table: pa.Table, model: str, report: IngestReport, sampled: set[str]
+) -> None:
+    dim = index.dim
+    vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    new_ids: dict[int, None] = {}  # ordered set
+    rows: list[int] = []
+    hashes: list[int] = []
+    columns = {name: table.column(name).to_pylist() for name in COLUMNS if name != "embedding"}
+    for row in range(table.num_rows):
+        if columns["content_hash"][row] in sampled:  # already added with the training sample
+            continue
+        image_id, _ = lib.ingest(
+            columns["content_hash"][row],
+            columns["path"][row],
+            width=columns["width"][row],
+            height=columns["height"][row],
+            model=model,
+            tags=columns["tags"][row],
+        )
+        report.ids.append(image_id)
+        if image_id in index or image_id in new_ids:
+            report.skipped += 1
+            continue
+        new_ids[image_id] = None
+        rows.append(row)
+        hashes.append(int(columns["phash"][row]))
+    if new_ids:
+        index.add(np.fromiter(new_ids, np.int64, len(new_ids)), np.ascontiguousarray(vectors[rows], np.float32), hashes)
+        report.added += len(new_ids)

@@ -1,0 +1,284 @@
+"""Batch tagging into Parquet shards, in one process (`local`) or on a Ray cluster (`ray`).
+
+The sorted input list is cut into shards of `shard_size`; shard i is `part-0000i.parquet` in DEST.
+One `ShardTagger` (one model load) tags and writes whole shards; the local engine calls it in a
+loop, the Ray engine runs a pool of them as actors over the pending shards (Ray Data
+`map_batches`, one shard per call). Both engines therefore run the very same code per shard.
+
+A shard file is written under a temporary name and renamed, and carries a fingerprint of its
+inputs and settings, so a rerun skips exactly the shards that are finished and still valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from autotag.distributed.inputs import resolve_inputs
+from autotag.types import AutotagError
+
+ENGINES = ("local", "ray")
+SHARD_PATTERN = "part-{:05d}.parquet"
+SUMMARY_NAME = "_summary.json"
+META_KEY = b"autotag"
+MAX_LISTED_FAILURES = 1000
+
+TAG_TYPE = pa.struct([("name", pa.string()), ("id", pa.string()), ("score", pa.float32()), ("kind", pa.string())])
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """Everything that decides a shard's content: two equal jobs on the same inputs write equal shards."""
+
+    model: str | None = None  # encoder name or trained-model folder; None = the configured default
+    top_k: int = 5
+    threshold: float = 0.05
+    shard_size: int = 1000
+    batch_size: int = 32
+
+    def resolved(self) -> BatchJob:
+        from dataclasses import replace
+
+        from autotag.config import load_settings
+
+        if self.shard_size < 1 or self.batch_size < 1:
+            raise AutotagError("--shard-size and --batch-size must be at least 1")
+        return replace(self, model=self.model or load_settings().model)
+
+
+def shard_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("path", pa.string()),
+            ("content_hash", pa.string()),
+            ("tags", pa.list_(TAG_TYPE)),
+            ("embedding", pa.list_(pa.float32(), dim)),
+            ("phash", pa.uint64()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def plan_shards(refs: list[str], shard_size: int) -> list[list[str]]:
+    return [refs[i : i + shard_size] for i in range(0, len(refs), shard_size)]
+
+
+def fingerprint(paths: list[str], job: BatchJob) -> str:
+    return hashlib.sha256(json.dumps([paths, asdict(job)]).encode()).hexdigest()
+
+
+def _fs(dest: str) -> tuple[Any, str]:
+    import fsspec
+
+    return fsspec.core.url_to_fs(dest)
+
+
+def shard_fingerprint(fs: Any, path: str) -> str | None:
+    """The fingerprint stored in a finished shard, or None when there is no readable shard."""
+    try:
+        with fs.open(path, "rb") as fh:
+            meta = pq.read_schema(fh).metadata or {}
+        return json.loads(meta[META_KEY])["fingerprint"]
+    except (FileNotFoundError, KeyError, ValueError, OSError, pa.ArrowInvalid):
+        return None
+
+
+class ShardTagger:
+    """Loads the model once; `write_shard` tags a list of image references and writes one shard.
+
+    `threads`: ONNX Runtime threads for this instance (a Ray actor gets as many as its CPUs).
+    """
+
+    def __init__(self, job: BatchJob, dest: str, threads: int | None = None) -> None:
+        if threads:
+            os.environ["AUTOTAG_THREADS"] = str(threads)
+        from autotag.pipeline import Tagger, TagOptions
+
+        self.job = job
+        self.tagger = Tagger.load(job.model)
+        self.options = TagOptions(top_k=job.top_k, threshold=job.threshold)
+        self.dest = dest
+        self.fs, self.root = _fs(dest)
+        self.schema = shard_schema(self.tagger.encoder.spec.embedding_dim)
+
+    def _decode(self, ref: str) -> tuple[str, np.ndarray, int, dict] | str:
+        from autotag.index.duplicates import phash
+        from autotag.pipeline import read_image
+
+        try:
+            digest, im, meta = read_image(ref, self.tagger.settings, self.tagger.encoder.spec.input_size)
+            return digest, self.tagger.encoder.preprocess(im), phash(im), meta
+        except AutotagError as exc:
+            return str(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad file is recorded, never drops its batch
+            return f"{type(exc).__name__}: {exc}"
+
+    def tag_batch(self, refs: list[str], decoded: list[Any]) -> pa.Table:
+        """The per-batch step shared by both engines: decoded images -> encoder -> heads -> rows."""
+        good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+        dim = self.schema.field("embedding").type.list_size
+        embeddings = np.zeros((len(refs), dim), np.float32)
+        tags: list[list[dict] | None] = [None] * len(refs)
+        if good:
+            logits, emb = self.tagger.encoder.run(np.stack([decoded[i][1] for i in good]))
+            for i, row_tags in zip(good, self.tagger.tags_for(logits, emb, None, self.options), strict=True):
+                tags[i] = [{"name": t.name, "id": t.id, "score": t.score, "kind": t.kind} for t in row_tags]
+            embeddings[good] = emb
+        ok = np.zeros(len(refs), bool)
+        ok[good] = True
+
+        def column(pick: Any) -> list:
+            return [pick(d) if not isinstance(d, str) else None for d in decoded]
+
+        return pa.table(
+            {
+                "path": refs,
+                "content_hash": column(lambda d: d[0]),
+                "tags": pa.array(tags, pa.list_(TAG_TYPE)),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(embeddings.reshape(-1)), dim, mask=pa.array(~ok)
+                ),
+                "phash": pa.array(column(lambda d: d[2]), pa.uint64()),
+                "width": pa.array(column(lambda d: d[3].get("width")), pa.int32()),
+                "height": pa.array(column(lambda d: d[3].get("height")), pa.int32()),
+                "error": [d if isinstance(d, str) else None for d in decoded],
+            },
+            schema=self.schema,
+        )
+
+    def tag_shard(self, refs: list[str]) -> pa.Table:
+        """Batches of one shard; the next batch decodes in threads while the encoder runs."""
+        size = self.job.batch_size
+        chunks = [refs[i : i + size] for i in range(0, len(refs), size)]
+        parts = []
+        with ThreadPoolExecutor(max(1, self.tagger.settings.workers)) as pool:
+            pending = [pool.submit(self._decode, r) for r in chunks[0]] if chunks else []
+            for k, chunk in enumerate(chunks):
+                decoded = [f.result() for f in pending]
+                if k + 1 < len(chunks):
+                    pending = [pool.submit(self._decode, r) for r in chunks[k + 1]]
+                parts.append(self.tag_batch(chunk, decoded))
+        return pa.concat_tables(parts) if parts else self.schema.empty_table()
+
+    def write_shard(self, index: int, refs: list[str]) -> dict[str, Any]:
+        start = time.perf_counter()
+        table = self.tag_shard(refs)
+        meta = {
+            "fingerprint": fingerprint(refs, self.job),
+            "model": self.tagger.model_name,
+            "encoder": self.tagger.encoder.spec.name,
+            "dim": self.schema.field("embedding").type.list_size,
+        }
+        table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+        final = f"{self.root}/{SHARD_PATTERN.format(index)}"
+        tmp = f"{final}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+        self.fs.mv(tmp, final)  # a reader never sees half a shard
+        failed = int(table.column("error").is_valid().to_numpy(zero_copy_only=False).sum())
+        return {"shard": index, "images": len(refs), "failed": failed, "seconds": time.perf_counter() - start}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data entry point: each row of `batch` is one shard (its index and its references)."""
+        pairs = zip(batch["shard"], batch["refs"], strict=True)
+        rows = [self.write_shard(int(i), [str(r) for r in refs]) for i, refs in pairs]
+        return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+
+
+def _run_ray(
+    pending: list[tuple[int, list[str]]], job: BatchJob, dest: str, actors: int | None, address: str | None
+) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise AutotagError("--engine ray needs Ray: pip install 'ray[data]'") from exc
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise AutotagError(f"cannot reach the Ray cluster at {address}: {exc}; check `ray status`") from exc
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    size = max(1, min(actors or cpus, len(pending)))
+    items = [{"shard": i, "refs": refs} for i, refs in pending]
+    dataset = ray.data.from_items(items, override_num_blocks=len(items))
+    written = dataset.map_batches(
+        ShardTagger,
+        fn_constructor_args=(job, dest, max(1, cpus // size)),
+        batch_size=1,
+        batch_format="numpy",
+        concurrency=size,
+        num_cpus=max(1, cpus // size),
+    )
+    written.materialize()
+
+
+def summarize(dest: str, shard_count: int) -> dict[str, Any]:
+    """Counts and failures over every shard of DEST (read from the shards' small columns)."""
+    fs, root = _fs(dest)
+    total = failed = 0
+    failures: list[dict[str, str]] = []
+    for i in range(shard_count):
+        with fs.open(f"{root}/{SHARD_PATTERN.format(i)}", "rb") as fh:
+            table = pq.read_table(fh, columns=["path", "error"])
+        total += table.num_rows
+        bad = table.filter(table.column("error").is_valid())
+        failed += bad.num_rows
+        failures.extend(bad.to_pylist()[: MAX_LISTED_FAILURES - len(failures)])
+    return {"images": total, "tagged": total - failed, "failed": failed, "failures": failures}
+
+
+def run_batch(
+    sources: list[str],
+    dest: str,
+    *,
+    engine: str = "local",
+    job: BatchJob | None = None,
+    actors: int | None = None,
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Tag every image SOURCE stands for into Parquet shards in DEST; returns (and writes) the summary."""
+    if engine not in ENGINES:
+        raise AutotagError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    job = (job or BatchJob()).resolved()
+    shards = plan_shards(resolve_inputs(sources), job.shard_size)
+    fs, root = _fs(dest)
+    fs.makedirs(root, exist_ok=True)
+    pending = [
+        (i, refs)
+        for i, refs in enumerate(shards)
+        if shard_fingerprint(fs, f"{root}/{SHARD_PATTERN.format(i)}") != fingerprint(refs, job)
+    ]
+    start = time.perf_counter()
+    if pending and engine == "local":
+        worker = ShardTagger(job, dest)
+        for i, refs in pending:
+            worker.write_shard(i, refs)
+    elif pending:
+        _run_ray(pending, job, dest, actors, address)
+    seconds = time.perf_counter() - start
+    written_images = sum(len(refs) for _, refs in pending)
+    summary = {
+        "engine": engine,
+        "model": job.model,
+        "shards": len(shards),
+        "shards_written": len(pending),
+        "shards_skipped": len(shards) - len(pending),
+        **summarize(dest, len(shards)),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(written_images / seconds, 2) if written_images else None,
+    }
+    with fs.open(f"{root}/{SUMMARY_NAME}", "w") as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
