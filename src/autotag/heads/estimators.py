@@ -19,6 +19,13 @@ import numpy as np
 from autotag.heads.training import StageConfig, train_stage
 from autotag.types import AutotagError
 
+# The user-tag head sees a sparse 0/1 bag (about two tags an image), so a logit moves by only a couple
+# of weights per image, where the visual head sums 1280 standardised inputs. At the shared learning
+# rate it barely left its initial loss on small data (tiny FashionMosaic: BCE 0.686 -> 0.574 in 240
+# steps, tag-only H-F1 0.27 vs 0.43 for scikit-learn's logistic regression on the same bags, fusion no
+# better than the image alone); ten times the rate reaches 0.46 and the fusion beats the image.
+TAG_LR_SCALE = 10.0
+
 
 class NotFittedError(AutotagError, AttributeError):
     """The estimator was used before `fit`."""
@@ -201,11 +208,11 @@ class CompositeTagger:
     def get_params(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items() if not k.endswith("_")}
 
-    def _stage(self, seed_offset: int, small: bool = False) -> StageConfig:
+    def _stage(self, seed_offset: int, small: bool = False, lr_scale: float = 1.0) -> StageConfig:
         if small:  # fusion and count: few parameters, fitted on the smaller validation split
             return StageConfig(self.epochs * 3, 128, self.lr * 5, self.weight_decay, self.schedule,
                                max(self.patience, 15), self.seed + seed_offset)
-        return StageConfig(self.epochs, self.batch_size, self.lr, self.weight_decay, self.schedule,
+        return StageConfig(self.epochs, self.batch_size, self.lr * lr_scale, self.weight_decay, self.schedule,
                            self.patience, self.seed + seed_offset)
 
     def fit(self, embeddings: Any, Y: Any, user_tags: Sequence[Sequence[str]] | None = None,
@@ -260,7 +267,8 @@ class CompositeTagger:
                                on_epoch)
         if heads.user_tags is not None:
             history += train_stage([heads.user_tags], heads.user_tags, loss_fn, [bags], Y,
-                                   [vbags] if has_val else None, vY if has_val else None, self._stage(1),
+                                   [vbags] if has_val else None, vY if has_val else None,
+                                   self._stage(1, lr_scale=TAG_LR_SCALE),
                                    "user-tags", on_epoch)
         with torch.no_grad():
             branches = heads.branch_logits(torch.from_numpy(X), torch.from_numpy(bags)).numpy()
