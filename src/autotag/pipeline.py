@@ -188,8 +188,9 @@ class Tagger:
         options = options or TagOptions()
         if self.model is None:
             return [imagenet_tags(p, options) for p in softmax(logits)]
-        scores = self.model.predict_scores(embeddings, logits, user_tags)
-        return [tags[: options.max_tags] for tags in self.model.decide(scores)]
+        # the stored rule is usually top-k-predicted: k comes from the model's label-count head
+        tags = self.model.tag(embeddings, logits, user_tags)
+        return [row[: options.max_tags] for row in tags]
 
     def tag_many(
         self,
