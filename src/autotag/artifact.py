@@ -273,8 +273,13 @@ def load_model(path: str | Path) -> TrainedModel:
         raise AutotagError(f"{folder / 'config.json'} has unknown keys {sorted(unknown)}; it was written by "
                            "another autotag version or edited by hand")
     labels = _read_json(folder / "labels.json", "the label vocabulary")
-    if not isinstance(labels, list) or labels != config["heads"].get("labels", labels):
-        raise AutotagError(f"{folder / 'labels.json'} does not match the model config")
+    heads_config = config.get("heads") if isinstance(config.get("heads"), dict) else {}
+    trained_labels = (heads_config.get("params") or {}).get("labels") or labels
+    if not isinstance(labels, list) or labels != trained_labels:
+        # labels.json is the column order of every score matrix: a renamed, reordered or missing entry
+        # would silently put scores under the wrong names
+        raise AutotagError(f"{folder / 'labels.json'} ({len(labels)} labels) does not match the labels the model "
+                           f"was trained with ({len(trained_labels)}); restore the folder's own labels.json")
     thresholds_doc = _read_json(folder / "thresholds.json", "the decision thresholds")
     weights = folder / "model.safetensors"
     if not weights.is_file():
