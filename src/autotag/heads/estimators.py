@@ -158,7 +158,7 @@ class HeadClassifier:
     def predict_proba(self, X: Any) -> np.ndarray:
         logits = self.decision_function(X).astype(np.float64)
         if self.multilabel_:
-            return 1 / (1 + np.exp(-logits))
+            return _sigmoid(logits)
         logits -= logits.max(1, keepdims=True)
         e = np.exp(logits)
         return e / e.sum(1, keepdims=True)
@@ -378,4 +378,5 @@ class CompositeTagger:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x.astype(np.float64)))
+    # 1 / (1 + exp(-x)) written so that very negative logits give 0 without an overflow warning
+    return np.exp(-np.logaddexp(0.0, -x.astype(np.float64)))
