@@ -157,5 +157,42 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     assert '"shards_written": 2' in result.stdout
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
     assert bad.exit_code == 2 and "valid engines: local, ray" in bad.output
+    unknown = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--model", "nope"])
+    assert unknown.exit_code == 2 and "unknown model 'nope'" in unknown.output
     missing = runner.invoke(app, ["index", "--from-parquet", str(tmp_path / "nothing"), "--db", str(tmp_path / "l.db")])
     assert missing.exit_code == 2 and "no shards in" in missing.output
+
+
+def test_index_sample_and_chunks_cover_all_shards(tmp_path) -> None:
+    """The IVF-PQ training sample is drawn from every shard (seeded); chunks stream every good row once."""
+    import pyarrow as pa
+
+    from autotag.distributed.index import iter_chunks, sample_rows, shard_files
+    from autotag.distributed.runner import TAG_TYPE, shard_schema
+
+    n, dim = 50, 4
+    for shard in range(3):
+        pq.write_table(
+            pa.table(
+                {
+                    "path": [f"{shard}/{i}.jpg" for i in range(n)],
+                    "content_hash": [f"{shard}-{i}" for i in range(n)],
+                    "tags": pa.array([[]] * n, pa.list_(TAG_TYPE)),
+                    "embedding": pa.FixedSizeListArray.from_arrays(pa.array(np.full(n * dim, shard, np.float32)), dim),
+                    "phash": pa.array([0] * n, pa.uint64()),
+                    "width": pa.array([1] * n, pa.int32()),
+                    "height": pa.array([1] * n, pa.int32()),
+                    "error": [None if i % 10 else "broken" for i in range(n)],
+                },
+                schema=shard_schema(dim),
+            ),
+            tmp_path / f"part-{shard:05d}.parquet",
+        )
+    fs, files = shard_files(str(tmp_path))
+    sample = sample_rows(fs, files, [45, 45, 45], 30)
+    assert sample.num_rows == 30 and sample.column("error").null_count == 30
+    assert {p.split("/")[0] for p in sample.column("path").to_pylist()} == {"0", "1", "2"}
+    assert sample_rows(fs, files, [45, 45, 45], 30).equals(sample)
+    chunks = list(iter_chunks(fs, files, rows=40))
+    paths = [p for c in chunks for p in c.column("path").to_pylist()]
+    assert len(paths) == len(set(paths)) == 135 and all(c.column("error").null_count == c.num_rows for c in chunks)

@@ -18,6 +18,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,7 +54,15 @@ class BatchJob:
 
         if self.shard_size < 1 or self.batch_size < 1:
             raise AutotagError("--shard-size and --batch-size must be at least 1")
-        return replace(self, model=self.model or load_settings().model)
+        model = self.model or load_settings().model
+        if not Path(model).is_dir():  # checked here, not first inside a remote actor
+            from autotag.encoders import list_encoders
+
+            if model not in list_encoders():
+                raise AutotagError(
+                    f"unknown model {model!r}: give a model folder or one of {', '.join(list_encoders())}"
+                )
+        return replace(self, model=model)
 
 
 def shard_schema(dim: int) -> pa.Schema:
@@ -218,7 +227,7 @@ def _run_ray(
         fn_constructor_args=(job, dest, max(1, cpus // size)),
         batch_size=1,
         batch_format="numpy",
-        concurrency=size,
+        compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=max(1, cpus // size),
     )
     written.materialize()
