@@ -80,6 +80,21 @@ class TrainConfig:
             raise AutotagError(f"unknown training settings {unknown}; valid: {', '.join(sorted(known))}")
         return cls(**values)
 
+    def check(self) -> None:
+        """Refuse unknown names before any image is read: a bad rule would otherwise be saved into the
+        model folder and only fail when tagging, a bad loss or objective after minutes of embedding."""
+        from autotag.decide import list_rules
+        from autotag.encoders.efficientnet_lite import _VARIANTS
+        from autotag.heads.losses import list_losses
+        from autotag.heads.training import SCHEDULES
+
+        choices = {"encoder": sorted(_VARIANTS), "rule": list_rules(), "loss": list_losses(),
+                   "schedule": list(SCHEDULES), "threshold_objective": ["f1", "precision"]}
+        for key, valid in choices.items():
+            value = getattr(self, key)
+            if value not in valid:
+                raise AutotagError(f"unknown training setting {key} = {value!r}; valid: {', '.join(valid)}")
+
 
 @dataclass
 class SplitData:
@@ -199,6 +214,7 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     from autotag.pipeline import Tagger
 
     cfg = config or TrainConfig()
+    cfg.check()
     t0 = time.time()
     folder = Path(out).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
