@@ -389,6 +389,15 @@ def test_cli_train_writes_a_complete_model_folder(cli_model, mosaic, tmp_path):
                                    "--config", str(tmp_path / "bad.toml")])
     assert res.exit_code == 2 and "unknown training settings ['epoch']; valid:" in res.output
     assert len(res.output.strip().splitlines()) == 1
+    # unknown names are refused before any image is read (a bad rule used to be saved into the folder)
+    for line, message in (('rule = "best"', "rule = 'best'; valid: per-label, predicted-k-floor, threshold"),
+                          ('loss = "hinge"', "loss = 'hinge'; valid: asl, bce, focal"),
+                          ('encoder = "efficientnet_lite0-int8"', "encoder = 'efficientnet_lite0-int8'; valid: ")):
+        (tmp_path / "bad.toml").write_text(line + "\n")
+        res = CliRunner().invoke(app, ["train", "--dataset", "fashion-mosaic:/no/such/dir", "--out",
+                                       str(tmp_path / "x"), "--config", str(tmp_path / "bad.toml")])
+        assert res.exit_code == 2 and f"unknown training setting {message}" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1
 
 
 def test_cli_tag_and_eval_use_the_model_folder(cli_model, mosaic):
