@@ -134,6 +134,9 @@ def test_estimators_follow_scikit_learn_rules():
     for j, name in enumerate(head.classes_):  # column j is the probability of classes_[j]
         assert proba[y[240:] == name].mean(0).argmax() == j
 
+    with pytest.raises(AutotagError, match=r"validation labels \['dog'\] never occur in the training labels"):
+        HeadClassifier(epochs=1).fit(X[:240], y[:240], X[240:243], ["ant", "dog", "bee"])
+
     multi = np.stack([y == "ant", (y == "ant") | (y == "bee")], 1).astype(np.uint8)
     ml = HeadClassifier(epochs=60, batch_size=32, lr=3e-3, loss="focal").fit(X, multi)
     assert ml.multilabel_ and list(ml.classes_) == [0, 1]

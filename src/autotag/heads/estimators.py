@@ -135,6 +135,10 @@ class HeadClassifier:
                 t_val = y_val.astype(np.float32)
             else:
                 lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+                unseen = sorted({str(c) for c in y_val.tolist() if c not in lookup})
+                if unseen:
+                    raise AutotagError(f"validation labels {unseen[:5]} never occur in the training labels; "
+                                       "every class needs training examples")
                 t_val = np.array([lookup[c] for c in y_val.tolist()], np.int64)
         self.mean_, self.scale_ = _standardiser(X)
         torch.manual_seed(self.seed)
