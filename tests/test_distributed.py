@@ -123,8 +123,10 @@ def test_rerun_skips_finished_shards(local_ray, collection, tmp_path) -> None:
         assert p.stat().st_mtime_ns == before[p.name]  # untouched
     assert_same_rows(first_rows, pq.read_table(shards[1]).to_pylist())
     assert not list(tmp_path.glob("*.tmp-*"))
-    changed = run_batch([str(collection)], str(tmp_path), engine="local", job=BatchJob(shard_size=4, top_k=2))
-    assert changed["shards_written"] == 3  # other settings: no shard counts as finished
+    changed = run_batch([str(collection)], str(tmp_path), engine="local", job=BatchJob(shard_size=6, top_k=2))
+    assert changed["shards_written"] == 2  # other settings: no shard counts as finished
+    assert changed["shards_removed"] == 1 and not shards[2].exists()  # part-00002 belonged to the old cut
+    assert max(sum(t["kind"] == "leaf" for t in r["tags"] or []) for r in read_shards(tmp_path)) <= 2
 
 
 def test_index_from_parquet_builds_a_searchable_library(local_run, tmp_path) -> None:

@@ -94,6 +94,11 @@ def _fs(dest: str) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(dest)
 
 
+def _shard_number(path: str) -> int:
+    digits = path.rsplit("part-", 1)[-1].split(".", 1)[0]
+    return int(digits) if digits.isdigit() else -1
+
+
 def shard_fingerprint(fs: Any, path: str) -> str | None:
     """The fingerprint stored in a finished shard, or None when there is no readable shard."""
     try:
@@ -264,6 +269,9 @@ def run_batch(
     shards = plan_shards(resolve_inputs(sources), job.shard_size)
     fs, root = _fs(dest)
     fs.makedirs(root, exist_ok=True)
+    stale = [f for f in fs.glob(f"{root}/part-*.parquet") if _shard_number(f) >= len(shards)]
+    for path in stale:  # left by an earlier run over more inputs; DEST describes this SOURCE only
+        fs.rm(path)
     pending = [
         (i, refs)
         for i, refs in enumerate(shards)
@@ -284,6 +292,7 @@ def run_batch(
         "shards": len(shards),
         "shards_written": len(pending),
         "shards_skipped": len(shards) - len(pending),
+        "shards_removed": len(stale),
         **summarize(dest, len(shards)),
         "seconds": round(seconds, 3),
         "images_per_second": round(written_images / seconds, 2) if written_images else None,
