@@ -15,7 +15,9 @@ from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
 )
 def batch_command(
     sources: list[str] = typer.Argument(
-        ..., help="Folders, globs, image paths/URIs (fsspec), or a manifest (.csv/.jsonl/.parquet, `path` column)."
+        ...,
+        metavar="SOURCE...",
+        help="Folders, globs, image paths/URIs (fsspec), or a manifest (.csv/.jsonl/.parquet, `path` column)."
     ),
     out: str = typer.Option(..., "--out", "-o", help="Folder or fsspec URI for the shards."),
     engine: str = typer.Option("local", "--engine", "-e", help="local (this process) or ray."),
