@@ -16,7 +16,7 @@ from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
 def batch_command(
     sources: list[str] = typer.Argument(
         ...,
-        metavar="SOURCE...",
+        metavar="SOURCE",
         help="Folders, globs, image paths/URIs (fsspec), or a manifest (.csv/.jsonl/.parquet, `path` column)."
     ),
     out: str = typer.Option(..., "--out", "-o", help="Folder or fsspec URI for the shards."),
