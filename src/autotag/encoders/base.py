@@ -32,10 +32,13 @@ def preprocess(im: Image.Image, spec: EncoderSpec, size: int | None = None) -> n
     w, h = im.size
     scale = short / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    if (new_w, new_h) != (w, h):
-        im = im.resize((new_w, new_h), Image.BILINEAR, reducing_gap=3.0)
     left, top = (new_w - size) // 2, (new_h - size) // 2
-    im = im.crop((left, top, left + size, top + size))
+    # Resample only the centre square's source region (the same pixels as resizing all, then cropping).
+    box = (left / new_w * w, top / new_h * h, (left + size) / new_w * w, (top + size) / new_h * h)
+    if (new_w, new_h) != (w, h):
+        im = im.resize((size, size), Image.BILINEAR, box=box, reducing_gap=3.0)
+    else:
+        im = im.crop((left, top, left + size, top + size))
     arr = np.asarray(im, dtype=np.float32)
     arr = (arr - spec.mean) / spec.std
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
@@ -54,6 +57,9 @@ class Encoder:
         threads = threads or int(os.environ.get("AUTOTAG_THREADS", "0"))
         if threads:
             options.intra_op_num_threads = threads
+        # Decoding threads share the cores with inference; ORT's spin-waiting threads would steal their
+        # time between batches (bench_tagging: ~105 -> ~112 img/s end to end with spinning off).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._lock = threading.Lock()  # one run at a time: ORT already uses every core for one batch
