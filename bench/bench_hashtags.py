@@ -322,8 +322,19 @@ def audit_section(args: argparse.Namespace, report: dict) -> None:
     def load(rs: list[dict]) -> list[Image.Image]:
         return [Image.open(folder / r["path"]).convert("RGB") for r in rs]
 
-    _, tr_e = encode(load(train), size, f"mosaic-train-{len(train)}")
-    _, te_e = encode(load(test), size, f"mosaic-test-{len(test)}")
+    if args.audit_embeddings:  # e.g. bench_composite.py's fine-tuned, grid-pooled embeddings (split order)
+        from autotag.data import load_dataset
+
+        data = load_dataset(f"fashion-mosaic:{folder}")
+        train, test = ([r.to_dict() for r in data.split(name).records][:n]
+                       for name, n in (("train", args.mosaic_train), ("test", args.mosaic_test)))  # fmt: skip
+        with np.load(args.audit_embeddings) as stored:
+            tr_e, te_e = stored["train"][: len(train)], stored["test"][: len(test)]
+        features = f"{args.audit_embeddings} ({tr_e.shape[1]}-d)"
+    else:
+        features = f"{size}-px"
+        _, tr_e = encode(load(train), size, f"mosaic-train-{len(train)}")
+        _, te_e = encode(load(test), size, f"mosaic-test-{len(test)}")
     y_tr = np.array([[c in r["labels"] for c in labels] for r in train], np.uint8)
     mu, sd = tr_e.mean(0), tr_e.std(0) + 1e-6
     probs = np.zeros((len(test), len(labels)), np.float32)
@@ -344,8 +355,8 @@ def audit_section(args: argparse.Namespace, report: dict) -> None:
             relevant_words = {w for c in r["labels"] for w in CLASS_WORDS[c]}
             for a in auditor.audit(p, r["user_tags"]):
                 (rel_scores if a.tag in relevant_words else irr_scores).append(a.relevance)
-        # AUROC of "flags irrelevant": irrelevant tags should score LOW relevance
-        value = auroc(-np.array(irr_scores), -np.array(rel_scores))
+        # AUROC of "flags irrelevant": the positive class is irrelevant, scored by LOW relevance
+        value = auroc(-np.array(rel_scores), -np.array(irr_scores))
         flagged_irr = float((np.array(irr_scores) < auditor.flag_below).mean())
         flagged_rel = float((np.array(rel_scores) < auditor.flag_below).mean())
         res[name] = {"auroc": value, "relevant_tags": len(rel_scores), "irrelevant_tags": len(irr_scores),
@@ -355,7 +366,7 @@ def audit_section(args: argparse.Namespace, report: dict) -> None:
             f"{len(rel_scores)} relevant / {len(irr_scores)} irrelevant tags; at relevance < "
             f"{auditor.flag_below}: flags {flagged_irr:.2%} of irrelevant, {flagged_rel:.2%} of relevant"
         )
-    print(f"  (visual head: one-vs-rest logistic regression on {size}-px embeddings, test mAP {m['mAP']:.3f})")
+    print(f"  (visual head: one-vs-rest logistic regression on {features} embeddings, test mAP {m['mAP']:.3f})")
     report["audit"] = res
 
 
@@ -368,6 +379,8 @@ def main() -> None:
     parser.add_argument("--mosaic", default=str(ROOT / ".cache" / "fashion-mosaic"))
     parser.add_argument("--mosaic-train", type=int, default=2000)
     parser.add_argument("--mosaic-test", type=int, default=600)
+    parser.add_argument("--audit-embeddings", default=None,
+                        help="npz with 'train'/'test' mosaic embeddings in split order (bench_composite.py's cache)")
     parser.add_argument("--only", choices=["hashtags", "ood", "audit"], default=None)
     parser.add_argument("--json", default=str(CACHE / "report.json"))
     args = parser.parse_args()
