@@ -127,9 +127,11 @@ def audit_command(
     flag_below: float = typer.Option(
         0.15, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this."
     ),
+    model: str | None = typer.Option(None, "--model", "-m", help="A trained model folder (default: ImageNet)."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
+    from autotag.pipeline import Tagger
     from autotag.taxonomy.audit import audit_user_tags
 
-    results = audit_user_tags(image, user_tags, flag_below=flag_below)
+    results = audit_user_tags(image, user_tags, flag_below=flag_below, tagger=Tagger.load(model) if model else None)
     emit(({"path": image, **a.to_dict()} for a in results), resolve_format(fmt))

@@ -326,6 +326,21 @@ class CompositeTagger:
         """(N, L) probabilities of the visual head alone."""
         return _sigmoid(self._forward(embeddings, None)[2][:, : len(self.classes_)])
 
+    def tag_grounding(self) -> dict[str, np.ndarray]:
+        """What typing each vocabulary tag alone tells the user-tag head about each label: the lift
+        (P(label | tag) - P(label | no tag)) / (1 - P(label | no tag)) in 0..1, columns follow `classes_`.
+        Empty without a user-tag head. This is the grounding `autotag.taxonomy.audit` scores tags with."""
+        import torch
+
+        check_is_fitted(self)
+        if not self.vocabulary_:
+            return {}
+        bags = np.vstack([np.zeros(len(self.vocabulary_), np.float32), np.eye(len(self.vocabulary_), dtype=np.float32)])
+        with torch.no_grad():
+            p = _sigmoid(self.module_.user_tags(torch.from_numpy(bags)).numpy())
+        lift = np.clip((p[1:] - p[0]) / np.maximum(1.0 - p[0], 1e-6), 0.0, 1.0).astype(np.float32)
+        return dict(zip(self.vocabulary_, lift, strict=True))
+
     def predict_count(self, embeddings: Any, user_tags: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """(N,) int label counts in [1, max count seen in training]."""
         raw = self._forward(embeddings, user_tags)[1] * self.count_std_ + self.count_mean_

@@ -175,7 +175,8 @@ def imagenet_auditor() -> TagAuditor:
 def audit_user_tags(
     image, user_tags: Sequence[str] | str, *, tagger=None, flag_below: float = FLAG_BELOW
 ) -> list[TagAudit]:
-    """Audit the tags a user typed for one image (a path, bytes or PIL image) with the default model.
+    """Audit the tags a user typed for one image (a path, bytes or PIL image) with the tagger's model
+    (the default ImageNet model, or a trained model folder loaded with `Tagger.load`).
 
     >>> [a.tag for a in audit_user_tags("cat.jpg", "cat, car, instagood") if a.flagged]
     ['car', 'instagood']
@@ -188,10 +189,12 @@ def audit_user_tags(
     if not user_tags:
         raise AutotagError('no user tags to audit: pass them like --user-tags "cat, beach, instagood"')
     tagger = tagger or Tagger.default()
-    if tagger.model is not None:
-        raise AutotagError("audit with a trained model is not wired yet; use the default model (no --model)")
     item = next(tagger.encode_stream([image]))
     if item.error:
         raise ImageError(f"{item.source}: {item.error}")
+    if tagger.model is not None:  # the model's own labels: visual head for the image, user-tag head for the tags
+        estimator = tagger.model.estimator
+        auditor = TagAuditor(tagger.model.labels, estimator.tag_grounding())
+        return auditor.audit(estimator.predict_visual_proba(item.embedding[None])[0], user_tags, flag_below)
     _, scores = imagenet_concepts(softmax(item.logits[None]))
     return imagenet_auditor().audit(scores[0], user_tags, flag_below)
