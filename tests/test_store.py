@@ -276,6 +276,7 @@ def test_bad_database_locations_are_one_line_errors(tmp_path):
 INGEST_SCRIPT = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
 
     import numpy as np
@@ -295,6 +296,8 @@ INGEST_SCRIPT = textwrap.dedent(
             lib.ingest(content_hash(data), str(path), width=image.width, height=image.height, format="PNG",
                        size_bytes=len(data), model="colours", tags=tags, user_tags=[path.stem, "batch"])
             print(n, flush=True)
+            # Paced, so that on a fast idle machine the rest of the batch cannot finish before the kill.
+            time.sleep(0.01)
     """
 )
 
