@@ -128,6 +128,9 @@ def main() -> None:
     if args.compare:
         recipes.update(
             {
+                "qoperator stem+head float": replace(DEFAULT_RECIPE, keep_float="stem+head"),
+                "qoperator percentile calibration": replace(DEFAULT_RECIPE, calibration="percentile"),
+                "qoperator symmetric activations": replace(DEFAULT_RECIPE, symmetric_activations=True),
                 "qdq u8s8 7-bit weights": replace(DEFAULT_RECIPE, quant_format="qdq"),
                 "qdq u8s8 stem+head float": replace(DEFAULT_RECIPE, quant_format="qdq", keep_float="stem+head"),
                 "qdq u8u8 8-bit weights": replace(
