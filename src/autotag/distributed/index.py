@@ -7,7 +7,6 @@ shards: the quantisers train on that sample, and every later chunk is only added
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotag.distributed.runner import META_KEY, SHARD_PATTERN, _fs
+from autotag.distributed.runner import SHARD_PATTERN, _fs, shard_meta
 from autotag.types import AutotagError
 
 if TYPE_CHECKING:
@@ -37,15 +36,6 @@ def shard_files(dest: str) -> tuple[Any, list[str]]:
 def _read(fs: Any, path: str, columns: list[str] | None = None) -> pa.Table:
     with fs.open(path, "rb") as fh:
         return pq.read_table(fh, columns=columns)
-
-
-def _shard_meta(fs: Any, path: str) -> dict[str, Any]:
-    with fs.open(path, "rb") as fh:
-        schema = pq.read_schema(fh)
-    try:
-        return json.loads((schema.metadata or {})[META_KEY])
-    except (KeyError, ValueError) as exc:
-        raise AutotagError(f"{path} is not a shard written by `autotag batch`; rewrite it") from exc
 
 
 def sample_rows(fs: Any, files: list[str], counts: list[int], size: int, seed: int = 0) -> pa.Table:
@@ -90,7 +80,9 @@ def index_from_parquet(
 
     _check_kind(kind)
     fs, files = shard_files(dest)
-    meta = _shard_meta(fs, files[0])
+    meta = shard_meta(fs, files[0])
+    if meta is None:
+        raise AutotagError(f"{files[0]} is not a readable shard written by `autotag batch`; rewrite it")
     index = LibraryIndex(lib.index_dir, meta["encoder"], int(meta["dim"]), kind)
     report = IngestReport()
     counts = []  # good rows per shard (failed images have no embedding)

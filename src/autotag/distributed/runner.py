@@ -99,12 +99,13 @@ def _shard_number(path: str) -> int:
     return int(digits) if digits.isdigit() else -1
 
 
-def shard_fingerprint(fs: Any, path: str) -> str | None:
-    """The fingerprint stored in a finished shard, or None when there is no readable shard."""
+def shard_meta(fs: Any, path: str) -> dict[str, Any] | None:
+    """What `write_shard` stored in a finished shard (fingerprint, model, encoder, dim), or None when
+    there is no readable shard."""
     try:
         with fs.open(path, "rb") as fh:
             meta = pq.read_schema(fh).metadata or {}
-        return json.loads(meta[META_KEY])["fingerprint"]
+        return json.loads(meta[META_KEY])
     except (FileNotFoundError, KeyError, ValueError, OSError, pa.ArrowInvalid):
         return None
 
@@ -275,7 +276,7 @@ def run_batch(
     pending = [
         (i, refs)
         for i, refs in enumerate(shards)
-        if shard_fingerprint(fs, f"{root}/{SHARD_PATTERN.format(i)}") != fingerprint(refs, job)
+        if (shard_meta(fs, f"{root}/{SHARD_PATTERN.format(i)}") or {}).get("fingerprint") != fingerprint(refs, job)
     ]
     start = time.perf_counter()
     if pending and engine == "local":
