@@ -365,11 +365,19 @@ def embed_keywords(data: bytes, keywords: Iterable[str], *, replace: bool = Fals
 
     For a service that hands back a tagged copy of an upload; `write_keywords` does this for files.
     """
-    return _embed(data, _clean(keywords), replace, name)[0]
+    new_data, before = _embed(data, _clean(keywords), replace, name)
+    try:
+        same = _pixels(new_data) == before
+    except Exception as exc:  # noqa: BLE001
+        raise AutotagError(f"{name}: the rewritten image does not decode ({exc}); keywords not written") from exc
+    if not same:
+        raise AutotagError(f"{name}: rewriting changed the decoded image; keywords not written")
+    return new_data
 
 
 def _embed(data: bytes, wanted: list[str], replace: bool, name: str) -> tuple[bytes, bytes]:
-    """The rewritten bytes and the original's decoded pixels (for checking the file once written)."""
+    """The rewritten bytes and the original's decoded pixels; the caller checks the result against them
+    (in memory for uploads, on the written temporary file for files)."""
     kind = _file_kind(data)
     if kind == "other":
         raise AutotagError(f"{name}: only JPEG and PNG can hold keywords inside the file; write an .xmp sidecar")
@@ -379,12 +387,6 @@ def _embed(data: bytes, wanted: list[str], replace: bool, name: str) -> tuple[by
         before = _pixels(data)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds
         raise AutotagError(f"{name}: the image does not decode ({exc}); keywords not written") from exc
-    try:
-        same = _pixels(new_data) == before
-    except Exception as exc:  # noqa: BLE001
-        raise AutotagError(f"{name}: the rewritten image does not decode ({exc}); keywords not written") from exc
-    if not same:
-        raise AutotagError(f"{name}: rewriting changed the decoded image; keywords not written")
     return new_data, before
 
 
