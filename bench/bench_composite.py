@@ -3,11 +3,14 @@
   nice -n 10 .venv/bin/python bench/bench_composite.py [--mosaic .cache/fashion-mosaic]
       [--n-train 8000 --n-val 2000 --n-test 5000] [--size 128 --grid 2]
       [--backbone .cache/ft_fmnist_lite0.pt]   # a backbone fine-tuned by bench_fashion_mnist.py
+      [--tiles 2 --grid 1]                      # each mosaic cell embedded on its own
 
 Embeddings: EfficientNet-Lite0's last feature map at `size` px, average-pooled on a grid x grid grid
 (a spatial-pyramid level that keeps coarse layout; grid=1 is the usual global pooling, which is also
-reported, computed from the same feature maps). Heads: autotag.heads.CompositeTagger, one model with
-the image only and one with the user tags too. Rows follow the original study's ablation.
+reported, computed from the same feature maps), or with --tiles t each of the t x t tiles of the
+image embedded on its own at size/t px (autotag.encoders.efficientnet_lite.pool_features).
+Heads: autotag.heads.CompositeTagger, one model with the image only and one with the user tags too.
+Rows follow the original study's ablation.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def load_split(data, name: str, n: int, seed: int):
     return pixels, part.label_matrix(data.labels), [list(r.user_tags) for r in part.records]
 
 
-def embed(pixels: np.ndarray, size: int, grid: int, backbone: str | None) -> np.ndarray:
+def embed(pixels: np.ndarray, size: int, grid: int, backbone: str | None, tiles: int) -> np.ndarray:
     import torch
 
     from autotag.artifact import build_encoder_net
@@ -44,7 +47,7 @@ def embed(pixels: np.ndarray, size: int, grid: int, backbone: str | None) -> np.
     if backbone:
         saved = torch.load(backbone, map_location="cpu", weights_only=False)["state_dict"]
         state = {k.removeprefix("backbone."): v for k, v in saved.items() if k.startswith("backbone.")}
-    net = build_encoder_net("efficientnet_lite0", grid, state).to(memory_format=torch.channels_last)
+    net = build_encoder_net("efficientnet_lite0", grid, state, tiles).to(memory_format=torch.channels_last)
     out = []
     with torch.inference_mode():
         for start in range(0, len(pixels), 200):
@@ -86,6 +89,7 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=5000)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--grid", type=int, default=2)
+    p.add_argument("--tiles", type=int, default=1)
     p.add_argument("--backbone", default=None)
     p.add_argument("--visual-hidden", type=int, default=512)
     p.add_argument("--tag", default="frozen")
@@ -100,7 +104,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     data = load_dataset(f"fashion-mosaic:{args.mosaic}")
-    cache = OUT / f"mosaic_emb_{args.tag}_{args.size}_{args.grid}_{args.n_train}_{args.n_val}_{args.n_test}.npz"
+    layout = f"{args.grid}" + (f"t{args.tiles}" if args.tiles > 1 else "")
+    cache = OUT / f"mosaic_emb_{args.tag}_{args.size}_{layout}_{args.n_train}_{args.n_val}_{args.n_test}.npz"
     splits = {name: load_split(data, name, n, args.seed)
               for name, n in (("train", args.n_train), ("val", args.n_val), ("test", args.n_test))}
     if cache.is_file():
@@ -108,7 +113,7 @@ def main() -> None:
         emb = {name: stored[name] for name in splits}
         embed_seconds = float(stored["seconds"])
     else:
-        emb = {name: embed(px, args.size, args.grid, args.backbone) for name, (px, _, _) in splits.items()}
+        emb = {name: embed(px, args.size, args.grid, args.backbone, args.tiles) for name, (px, _, _) in splits.items()}
         embed_seconds = time.time() - t0
         np.savez(cache, seconds=embed_seconds, **emb)
     print(f"embeddings {emb['train'].shape} in {embed_seconds:.0f}s", flush=True)

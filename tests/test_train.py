@@ -459,20 +459,21 @@ def test_tiny_finetune_writes_a_model_folder_that_reloads_and_predicts(mosaic, t
     from autotag.pipeline import Tagger
     from autotag.train import TrainConfig, train_model
 
-    cfg = TrainConfig(input_size=48, limit=24, finetune_epochs=1, finetune_batch_size=8, visual_hidden=16,
-                      tag_hidden=8, count_hidden=8, epochs=3, batch_size=8)
+    # tiles = 2: each 2x2 mosaic cell is embedded on its own, through fine-tuning, export and tagging
+    cfg = TrainConfig(input_size=64, tiles=2, limit=24, finetune_epochs=1, finetune_batch_size=8,
+                      visual_hidden=16, tag_hidden=8, count_hidden=8, epochs=3, batch_size=8)
     lines: list[str] = []
     folder = train_model(f"fashion-mosaic:{mosaic}", tmp_path / "ft", cfg, finetune=True, log=lines.append)
     for name in ("encoder.onnx", "encoder.safetensors", "model.safetensors", "curves.png", "metrics.json"):
         assert (folder / name).is_file(), name
     config = json.loads((folder / "config.json").read_text())
     assert config["encoder"] == {
-        "name": "efficientnet_lite0", "input_size": 48, "pool_grid": 1, "embedding_dim": 1280,
+        "name": "efficientnet_lite0", "input_size": 64, "pool_grid": 1, "tiles": 2, "embedding_dim": 4 * 1280,
         "onnx": "encoder.onnx", "finetuned": True}
-    assert any(line.startswith("fine-tuning efficientnet_lite0 at 48px") for line in lines)
+    assert any(line.startswith("fine-tuning efficientnet_lite0 at 64px") for line in lines)
     model = load_model(folder)
     tagger = Tagger.load(str(folder))
-    assert tagger.encoder.spec.input_size == 48
+    assert tagger.encoder.spec.input_size == 64
     image = mosaic / "images" / "test" / "test_00000.png"
     tags = tagger.tag(image, user_tags=["tee"])
     assert tags and {t.name for t in tags} <= set(model.labels)
@@ -480,6 +481,26 @@ def test_tiny_finetune_writes_a_model_folder_that_reloads_and_predicts(mosaic, t
     np.testing.assert_allclose(emb[0], emb[1])  # deterministic encoder
     scores = model.predict_scores(emb[:1], None, [["tee"]])[0]
     assert tags[0].score == pytest.approx(float(scores.max()), abs=1e-5)
+
+
+def test_tiles_embed_each_tile_on_its_own():
+    import torch
+
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features
+    from autotag.train import TrainConfig
+
+    net = build_torch_model("efficientnet_lite0")
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32))
+    with torch.no_grad():
+        pooled, tiled = pool_features(net, x, tiles=2)
+        for i, (top, left) in enumerate([(0, 0), (0, 32), (32, 0), (32, 32)]):
+            _, alone = pool_features(net, x[:, :, top:top + 32, left:left + 32])
+            np.testing.assert_allclose(tiled[:, i * 1280:(i + 1) * 1280], alone, atol=1e-5)
+    np.testing.assert_allclose(pooled, tiled.reshape(2, 4, 1280).mean(1), atol=1e-6)
+    with pytest.raises(AutotagError, match="input_size = 100 is not a multiple of tiles = 3"):
+        TrainConfig(input_size=100, tiles=3).check()
+    with pytest.raises(AutotagError, match="choose pool_grid or tiles"):
+        TrainConfig(pool_grid=2, tiles=2).check()
 
 
 def test_augmentation_strength_zero_is_the_identity_and_seeded():

@@ -28,32 +28,29 @@ from autotag.types import AutotagError, Tag
 FORMAT = "autotag-model"
 FORMAT_VERSION = 1
 CONFIG_KEYS = {"format", "version", "encoder", "heads", "decision", "training", "dataset", "metrics", "created"}
-ENCODER_KEYS = {"name", "input_size", "pool_grid", "embedding_dim", "onnx", "finetuned", "mean", "std"}
+ENCODER_KEYS = {"name", "input_size", "pool_grid", "tiles", "embedding_dim", "onnx", "finetuned", "mean", "std"}
 DECISION_KEYS = {"rule", "k", "threshold", "floor"}
 MAX_EXPORT_DIFF = 1e-3
 
 
 # -- encoders that are not a registered one as-is -----------------------------------------------------
-def build_encoder_net(name: str, pool_grid: int = 1, backbone_state: dict[str, Any] | None = None):
+def build_encoder_net(name: str, pool_grid: int = 1, backbone_state: dict[str, Any] | None = None,
+                      tiles: int = 1):
     """A fresh PyTorch encoder: pretrained backbone (optionally loaded with trained weights) whose two
-    outputs are (ImageNet logits of the globally pooled features, embedding pooled on a g x g grid)."""
+    outputs are (ImageNet logits of the globally pooled features, embedding pooled as
+    autotag.encoders.efficientnet_lite.pool_features does)."""
     from torch import nn
 
-    from autotag.encoders.efficientnet_lite import build_torch_model
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features
 
     class EncoderNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = build_torch_model(name)
-            self.pool_grid = pool_grid
 
         def forward(self, x):
-            features = self.backbone.extract_features(x)
-            pooled = features.mean(dim=(2, 3))
-            logits = self.backbone._fc(pooled)
-            if self.pool_grid == 1:
-                return logits, pooled
-            return logits, nn.functional.adaptive_avg_pool2d(features, self.pool_grid).flatten(1)
+            pooled, embedding = pool_features(self.backbone, x, pool_grid, tiles)
+            return self.backbone._fc(pooled), embedding
 
     net = EncoderNet()
     if backbone_state is not None:
@@ -96,7 +93,7 @@ def export_onnx_checked(module, inputs: tuple, path: Path, input_names: list[str
 
 
 def export_encoder(folder: Path, name: str, input_size: int, pool_grid: int,
-                   trained_backbone=None) -> float:
+                   trained_backbone=None, tiles: int = 1) -> float:
     """Write encoder.onnx (+ encoder.safetensors when fine-tuned) from a FRESH instance loaded with the
     trained weights, checked against the trained module itself."""
     import torch
@@ -107,10 +104,10 @@ def export_encoder(folder: Path, name: str, input_size: int, pool_grid: int,
 
         state = {k: v.detach().cpu().contiguous() for k, v in trained_backbone.state_dict().items()}
         save_file(state, str(folder / "encoder.safetensors"))
-    fresh = build_encoder_net(name, pool_grid, state)
+    fresh = build_encoder_net(name, pool_grid, state, tiles)
     reference = None
     if trained_backbone is not None:
-        trained = build_encoder_net(name, pool_grid)
+        trained = build_encoder_net(name, pool_grid, tiles=tiles)
         trained.backbone = trained_backbone.eval()
         reference = trained
     probe = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, input_size, input_size))
@@ -324,7 +321,7 @@ def export_pipeline(model: TrainedModel | str | Path, out: str | Path) -> dict[s
         from safetensors.torch import load_file
 
         state = load_file(str(model.path / "encoder.safetensors"))
-    encoder_net = build_encoder_net(enc["name"], int(enc.get("pool_grid", 1)), state)
+    encoder_net = build_encoder_net(enc["name"], int(enc.get("pool_grid", 1)), state, int(enc.get("tiles", 1)))
     heads = model.estimator.module_
     mean, std = model.estimator.count_mean_, model.estimator.count_std_
     with_tags = heads.user_tags is not None

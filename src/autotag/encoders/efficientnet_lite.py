@@ -58,6 +58,27 @@ def torch_forward(model, x):  # -> (logits, embedding) as torch tensors
     return model._fc(embedding), embedding
 
 
+def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, 1280), embedding (N, D))
+    """The last feature map pooled two ways: its global average, and the embedding.
+
+    The embedding is the global average (pool_grid = tiles = 1), the averages over a g x g grid of the
+    map (D = g*g*1280: coarse layout kept), or, with tiles t > 1, the global averages of the t x t
+    tiles of the image each run through the network on its own (D = t*t*1280: what lies in one tile
+    never mixes with its neighbours, which suits collages, contact sheets and grids). The input side
+    must then be a multiple of t; the global part is the mean of the tiles' averages.
+    """
+    from torch.nn.functional import adaptive_avg_pool2d
+
+    if tiles > 1:
+        c, side = x.shape[1], x.shape[2] // tiles
+        x = x.reshape(-1, c, tiles, side, tiles, side).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, side, side)
+        per_tile = model.extract_features(x).mean(dim=(2, 3)).reshape(-1, tiles * tiles, 1280)
+        return per_tile.mean(1), per_tile.flatten(1)
+    features = model.extract_features(x)
+    pooled = features.mean(dim=(2, 3))
+    return pooled, (pooled if pool_grid == 1 else adaptive_avg_pool2d(features, pool_grid).flatten(1))
+
+
 def _export(name: str, target: Path) -> None:
     import torch
 

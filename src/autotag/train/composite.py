@@ -29,6 +29,7 @@ class TrainConfig:
     encoder: str = "efficientnet_lite0"
     input_size: int | None = None  # None = the encoder's own size
     pool_grid: int = 1  # g > 1 pools the last feature map on a g x g grid (keeps coarse layout)
+    tiles: int = 1  # t > 1 embeds each of the t x t image tiles on its own (collages, grids)
     # heads (autotag.heads.CompositeTagger)
     visual_hidden: int = 512
     tag_hidden: int = 256
@@ -94,6 +95,12 @@ class TrainConfig:
             value = getattr(self, key)
             if value not in valid:
                 raise AutotagError(f"unknown training setting {key} = {value!r}; valid: {', '.join(valid)}")
+        for key in ("input_size", "finetune_size"):
+            size = getattr(self, key)
+            if self.tiles > 1 and size and size % self.tiles:
+                raise AutotagError(f"{key} = {size} is not a multiple of tiles = {self.tiles}")
+        if self.tiles > 1 and self.pool_grid > 1:
+            raise AutotagError("choose pool_grid or tiles, not both")
 
 
 @dataclass
@@ -233,7 +240,8 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
         ft_size = cfg.finetune_size or size
         log(f"fine-tuning {cfg.encoder} at {ft_size}px")
         ft_cfg = FineTuneConfig(encoder=cfg.encoder, size=ft_size, epochs=cfg.finetune_epochs, lr=cfg.finetune_lr,
-                                batch_size=cfg.finetune_batch_size, pool_grid=cfg.pool_grid, loss="bce",
+                                batch_size=cfg.finetune_batch_size, pool_grid=cfg.pool_grid, tiles=cfg.tiles,
+                                loss="bce",
                                 train_blocks=cfg.finetune_blocks if cfg.finetune_blocks == "all"
                                 else int(cfg.finetune_blocks), augment=cfg.augment, flip=cfg.flip,
                                 seed=cfg.seed, max_minutes=cfg.finetune_max_minutes, tta=False)
@@ -241,12 +249,13 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
                               _load_pixels(splits["val"].sources, ft_size), splits["val"].Y, ft_cfg, log=log)
         backbone = result.net.backbone
         history += [{"stage": "fine-tune", **h} for h in result.history]
-    custom = finetune or size != spec.input_size or cfg.pool_grid != 1
-    encoder_info = {"name": cfg.encoder, "input_size": size, "pool_grid": cfg.pool_grid,
-                    "embedding_dim": 1280 * cfg.pool_grid**2, "onnx": "encoder.onnx" if custom else None,
+    custom = finetune or size != spec.input_size or cfg.pool_grid != 1 or cfg.tiles != 1
+    encoder_info = {"name": cfg.encoder, "input_size": size, "pool_grid": cfg.pool_grid, "tiles": cfg.tiles,
+                    "embedding_dim": 1280 * cfg.pool_grid**2 * cfg.tiles**2,
+                    "onnx": "encoder.onnx" if custom else None,
                     "finetuned": finetune}
     if custom:
-        diff = export_encoder(folder, cfg.encoder, size, cfg.pool_grid, backbone)
+        diff = export_encoder(folder, cfg.encoder, size, cfg.pool_grid, backbone, cfg.tiles)
         log(f"encoder.onnx written (max abs diff vs PyTorch {diff:.1e})")
     from autotag.artifact import make_encoder
 

@@ -38,6 +38,7 @@ class FineTuneConfig:
     warmup_fraction: float = 0.15
     train_blocks: int | str = "all"  # "all", or how many last MBConv blocks to train (plus the head conv)
     pool_grid: int = 1  # 1 = global average; g = g x g grid of averages, embedding dim g*g*1280
+    tiles: int = 1  # t > 1: each of the t x t image tiles embedded on its own (see pool_features)
     dropout: float = 0.2
     loss: str = "ce"  # "ce" (single label, with label smoothing) or a multi-label loss name: bce/focal/asl
     label_smoothing: float = 0.1
@@ -56,27 +57,23 @@ class FineTuneConfig:
 
 
 def build_finetune_net(encoder: str, num_outputs: int, pool_grid: int = 1, dropout: float = 0.2,
-                       pretrained_model=None):
-    """A fresh network: pretrained backbone (or the given one) + grid pooling + linear classifier."""
+                       pretrained_model=None, tiles: int = 1):
+    """A fresh network: pretrained backbone (or the given one) + pooling + linear classifier."""
     import torch
     from torch import nn
 
-    from autotag.encoders.efficientnet_lite import build_torch_model
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features
 
     class FineTuneNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = pretrained_model if pretrained_model is not None else build_torch_model(encoder)
-            self.pool_grid = pool_grid
-            self.embedding_dim = 1280 * pool_grid * pool_grid
+            self.embedding_dim = 1280 * pool_grid**2 * tiles**2
             self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(self.embedding_dim, num_outputs)
 
         def embed(self, x: torch.Tensor) -> torch.Tensor:
-            features = self.backbone.extract_features(x)
-            if self.pool_grid == 1:
-                return features.mean(dim=(2, 3))
-            return nn.functional.adaptive_avg_pool2d(features, self.pool_grid).flatten(1)
+            return pool_features(self.backbone, x, pool_grid, tiles)[1]
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             embedding = self.embed(x)
@@ -224,7 +221,7 @@ def finetune(train_images, train_targets, val_images, val_targets, config: FineT
     if single_label and val_targets is not None and len(val_targets):
         num_outputs = max(num_outputs, int(np.max(val_targets)) + 1)
 
-    net = build_finetune_net(config.encoder, num_outputs, config.pool_grid, config.dropout)
+    net = build_finetune_net(config.encoder, num_outputs, config.pool_grid, config.dropout, tiles=config.tiles)
     _set_trainable(net, config.train_blocks)
     net = net.to(device).to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
