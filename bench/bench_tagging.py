@@ -64,6 +64,45 @@ def naive_baseline(paths: list[Path]) -> float:
     return len(paths) / (time.perf_counter() - start)
 
 
+def where_time_goes(paths: list[Path]) -> dict[str, float]:
+    """Per-image CPU cost of each stage, one thread (median of 3 passes), ONNX Runtime alone on every
+    core at the default batch size, and the in-process steady state of Tagger.tag_many (warm)."""
+    from autotag.ingest import content_hash, decode_with_info, load_source
+    from autotag.pipeline import Tagger
+
+    tagger = Tagger.default()
+    side = tagger.encoder.spec.input_size
+
+    def per_image_ms(fn, items) -> tuple[float, list]:
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            out = [fn(x) for x in items]
+            runs.append((time.perf_counter() - start) / len(items) * 1000)
+        return statistics.median(runs), out
+
+    def read_and_hash(path: Path) -> bytes:
+        data = load_source(str(path))
+        content_hash(data)
+        return data
+
+    read_ms, datas = per_image_ms(read_and_hash, paths)
+    decode_ms, ims = per_image_ms(lambda d: decode_with_info(d, min_side=side)[0], datas)
+    pre_ms, arrays = per_image_ms(tagger.encoder.preprocess, ims)
+    batch = np.stack(arrays[: tagger.settings.batch_size])
+    tagger.encoder.run(batch)
+    start = time.perf_counter()
+    for _ in range(5):
+        tagger.encoder.run(batch)
+    ort_ips = 5 * len(batch) / (time.perf_counter() - start)
+    list(tagger.tag_many(paths[:40]))
+    start, cpu = time.perf_counter(), time.process_time()
+    list(tagger.tag_many(paths))
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"read_hash_ms": read_ms, "decode_ms": decode_ms, "preprocess_ms": pre_ms, "ort_ips": ort_ips,
+            "steady_ips": len(paths) / wall, "steady_core_ms": cpu / len(paths) * 1000}
+
+
 def cli_run(args: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run([AUTOTAG, "tag", *args, "--format", "jsonl"], check=True, stdout=subprocess.DEVNULL)
@@ -86,6 +125,7 @@ def main() -> None:
         for _ in range(5):
             cold.append(cli_run([str(paths[1])]))
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        parts = where_time_goes(paths)
     e2e_med, base_med = statistics.median(e2e), statistics.median(base)
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
     runs = [round(v, 1) for v in e2e]
@@ -95,6 +135,19 @@ def main() -> None:
     print(f"cold start, one image, model already exported: median {statistics.median(cold):.2f} s, "
           f"runs {[round(c, 2) for c in cold]}")
     print(f"peak RSS of any child process (the largest autotag run): {peak_mb:.0f} MB")
+    cores = __import__("os").cpu_count() or 1
+    stages = parts["read_hash_ms"] + parts["decode_ms"] + parts["preprocess_ms"]
+    ort_core_ms = cores * 1000 / parts["ort_ips"]
+    print(f"where the time goes, per image: read+hash {parts['read_hash_ms']:.2f} ms, JPEG draft decode "
+          f"{parts['decode_ms']:.2f} ms, preprocess {parts['preprocess_ms']:.2f} ms (one thread each); ONNX "
+          f"Runtime alone {parts['ort_ips']:.0f} img/s on {cores} cores = {ort_core_ms:.2f} core-ms")
+    print(f"in-process steady state (warm Tagger.tag_many): {parts['steady_ips']:.1f} img/s, "
+          f"{parts['steady_core_ms']:.2f} core-ms per image")
+    ideal = cores * 1000 / (stages + ort_core_ms)  # every core busy, no overhead at all
+    start = statistics.median(cold) - 1 / ideal
+    bound = args.images / (start + args.images / ideal)
+    print(f"bound with perfect overlap and no overhead: {ideal:.0f} img/s steady; with the {start:.2f} s process "
+          f"start, {bound:.0f} img/s for {args.images} images = {bound / base_med:.1f}x the baseline")
 
 
 if __name__ == "__main__":

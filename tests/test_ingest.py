@@ -74,11 +74,11 @@ def test_discover_recurses_skips_non_images_and_rejects_missing(tmp_path):
 
 def test_settings_precedence(tmp_path, monkeypatch):
     config = tmp_path / "config.toml"
-    config.write_text("batch_size = 8\ntop_k = 3\n")
+    config.write_text("batch_size = 16\ntop_k = 3\n")
     monkeypatch.setenv("AUTOTAG_CONFIG", str(config))
     monkeypatch.setenv("AUTOTAG_TOP_K", "4")
     s = load_settings(workers=2)
-    assert (s.batch_size, s.top_k, s.workers) == (8, 4, 2)
+    assert (s.batch_size, s.top_k, s.workers) == (16, 4, 2)
     config.write_text("batch_sise = 8\n")
     with pytest.raises(AutotagError, match="unknown keys"):
         load_settings()

@@ -54,6 +54,9 @@ def test_ancestor_scores_are_probability_mass_of_children(tagger, photos):
         if children:
             assert t.score >= max(c.score for c in children) - 1e-6
             assert t.score >= sum(c.score for c in children) - 1e-5  # a sum over all classes, not a max
+    # the index-run sums equal the product with the 0/1 ancestor matrix, ancestor by ancestor
+    probs = np.random.default_rng(0).dirichlet(np.full(1000, 0.05), size=16).astype(np.float32)
+    np.testing.assert_allclose(h.ancestor_scores(probs), probs @ h.ancestor_matrix, atol=1e-6)
 
 
 def test_inputs_path_bytes_and_pil_agree(tagger, photos):

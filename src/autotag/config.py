@@ -26,7 +26,7 @@ class Settings:
     model: str = "efficientnet_lite0"
     cache_dir: Path = Path()  # ONNX exports and embedding caches; filled from platformdirs
     data_dir: Path = Path()  # default image library database
-    batch_size: int = 32
+    batch_size: int = 8  # smaller batches first run sooner and were no slower on 2 cores (bench_tagging)
     workers: int = 4  # decoding threads
     max_pixels: int = 100_000_000
     top_k: int = 5
