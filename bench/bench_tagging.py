@@ -2,7 +2,7 @@
 baseline (full PIL decode + resize + PyTorch eager at batch 1) measured in the same run; cold start
 and peak memory of a new process tagging one image.
 
-Run: .venv/bin/python bench/bench_tagging.py [--images 200] [--repeats 3] [--baseline-images 60]
+Run: .venv/bin/python bench/bench_tagging.py [--images 200] [--repeats 5] [--baseline-images 60]
 """
 
 from __future__ import annotations
@@ -112,15 +112,17 @@ def cli_run(args: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--baseline-images", type=int, default=60)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_photos(folder, args.images)
         cli_run([str(paths[0])])  # make sure the model is exported before timing
-        e2e = [args.images / cli_run([str(folder)]) for _ in range(args.repeats)]
-        base = [naive_baseline(paths[: args.baseline_images]) for _ in range(args.repeats)]
+        e2e, base = [], []
+        for _ in range(args.repeats):  # interleaved, so that both see the same state of a shared machine
+            e2e.append(args.images / cli_run([str(folder)]))
+            base.append(naive_baseline(paths[: args.baseline_images]))
         cold = []
         for _ in range(5):
             cold.append(cli_run([str(paths[1])]))
@@ -131,7 +133,9 @@ def main() -> None:
     runs = [round(v, 1) for v in e2e]
     print(f"autotag tag, {args.images} JPEGs of 1732x1155 (2.0 MP), whole process: runs {runs} img/s")
     print(f"naive baseline (PIL full decode + PyTorch eager, batch 1): runs {[round(v, 1) for v in base]} img/s")
-    print(f"median: {e2e_med:.1f} img/s vs {base_med:.1f} img/s -> {e2e_med / base_med:.1f}x")
+    ratios = sorted(round(a / b, 2) for a, b in zip(e2e, base, strict=True))
+    print(f"median: {e2e_med:.1f} img/s vs {base_med:.1f} img/s -> {e2e_med / base_med:.1f}x; "
+          f"ratio per interleaved round {ratios}, median {statistics.median(ratios):.2f}x")
     print(f"cold start, one image, model already exported: median {statistics.median(cold):.2f} s, "
           f"runs {[round(c, 2) for c in cold]}")
     print(f"peak RSS of any child process (the largest autotag run): {peak_mb:.0f} MB")
