@@ -499,6 +499,8 @@ def test_tiles_embed_each_tile_on_its_own():
     np.testing.assert_allclose(pooled, tiled.reshape(2, 4, 1280).mean(1), atol=1e-6)
     with pytest.raises(AutotagError, match="input_size = 100 is not a multiple of tiles = 3"):
         TrainConfig(input_size=100, tiles=3).check()
+    with pytest.raises(AutotagError, match="input_size = 224 is not a multiple of tiles = 3"):
+        TrainConfig(tiles=3).check()  # the encoder's own size
     with pytest.raises(AutotagError, match="choose pool_grid or tiles"):
         TrainConfig(pool_grid=2, tiles=2).check()
 

@@ -95,10 +95,10 @@ class TrainConfig:
             value = getattr(self, key)
             if value not in valid:
                 raise AutotagError(f"unknown training setting {key} = {value!r}; valid: {', '.join(valid)}")
-        for key in ("input_size", "finetune_size"):
-            size = getattr(self, key)
-            if self.tiles > 1 and size and size % self.tiles:
-                raise AutotagError(f"{key} = {size} is not a multiple of tiles = {self.tiles}")
+        size = self.input_size or _VARIANTS[self.encoder][0]
+        for key, value in (("input_size", size), ("finetune_size", self.finetune_size or size)):
+            if value % self.tiles:
+                raise AutotagError(f"{key} = {value} is not a multiple of tiles = {self.tiles}")
         if self.tiles > 1 and self.pool_grid > 1:
             raise AutotagError("choose pool_grid or tiles, not both")
 
