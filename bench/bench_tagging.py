@@ -1,6 +1,7 @@
 """Issue 2 benchmark: end-to-end `autotag tag` throughput on 200 real ~2 MP JPEGs against a naive
 baseline (full PIL decode + resize + PyTorch eager at batch 1) measured in the same run; cold start
-and peak memory of a new process tagging one image.
+and peak memory of a new process tagging one image; then where the time goes (each stage's cost per
+image, ONNX Runtime alone, the warm in-process pipeline) and the throughput bound they imply.
 
 Run: .venv/bin/python bench/bench_tagging.py [--images 200] [--repeats 5] [--baseline-images 60]
 """
@@ -8,6 +9,7 @@ Run: .venv/bin/python bench/bench_tagging.py [--images 200] [--repeats 5] [--bas
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import statistics
@@ -129,7 +131,7 @@ def main() -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         parts = where_time_goes(paths)
     e2e_med, base_med = statistics.median(e2e), statistics.median(base)
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     runs = [round(v, 1) for v in e2e]
     print(f"autotag tag, {args.images} JPEGs of 1732x1155 (2.0 MP), whole process: runs {runs} img/s")
     print(f"naive baseline (PIL full decode + PyTorch eager, batch 1): runs {[round(v, 1) for v in base]} img/s")
@@ -139,7 +141,7 @@ def main() -> None:
     print(f"cold start, one image, model already exported: median {statistics.median(cold):.2f} s, "
           f"runs {[round(c, 2) for c in cold]}")
     print(f"peak RSS of any child process (the largest autotag run): {peak_mb:.0f} MB")
-    cores = __import__("os").cpu_count() or 1
+    cores = os.cpu_count() or 1
     stages = parts["read_hash_ms"] + parts["decode_ms"] + parts["preprocess_ms"]
     ort_core_ms = cores * 1000 / parts["ort_ips"]
     print(f"where the time goes, per image: read+hash {parts['read_hash_ms']:.2f} ms, JPEG draft decode "
