@@ -18,27 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
-from autotag.demo import PHOTO_NAMES, _photo
 from autotag.distributed import BatchJob, run_batch
+from photo_set import photo_variants
 
 TARGET_IMAGES = 10_000_000
 NODE_CORES = 16
 
 
 def make_photos(folder: Path, n: int) -> None:
-    rng = np.random.default_rng(0)
-    sources = [Image.fromarray(_photo(name)).convert("RGB") for name in PHOTO_NAMES]
-    for i in range(n):
-        im = sources[i % len(sources)]
-        w, h = im.size
-        cw, ch = int(w * rng.uniform(0.5, 1.0)), int(h * rng.uniform(0.5, 1.0))
-        x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-        im = im.crop((x, y, x + cw, y + ch)).resize((1024, 683), Image.BICUBIC)
-        if i % 2:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    for i, im in enumerate(photo_variants(n, (1024, 683), min_crop=0.5)):
         (folder / f"{i // 500:02d}").mkdir(exist_ok=True)
         im.save(folder / f"{i // 500:02d}" / f"photo_{i:05d}.jpg", quality=88)
 

@@ -60,24 +60,10 @@ VIEWS = 12
 
 
 def load_photo(key: str) -> Image.Image:
-    kind, name = key.split(":")
-    if kind == "skimage":
-        from skimage import data
+    """A PHOTO_TRUTH key ("source:name") -> the bundled photo."""
+    from autotag.demo import bundled_photo
 
-        if name.startswith("motorcycle_"):
-            arr = data.stereo_motorcycle()[0 if name.endswith("left") else 1]
-        else:
-            arr = getattr(data, name)()
-    elif kind == "sklearn":
-        from sklearn.datasets import load_sample_image
-
-        arr = load_sample_image(name)
-    else:
-        import matplotlib.cbook
-
-        arr = np.asarray(Image.open(matplotlib.cbook.get_sample_data(name)))
-    im = Image.fromarray(np.asarray(arr))
-    return im.convert("RGB")
+    return bundled_photo(key.split(":")[1].removesuffix(".jpg"))
 
 
 def views(im: Image.Image, n: int, seed: int) -> list[Image.Image]:

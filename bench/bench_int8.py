@@ -16,6 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from autotag.demo import bundled_photo
 from autotag.encoders.base import Encoder, preprocess
 from autotag.encoders.efficientnet_lite import ensure_onnx, spec_for
 from autotag.encoders.quantized import (
@@ -23,7 +24,6 @@ from autotag.encoders.quantized import (
     FASHION_MNIST_DIR,
     HELD_OUT_PHOTOS,
     augment,
-    bundled_photo,
     create_int8_encoder,
     read_idx_images,
 )

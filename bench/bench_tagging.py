@@ -22,27 +22,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from autotag.demo import PHOTO_NAMES, _photo
+from photo_set import photo_variants
 
 AUTOTAG = str(Path(sys.executable).with_name("autotag"))
 
 
 def make_photos(folder: Path, n: int) -> list[Path]:
-    """n distinct ~2 MP JPEGs: crops, flips and scales of the bundled photos, upsampled to 1732x1155."""
-    rng = np.random.default_rng(0)
-    sources = [Image.fromarray(_photo(name)).convert("RGB") for name in PHOTO_NAMES]
+    """n distinct ~2 MP JPEGs (1732x1155) cut from the bundled photos."""
     paths = []
-    for i in range(n):
-        im = sources[i % len(sources)]
-        w, h = im.size
-        cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
-        x, y = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
-        im = im.crop((x, y, x + cw, y + ch)).resize((1732, 1155), Image.BICUBIC)
-        if i % 2:
-            im = im.transpose(Image.FLIP_LEFT_RIGHT)
-        path = folder / f"photo_{i:03d}.jpg"
-        im.save(path, quality=90)
-        paths.append(path)
+    for i, im in enumerate(photo_variants(n, (1732, 1155), min_crop=0.6)):
+        paths.append(folder / f"photo_{i:03d}.jpg")
+        im.save(paths[-1], quality=90)
     return paths
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
+from autotag.demo import bundled_photo
 from autotag.encoders.base import Encoder, EncoderSpec, preprocess
 from autotag.encoders.registry import register_encoder
 
@@ -52,28 +53,6 @@ DEFAULT_RECIPE = QuantRecipe()
 
 
 # ---------------------------------------------------------------- calibration images
-
-
-def bundled_photo(name: str) -> Image.Image:
-    """A bundled real photo by name (scikit-image, scikit-learn or matplotlib sample data), RGB."""
-    if name in ("china", "flower"):
-        from sklearn.datasets import load_sample_image
-
-        return Image.fromarray(load_sample_image(f"{name}.jpg")).convert("RGB")
-    if name == "grace_hopper":
-        import matplotlib.cbook
-
-        with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-            return Image.open(f).convert("RGB")
-    from skimage import data
-
-    if name.startswith("motorcycle_"):
-        arr = data.stereo_motorcycle()[0 if name.endswith("left") else 1]
-    else:
-        arr = getattr(data, name)()
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    return Image.fromarray(arr).convert("RGB")
 
 
 def augment(im: Image.Image, rng: np.random.Generator) -> Image.Image:
