@@ -246,8 +246,8 @@ class TrainedModel:
     def tag(self, embeddings: Any, logits: Any = None, user_tags: list[list[str]] | None = None,
             rule: str | None = None) -> list[list[Tag]]:
         """Scores, predicted counts and decisions in one call."""
-        scores = self.predict_scores(embeddings, logits, user_tags)
-        return self.decide(scores, counts=self.predict_count(embeddings, logits, user_tags), rule=rule)
+        scores, counts = self.estimator.predict_proba_and_count(embeddings, user_tags)
+        return self.decide(scores, counts=counts, rule=rule)
 
 
 def load_model(path: str | Path) -> TrainedModel:

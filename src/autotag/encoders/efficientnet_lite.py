@@ -58,6 +58,11 @@ def torch_forward(model, x):  # -> (logits, embedding) as torch tensors
     return model._fc(embedding), embedding
 
 
+def pooled_dim(pool_grid: int = 1, tiles: int = 1) -> int:
+    """Size of the embedding `pool_features` returns."""
+    return 1280 * pool_grid**2 * tiles**2
+
+
 def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, 1280), embedding (N, D))
     """The last feature map pooled two ways: its global average, and the embedding.
 

@@ -341,18 +341,26 @@ class CompositeTagger:
         lift = np.clip((p[1:] - p[0]) / np.maximum(1.0 - p[0], 1e-6), 0.0, 1.0).astype(np.float32)
         return dict(zip(self.vocabulary_, lift, strict=True))
 
+    def _counts(self, normalised: np.ndarray) -> np.ndarray:
+        """The count head's normalised output -> int label counts in [1, max count seen in training]."""
+        return np.clip(np.rint(normalised * self.count_std_ + self.count_mean_), 1, self.max_count_).astype(np.int64)
+
     def predict_count(self, embeddings: Any, user_tags: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """(N,) int label counts in [1, max count seen in training]."""
-        raw = self._forward(embeddings, user_tags)[1] * self.count_std_ + self.count_mean_
-        return np.clip(np.rint(raw), 1, self.max_count_).astype(np.int64)
+        return self._counts(self._forward(embeddings, user_tags)[1])
+
+    def predict_proba_and_count(self, embeddings: Any, user_tags: Sequence[Sequence[str]] | None = None
+                                ) -> tuple[np.ndarray, np.ndarray]:
+        """`predict_proba` and `predict_count` from one pass through the heads."""
+        fused, count, _ = self._forward(embeddings, user_tags)
+        return _sigmoid(fused), self._counts(count)
 
     def predict(self, embeddings: Any, user_tags: Sequence[Sequence[str]] | None = None) -> np.ndarray:
         """(N, L) 0/1: the predicted-count highest-scoring labels of each image."""
         from autotag.decide import decide
 
-        fused, count, _ = self._forward(embeddings, user_tags)
-        k = np.clip(np.rint(count * self.count_std_ + self.count_mean_), 1, self.max_count_)
-        return decide("top-k-predicted", _sigmoid(fused), counts=k)
+        scores, counts = self.predict_proba_and_count(embeddings, user_tags)
+        return decide("top-k-predicted", scores, counts=counts)
 
     # -- state for autotag.artifact -----------------------------------------------------------------
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -111,7 +111,7 @@ class SplitData:
 
 
 def _splits(spec: str, cfg: TrainConfig) -> tuple[list[str], dict[str, SplitData], dict[str, Any]]:
-    from autotag.data import load_dataset
+    from autotag.data import Dataset, load_dataset
 
     data = load_dataset(spec)
     if len(data) == 0:
@@ -136,12 +136,7 @@ def _splits(spec: str, cfg: TrainConfig) -> tuple[list[str], dict[str, SplitData
         if cfg.limit and len(records) > cfg.limit:
             keep = np.sort(rng.choice(len(records), cfg.limit, replace=False))
             records = [records[i] for i in keep]
-        column = {lab: j for j, lab in enumerate(data.labels)}
-        Y = np.zeros((len(records), len(data.labels)), np.uint8)
-        for i, r in enumerate(records):
-            for lab in r.labels:
-                if lab in column:
-                    Y[i, column[lab]] = 1
+        Y = Dataset(records, list(data.labels)).label_matrix()
         out[name] = SplitData([r.source for r in records], Y, [list(r.user_tags) for r in records])
     if "val" not in out:
         train = out["train"]
@@ -195,8 +190,7 @@ def evaluate_rules(model: Any, Y: np.ndarray, embeddings: np.ndarray, user_tags:
     from autotag.metrics import multilabel_report
 
     est = model.estimator
-    scores = est.predict_proba(embeddings, user_tags)
-    counts = est.predict_count(embeddings, user_tags)
+    scores, counts = est.predict_proba_and_count(embeddings, user_tags)
     decisions = {
         f"top-{k}": decide("top-k", scores, k=k),
         "top-k-predicted": decide("top-k-predicted", scores, counts=counts),
@@ -216,7 +210,7 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     """Train a model folder from a dataset spec; returns the folder."""
     from autotag.artifact import export_encoder, load_model, save_model
     from autotag.decide import fit_thresholds
-    from autotag.encoders.efficientnet_lite import spec_for
+    from autotag.encoders.efficientnet_lite import pooled_dim, spec_for
     from autotag.heads import CompositeTagger
     from autotag.pipeline import Tagger
 
@@ -227,9 +221,7 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     folder.mkdir(parents=True, exist_ok=True)
     labels, splits, data_info = _splits(dataset, cfg)
     log(f"dataset {dataset}: {data_info['sizes']} images, {len(labels)} labels")
-    spec = spec_for(cfg.encoder) if cfg.encoder.startswith("efficientnet_lite") else None
-    if spec is None:
-        raise AutotagError(f"training supports the efficientnet_lite encoders, not {cfg.encoder!r}")
+    spec = spec_for(cfg.encoder)  # cfg.check() accepted it: an efficientnet_lite variant
     size = cfg.input_size or spec.input_size
     history: list[dict[str, Any]] = []
     backbone = None
@@ -251,7 +243,7 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
         history += [{"stage": "fine-tune", **h} for h in result.history]
     custom = finetune or size != spec.input_size or cfg.pool_grid != 1 or cfg.tiles != 1
     encoder_info = {"name": cfg.encoder, "input_size": size, "pool_grid": cfg.pool_grid, "tiles": cfg.tiles,
-                    "embedding_dim": 1280 * cfg.pool_grid**2 * cfg.tiles**2,
+                    "embedding_dim": pooled_dim(cfg.pool_grid, cfg.tiles),
                     "onnx": "encoder.onnx" if custom else None,
                     "finetuned": finetune}
     if custom:

@@ -62,13 +62,13 @@ def build_finetune_net(encoder: str, num_outputs: int, pool_grid: int = 1, dropo
     import torch
     from torch import nn
 
-    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features, pooled_dim
 
     class FineTuneNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = pretrained_model if pretrained_model is not None else build_torch_model(encoder)
-            self.embedding_dim = 1280 * pool_grid**2 * tiles**2
+            self.embedding_dim = pooled_dim(pool_grid, tiles)
             self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(self.embedding_dim, num_outputs)
 
