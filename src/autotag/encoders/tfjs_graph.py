@@ -366,6 +366,7 @@ def convert_tfjs_graph(model_json: Path, target: Path, outputs: dict[str, str], 
     os.close(fd)
     try:
         onnx.save_model(model, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the model cache is shared like any cache
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
