@@ -14,7 +14,7 @@ Next to the images, realphotos.jsonl holds one record per picture (path + every 
 `realphotos:DIR` dataset reader reads it.
 
     python scripts/build_realphotos.py [--out .cache/realphotos] [--manifest bench/realphotos/manifest.yaml]
-                                       [--check] [--no-install]
+                                       [--check] [--no-install] [--force]
 
 Exit status 1 when any picture could not be built; each problem is one line on stderr.
 """
@@ -133,6 +133,16 @@ def build_one(entry: dict[str, Any], out: Path) -> Path:
     return target
 
 
+def previous_build(out: Path) -> dict[str, dict[str, Any]]:
+    """id -> row of the last build's index, so unchanged pictures are not copied again (labels are
+    always rewritten from the manifest)."""
+    index = out / "realphotos.jsonl"
+    if not index.is_file():
+        return {}
+    rows = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {r["id"]: r for r in rows if "id" in r and "source" in r and "path" in r}
+
+
 def record(entry: dict[str, Any], path: Path) -> dict[str, Any]:
     return {"path": path.name, **entry}
 
@@ -143,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--check", action="store_true", help="only verify that every built file exists")
     ap.add_argument("--no-install", action="store_true", help="do not apt-get install missing packages")
+    ap.add_argument("--force", action="store_true", help="rebuild every picture, even those built before")
     args = ap.parse_args(argv)
     entries = read_manifest(args.manifest)
     out: Path = args.out
@@ -161,17 +172,22 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"Debian package {p} is not installed (needs root and apt-get); its pictures are skipped")
         out.mkdir(parents=True, exist_ok=True)
         rows = []
+        built = {} if args.force else previous_build(out)
         for e in entries:
             try:
-                rows.append(record(e, build_one(e, out)))
+                done = built.get(e["id"])
+                reuse = done is not None and done["source"] == e["source"] and (out / done["path"]).is_file()
+                rows.append(record(e, out / done["path"] if reuse else build_one(e, out)))
             except (ValueError, OSError, AttributeError, ImportError) as exc:
                 problems.append(f"{e['id']}: {e['source']}: {exc}")
         with (out / "realphotos.jsonl").open("w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         kinds = [r.get("kind") for r in rows]
-        print(f"built {len(rows)} of {len(entries)} pictures in {out} "
-              f"({kinds.count('photo')} photos, {kinds.count('art')} art)")
+        print(
+            f"built {len(rows)} of {len(entries)} pictures in {out} "
+            f"({kinds.count('photo')} photos, {kinds.count('art')} art)"
+        )
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
     return 1 if problems else 0
