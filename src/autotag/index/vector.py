@@ -56,7 +56,7 @@ def choose_kind(n: int) -> str:
     return "ivfpq"
 
 
-def _check_kind(kind: str) -> str:
+def check_kind(kind: str) -> str:
     if kind != "auto" and kind not in INDEX_KINDS:
         raise AutotagError(f"unknown index kind {kind!r}; valid: auto, {', '.join(INDEX_KINDS)}")
     return kind
@@ -70,7 +70,7 @@ def _pq_subquantizers(dim: int) -> int:
     return 1
 
 
-def _ivf_lists(n: int) -> int:
+def ivf_lists(n: int) -> int:
     """About sqrt(n) inverted lists, a power of two between 64 and 4096."""
     return int(min(4096, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
 
@@ -82,7 +82,7 @@ class VectorIndex:
         if metric not in METRICS:
             raise AutotagError(f"unknown index metric {metric!r}; valid: {', '.join(METRICS)}")
         self.dim = int(dim)
-        self.requested_kind = _check_kind(kind)
+        self.requested_kind = check_kind(kind)
         self.metric = metric
         known = {k for p in DEFAULT_PARAMS.values() for k in p}
         unknown = set(params) - known
@@ -150,7 +150,7 @@ class VectorIndex:
                 raise AutotagError(f"unknown hnsw storage {storage!r}; valid: flat, sq8")
             inner.hnsw.efConstruction = int(self._param("hnsw", "ef_construction"))
         else:
-            nlist = int(self._param("ivfpq", "nlist")) or _ivf_lists(len(training))
+            nlist = int(self._param("ivfpq", "nlist")) or ivf_lists(len(training))
             m = int(self._param("ivfpq", "m")) or _pq_subquantizers(self.dim)
             if self.dim % m:
                 raise AutotagError(f"ivfpq m={m} must divide the vector dimension {self.dim}")

@@ -37,7 +37,7 @@ class FineTuneConfig:
     schedule: str = "onecycle"
     warmup_fraction: float = 0.15
     train_blocks: int | str = "all"  # "all", or how many last MBConv blocks to train (plus the head conv)
-    pool_grid: int = 1  # 1 = global average; g = g x g grid of averages, embedding dim g*g*1280
+    pool_grid: int = 1  # 1 = global average; g = g x g grid of averages, embedding dim g*g*features
     tiles: int = 1  # t > 1: each of the t x t image tiles embedded on its own (see pool_features)
     dropout: float = 0.2
     loss: str = "ce"  # "ce" (single label, with label smoothing) or a multi-label loss name: bce/focal/asl
@@ -62,13 +62,13 @@ def build_finetune_net(encoder: str, num_outputs: int, pool_grid: int = 1, dropo
     import torch
     from torch import nn
 
-    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features, pooled_dim
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features, pooled_dim, spec_for
 
     class FineTuneNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = pretrained_model if pretrained_model is not None else build_torch_model(encoder)
-            self.embedding_dim = pooled_dim(pool_grid, tiles)
+            self.embedding_dim = pooled_dim(spec_for(encoder).embedding_dim, pool_grid, tiles)
             self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(self.embedding_dim, num_outputs)
 
