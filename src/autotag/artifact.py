@@ -222,14 +222,14 @@ class TrainedModel:
         Rules needing a label count use `counts` (from predict_count); without them the count is
         estimated as the number of labels scoring >= 0.5, clipped to [1, max count seen in training].
         """
-        from autotag.decide import NEEDS_COUNTS, decide
+        from autotag.decide import RULES, decide
 
         scores = np.asarray(scores, dtype=np.float64)
         stored = dict(self.config.get("decision", {}))
         rule = rule or stored.pop("rule", "top-k-predicted")
         stored.pop("rule", None)
         stored.update(params)
-        if rule in NEEDS_COUNTS and counts is None:
+        if RULES.get(rule).needs == "counts" and counts is None:
             counts = np.clip((scores >= 0.5).sum(1), 1, self.estimator.max_count_)
         if rule == "per-label":
             stored.setdefault("thresholds", self.thresholds)

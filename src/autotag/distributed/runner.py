@@ -26,9 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autotag.distributed.inputs import resolve_inputs
+from autotag.registry import Registry
 from autotag.types import AutotagError
 
-ENGINES = ("local", "ray")
+ENGINES: Registry[str] = Registry("engine")  # name -> what runs the shard taggers
+ENGINES.register("local", "this process, one shard after another")
+ENGINES.register("ray", "a pool of actors on a Ray cluster (Ray Data)")
 SHARD_PATTERN = "part-{:05d}.parquet"
 SUMMARY_NAME = "_summary.json"
 META_KEY = b"autotag"
@@ -264,8 +267,7 @@ def run_batch(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Tag every image SOURCE stands for into Parquet shards in DEST; returns (and writes) the summary."""
-    if engine not in ENGINES:
-        raise AutotagError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    ENGINES.check(engine)
     job = (job or BatchJob()).resolved()
     shards = plan_shards(resolve_inputs(sources), job.shard_size)
     fs, root = filesystem(dest)

@@ -84,17 +84,21 @@ class TrainConfig:
     def check(self, finetune: bool = False) -> None:
         """Refuse unknown names before any image is read: a bad rule would otherwise be saved into the
         model folder and only fail when tagging, a bad loss or objective after minutes of embedding."""
-        from autotag.decide import list_rules
+        from autotag.decide import OBJECTIVES, RULES
         from autotag.encoders import ENCODERS
-        from autotag.heads.losses import list_losses
+        from autotag.heads.losses import LOSSES
         from autotag.heads.training import SCHEDULES
 
-        choices = {"encoder": ENCODERS.names(), "rule": list_rules(), "loss": list_losses(),
-                   "schedule": list(SCHEDULES), "threshold_objective": ["f1", "precision"]}
-        for key, valid in choices.items():
-            value = getattr(self, key)
-            if value not in valid:
-                raise AutotagError(f"unknown training setting {key} = {value!r}; valid: {', '.join(valid)}")
+        registries = {"encoder": ENCODERS, "rule": RULES, "loss": LOSSES, "schedule": SCHEDULES,
+                      "threshold_objective": OBJECTIVES}
+        for key, registry in registries.items():
+            try:
+                registry.check(getattr(self, key))
+            except AutotagError as exc:
+                raise AutotagError(f"training setting {key}: {exc}") from exc
+        if RULES.get(self.rule).needs == "truth":
+            raise AutotagError(f"training setting rule: {self.rule} needs the true labels, so it cannot tag new "
+                               "images; choose another rule")
         encoder = ENCODERS.get(self.encoder)
         size = self.input_size or encoder.spec.input_size
         reshaped = size != encoder.spec.input_size or self.pool_grid != 1 or self.tiles != 1
@@ -192,23 +196,19 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def evaluate_rules(model: Any, Y: np.ndarray, embeddings: np.ndarray, user_tags: list[list[str]] | None,
                    k: int = 3, floor: float = 0.1) -> dict[str, dict[str, Any]]:
-    """multilabel_report of every decision rule on one split (per_class left out)."""
-    from autotag.decide import decide
+    """multilabel_report of every registered decision rule on one split (per_class left out), keyed by
+    the rule spec `autotag eval --rule` accepts ("top-k:3", "per-label", ...)."""
+    from autotag.decide import RULES, decide, rule_spec
     from autotag.metrics import multilabel_report
 
-    est = model.estimator
-    scores, counts = est.predict_proba_and_count(embeddings, user_tags)
-    decisions = {
-        f"top-{k}": decide("top-k", scores, k=k),
-        "top-k-predicted": decide("top-k-predicted", scores, counts=counts),
-        "predicted-k-floor": decide("predicted-k-floor", scores, counts=counts, floor=floor),
-        "per-label": decide("per-label", scores, thresholds=model.thresholds),
-        "threshold": decide("threshold", scores, threshold=model.global_threshold),
-    }
+    scores, counts = model.estimator.predict_proba_and_count(embeddings, user_tags)
+    arguments = {"k": k, "floor": floor, "threshold": model.global_threshold}
+    supplies = {"counts": counts, "thresholds": model.thresholds, "truth": Y}
     out = {}
-    for name, pred in decisions.items():
-        report = multilabel_report(Y, pred, scores)
-        out[name] = {key: v for key, v in report.items() if key != "per_class"}
+    for name, rule in RULES.items():
+        params = {rule.argument: arguments[rule.argument]} if rule.argument else {}
+        report = multilabel_report(Y, decide(name, scores, **params, **supplies), scores)
+        out[rule_spec(name, params)] = {key: v for key, v in report.items() if key != "per_class"}
     return out
 
 

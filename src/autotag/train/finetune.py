@@ -20,10 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from autotag.registry import Registry
 from autotag.train.augment import AugmentSpec, augment_batch
-from autotag.types import AutotagError
 
-SCHEDULES = ("onecycle", "cosine", "step")
+# Fine-tuning schedules after the linear warm-up: (progress after warm-up in [0, 1]) -> rate multiplier,
+# and the multiplier the warm-up starts from. Unlike the heads' per-epoch schedules (autotag.heads.training)
+# these anneal by progress, so a wall-clock budget still anneals fully.
+FINETUNE_SCHEDULES: Registry[tuple[Callable[[float], float], float]] = Registry("fine-tune schedule")
+
+
+def _cosine(rest: float, floor: float = 0.0) -> float:
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+FINETUNE_SCHEDULES.register("onecycle", (lambda rest: _cosine(rest, 1 / 4000), 0.05))
+FINETUNE_SCHEDULES.register("cosine", (_cosine, 0.0))
+FINETUNE_SCHEDULES.register("step", (lambda rest: 0.1 ** min(2, int(rest * 3)), 0.0))
 
 
 @dataclass
@@ -142,17 +154,11 @@ def lr_factor(schedule: str, progress: float, warmup_fraction: float) -> float:
     onecycle: linear warm-up from 1/20 to 1, then cosine down to 1/4000; cosine: warm-up then cosine
     to 0; step: warm-up then /10 at 1/3 and 2/3 of the remaining steps.
     """
-    if schedule not in SCHEDULES:
-        raise AutotagError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    anneal, start = FINETUNE_SCHEDULES.get(schedule)
     progress = min(max(progress, 0.0), 1.0)
     if progress < warmup_fraction:
-        start = 0.05 if schedule == "onecycle" else 0.0
         return start + (1 - start) * progress / warmup_fraction
-    rest = (progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction)
-    if schedule == "step":
-        return 0.1 ** min(2, int(rest * 3))
-    floor = 1 / 4000 if schedule == "onecycle" else 0.0
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+    return anneal((progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction))
 
 
 @dataclass
