@@ -19,7 +19,8 @@ LAYERS = {
     3: {"library"},  # store + index + pipeline
     2: {"pipeline"},  # decode -> encode -> decide
     1: {"encoders", "heads", "index", "store", "artifact", "data"},
-    0: {"taxonomy", "ingest", "decide", "metrics", "types", "config", "registry", "keywords", "demo", "usertags", ""},
+    0: {"taxonomy", "ingest", "decide", "metrics", "types", "config", "registry", "keywords", "demo", "usertags",
+        "modelfolder", ""},
 }
 LAYER_OF = {package: level for level, packages in LAYERS.items() for package in packages}
 

@@ -4,9 +4,6 @@ ONNX Runtime. torch is imported only for that one-time export."""
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,6 @@ from autotag.encoders.registry import register_encoder
 from autotag.types import AutotagError
 
 EXPORT_VERSION = 1  # bump when the exported graph changes, so stale caches are not reused
-MAX_EXPORT_DIFF = 1e-3
 
 FEATURES = 1280  # channels of the last feature map: the pooled embedding's size
 SPECS = {  # the pretrained configs: input size, normalisation (EncoderSpec's defaults), features, labels
@@ -90,6 +86,8 @@ def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (
 def _export(name: str, target: Path) -> None:
     import torch
 
+    from autotag.encoders.export import export_onnx_checked
+
     class TwoOutputs(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
@@ -100,38 +98,9 @@ def _export(name: str, target: Path) -> None:
 
     size = spec_for(name).input_size
     probe = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
-    with torch.no_grad():  # reference outputs from an instance that is never exported
-        ref_logits, ref_emb = torch_forward(build_torch_model(name), probe)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():  # the tracer's constant-folding notes are noise to a user
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-            TwoOutputs(build_torch_model(name)),
-                (probe,),
-                tmp,
-                input_names=["image"],
-                output_names=["logits", "embedding"],
-                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        logits, emb = session.run(None, {"image": probe.numpy()})
-        diff = max(np.abs(logits - ref_logits.numpy()).max(), np.abs(emb - ref_emb.numpy()).max())
-        if not diff < MAX_EXPORT_DIFF:
-            raise AutotagError(
-                f"ONNX export of {name} disagrees with PyTorch (max abs diff {diff:.2e} >= "
-                f"{MAX_EXPORT_DIFF}); refusing to use it: check the torch/onnxruntime versions"
-            )
-        os.replace(tmp, target)  # atomic: concurrent processes never see half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # checked against an instance that is never exported (tracing must not change what it computes)
+    export_onnx_checked(TwoOutputs(build_torch_model(name)), (probe,), target, ["image"], ["logits", "embedding"],
+                        reference=TwoOutputs(build_torch_model(name)))
 
 
 def onnx_path(name: str) -> Path:
