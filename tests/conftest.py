@@ -50,10 +50,10 @@ def postgres_url():
     """A throwaway PostgreSQL server started from Debian's binaries for this test session.
 
     Yields the URL of its `postgres` database (user `autotag`, trust auth on loopback); tests create
-    their own databases in it (see autotag.store.tempserver). Skipped with a reason only when the
+    their own databases in it (see autotag.testing.postgres). Skipped with a reason only when the
     server binaries are absent.
     """
-    from autotag.store.tempserver import TempPostgres, postgres_bindir
+    from autotag.testing.postgres import TempPostgres, postgres_bindir
 
     if postgres_bindir() is None:
         pytest.skip("PostgreSQL server missing (/usr/lib/postgresql/*/bin): apt-get install postgresql")
