@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotag.distributed.runner import SHARD_PATTERN, _fs, shard_meta
+from autotag.distributed.runner import SHARD_PATTERN, filesystem, shard_meta
 from autotag.index.vector import IVFPQ_MIN_TRAIN
 from autotag.types import AutotagError, Tag
 
@@ -28,7 +28,7 @@ CHUNK_ROWS = 50_000
 
 
 def shard_files(dest: str) -> tuple[Any, list[str]]:
-    fs, root = _fs(dest)
+    fs, root = filesystem(dest)
     files = sorted(fs.glob(f"{root}/{SHARD_PATTERN.replace('{:05d}', '*')}"))
     if not files:
         raise AutotagError(f"no shards in {dest}; write them with `autotag batch SOURCE --out {dest}`")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from autotag.index.learned import RetrievalHead, has_retrieval_head
-from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, _check_kind, _ivf_lists, choose_kind
+from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, check_kind, choose_kind, ivf_lists
 from autotag.types import AutotagError
 
 _LOCKS: dict[str, threading.RLock] = {}
@@ -36,7 +36,7 @@ class LibraryIndex:
     """The vector indexes, retrieval head and hashes of one library, loaded from its index folder."""
 
     def __init__(self, folder: Path, encoder_name: str, dim: int, kind: str = "auto") -> None:
-        _check_kind(kind)
+        check_kind(kind)
         self.folder = folder
         self.lock = folder_lock(folder)
         meta_path = folder / "meta.json"
@@ -90,7 +90,7 @@ class LibraryIndex:
         target = choose_kind(total) if kind == "auto" else kind
         if target != "ivfpq" or len(self) or total < IVFPQ_MIN_TRAIN:
             return False
-        self.raw = VectorIndex(self.dim, "ivfpq", nlist=_ivf_lists(total))
+        self.raw = VectorIndex(self.dim, "ivfpq", nlist=ivf_lists(total))
         return True
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, hashes: Sequence[int]) -> None:
