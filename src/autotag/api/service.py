@@ -13,15 +13,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from autotag.api.errors import ApiError
 from autotag.library import EmptyIndex, Library
-from autotag.types import AutotagError, Tag
+from autotag.suggest.summary import suggestions_for
+from autotag.types import AutotagError
 
 if TYPE_CHECKING:
     from autotag.config import Settings
-    from autotag.pipeline import Item, Tagger
     from autotag.store import StoredImage
 
 log = logging.getLogger("autotag.api")
@@ -108,16 +106,7 @@ class Service:
             "width": item.meta.get("width", 0),
             "height": item.meta.get("height", 0),
             "tags": [t.to_dict() for t in item.tags],
-            **self._suggestions(tagger, item, user_tags),
-        }
-
-    def _suggestions(self, tagger: Tagger, item: Item, user_tags: Sequence[str]) -> dict[str, Any]:
-        hashtags, flagged, ood, ood_score = _hashtags_and_audit(tagger, item.logits[None], user_tags)
-        return {
-            "hashtags": [t.to_dict() for t in hashtags],
-            "flagged_user_tags": flagged,
-            "out_of_domain": ood,
-            "ood_score": ood_score,
+            **suggestions_for(tagger, item, user_tags).to_dict(),
         }
 
     def tag_into_file(self, data: bytes, *, replace: bool = False, **options: Any) -> tuple[bytes, list[str], str]:
@@ -139,8 +128,8 @@ class Service:
         if upload.item is None:
             out.update(hashtags=[], flagged_user_tags=[])
         else:
-            suggestions = self._suggestions(self.library.tagger_for(model), upload.item, user_tags)
-            out.update(hashtags=suggestions["hashtags"], flagged_user_tags=suggestions["flagged_user_tags"])
+            found = suggestions_for(self.library.tagger_for(model), upload.item, user_tags).to_dict()
+            out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
         return out
 
     def _image_dict(self, image: StoredImage, model: str | None = None, *, details: bool = True) -> dict[str, Any]:
@@ -248,51 +237,6 @@ class Service:
             out["status"] = "degraded"
             out["database"] = f"error: {type(exc).__name__}"
         return out
-
-
-def _hashtags_and_audit(
-    tagger: Tagger, logits: np.ndarray, user_tags: Sequence[str]
-) -> tuple[list[Tag], list[dict[str, Any]], bool | None, float | None]:
-    """Hashtags and the audit of user tags (area D) read ImageNet probabilities: default model only.
-    They are optional: when their modules are missing the API answers without them."""
-    if tagger.model is not None or tagger.encoder.spec.label_set != "imagenet-1k":
-        return [], [], None, None
-    try:
-        return _suggest_and_audit(logits, user_tags)
-    except AutotagError:
-        raise
-    except Exception:  # noqa: BLE001 - an optional feature never fails the request; the log says why
-        log.exception("hashtag suggestion / user-tag audit failed; answering without them")
-        return [], [], None, None
-
-
-def _suggest_and_audit(
-    logits: np.ndarray, user_tags: Sequence[str]
-) -> tuple[list[Tag], list[dict[str, Any]], bool | None, float | None]:
-    try:
-        from autotag.suggest.hashtags import default_suggester
-    except ImportError:
-        return [], [], None, None
-    from autotag.pipeline import softmax
-
-    probs = softmax(logits)
-    suggester = default_suggester()
-    hashtags = suggester.suggest(probs, logits=logits)[0]
-    scores = suggester.ood_scores(logits)
-    ood = bool(suggester.out_of_domain(logits)[0])
-    ood_score = round(float(scores[0]), 4) if scores is not None else None
-    flagged: list[dict[str, Any]] = []
-    if user_tags:
-        try:
-            from autotag.suggest.audit import imagenet_auditor, imagenet_concepts
-        except ImportError:
-            return hashtags, flagged, ood, ood_score
-        _, concept_scores = imagenet_concepts(probs)
-        audits = imagenet_auditor().audit(concept_scores[0], list(user_tags))
-        flagged = [
-            {"tag": a.tag, "reason": a.evidence, "score": round(float(a.relevance), 4)} for a in audits if a.flagged
-        ]
-    return hashtags, flagged, ood, ood_score
 
 
 def _feedback_dict(f: Any) -> dict[str, Any]:

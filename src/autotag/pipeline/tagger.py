@@ -41,8 +41,9 @@ class Tagger:
     >>> tagger = Tagger.default()
     >>> [t.name for t in tagger.tag("cat.jpg")][:3]
 
-    `readers`: functions run on every decoded item (with `item.image`, long side <= 512) after the
-    encoder, filling a facet such as `item.colors`; the picture is decoded once for all of them.
+    `readers`: functions run on every decoded item (with `item.image`, long side 512 or the file's own
+    size if smaller) after the encoder, filling a facet such as `item.colors`; the picture is decoded
+    once for the encoder and all of them (JPEGs at a reduced scale that still gives the long side 512).
     """
 
     def __init__(
@@ -130,7 +131,10 @@ class Tagger:
                 if cache is not None and not (phash or keep_image) and cache.fill(item):
                     return item
                 im, item.meta = decode_with_info(
-                    data, min_side=self.encoder.spec.input_size, max_pixels=self.settings.max_pixels
+                    data,
+                    min_side=self.encoder.spec.input_size,
+                    max_pixels=self.settings.max_pixels,
+                    min_long_side=KEPT_SIDE if keep_image else 0,  # readers get a picture of about KEPT_SIDE
                 )
             item.array = self.encoder.preprocess(im)
             if phash:
