@@ -189,7 +189,7 @@ def audit_user_tags(
     if not user_tags:
         raise AutotagError('no user tags to audit: pass them like --user-tags "cat, beach, instagood"')
     tagger = tagger or Tagger.default()
-    item = next(tagger.encode_stream([image]))
+    item = next(tagger.stream([image], decide=False))
     if item.error:
         raise ImageError(f"{item.source}: {item.error}")
     if tagger.model is not None:  # the model's own labels: visual head for the image, user-tag head for the tags
