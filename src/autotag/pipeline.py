@@ -34,8 +34,8 @@ UserTags = Sequence[str] | Mapping[str, Sequence[str]] | None
 
 @dataclass(frozen=True)
 class TagOptions:
-    top_k: int = 5  # at most this many leaf labels
-    threshold: float = 0.05  # leaf labels below this score are dropped
+    top_k: int = Settings.top_k  # at most this many leaf labels
+    threshold: float = Settings.threshold  # leaf labels below this score are dropped
     ancestors: bool = True  # add WordNet ancestors (default ImageNet model only)
     ancestor_threshold: float = 0.3  # an ancestor needs at least this much probability mass
     max_tags: int = 15
@@ -117,10 +117,10 @@ class Tagger:
             from autotag.artifact import load_model
 
             trained = load_model(name)
-            return cls(trained.make_encoder(), trained, settings)
+            return cls(trained.make_encoder(settings.threads), trained, settings)
         if "/" in name or name.startswith("."):
             raise AutotagError(f"model folder {name} does not exist")
-        return cls(create_encoder(name), None, settings)
+        return cls(create_encoder(name, threads=settings.threads), None, settings)
 
     @classmethod
     def default(cls) -> Tagger:
@@ -186,7 +186,7 @@ class Tagger:
         options: TagOptions | None = None,
     ) -> list[list[Tag]]:
         """Encoder outputs of a batch -> tags per image."""
-        options = options or TagOptions()
+        options = options or TagOptions(self.settings.top_k, self.settings.threshold)
         if self.model is None:
             return [imagenet_tags(p, options) for p in softmax(logits)]
         # the stored rule is usually top-k-predicted: k comes from the model's label-count head
