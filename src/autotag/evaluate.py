@@ -7,7 +7,7 @@ decision rules can be evaluated in one call; each (model, rule) pair is one row 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -360,4 +360,40 @@ def write_embeddings(dataset: Dataset, model: str | None = None, progress: bool 
         "encoded": int(encoded.ok.sum()) - encoded.from_cache,
         "failed": len(encoded.errors),
         "cache_dir": str(Path(tagger.settings.cache_dir) / "embeddings"),
+    }
+
+
+def shown_tags_evaluation(
+    dataset: Dataset,
+    shown: Mapping[str, Sequence[str]],
+    *,
+    k: int = 5,
+    allowed: Sequence[str] | None = None,
+    synonyms: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Shown-tag metrics (metrics.shown_tags_report) of a tagger's output on a labelled dataset:
+    `shown` maps each record's source to the tags shown for it, best first. Right tags are the records'
+    labels; wrong tags come from dataset.info["pictures"][source]["wrong"] (the real-photo benchmark).
+    Returns one report for all records and one per split, per kind (photo/art) when the pictures say."""
+    missing = [r.source for r in dataset.records if r.source not in shown]
+    if missing:
+        raise AutotagError(f"no shown tags for {len(missing)} of {len(dataset)} pictures, e.g. {missing[0]}")
+    pictures = dataset.info.get("pictures", {})
+    groups: dict[str, list[Any]] = {"all": list(dataset.records)}
+    for rec in dataset.records:
+        kind = pictures.get(rec.source, {}).get("kind")
+        if rec.split:
+            groups.setdefault(rec.split, []).append(rec)
+            if kind:
+                groups.setdefault(f"{rec.split}/{kind}", []).append(rec)
+    return {
+        name: M.shown_tags_report(
+            [list(shown[r.source]) for r in recs],
+            [r.labels for r in recs],
+            [pictures.get(r.source, {}).get("wrong", []) for r in recs],
+            k=k,
+            allowed=allowed,
+            synonyms=synonyms,
+        )
+        for name, recs in groups.items()
     }
