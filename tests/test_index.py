@@ -179,7 +179,7 @@ def test_map_html_and_png(tmp_path):
     assert Image.open(png).size[0] > 400
 
 
-def test_cli_index_similar_duplicates(photos, tmp_path):
+def test_cli_index_similar_duplicates(photos, tmp_path, fake_model):
     from typer.testing import CliRunner
 
     from autotag.cli import app
