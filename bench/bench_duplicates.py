@@ -4,9 +4,9 @@ Pictures: the Debian wallpapers of bench/wallpaper_set.py (gnome-backgrounds, lo
 sway-backgrounds, xfdesktop4-data, desktop-base: photographs, gradients, stripes, soft waves, flat
 colours) and the bundled scikit-image / scikit-learn photos. Every picture gets eight seeded copies:
 JPEG re-encode (quality 30-90), WebP q60, half size, 320 px JPEG thumbnail, 10% crop (random offset),
-brightness x1.25 and x0.8, and (beyond the issue's list) a 4-degree rotation. Truth: two images are duplicates iff they come from the same picture.
-GNOME's light and dark editions of one design (blobs-d / blobs-l ...) are different pictures here,
-the hardest negatives of the set.
+brightness x1.25 and x0.8, and (beyond the issue's list) a 4-degree rotation. Truth: two images are
+duplicates iff they come from the same picture. GNOME's light and dark editions of one design
+(blobs-d / blobs-l ...) are different pictures here, the hardest negatives of the set.
 
 Thresholds were chosen on the dev half (every other design, light/dark editions kept together);
 the test half and the photos are reported apart. The previous rule (pHash <= 6 bits or cosine >= 0.80,

@@ -237,6 +237,26 @@ def test_map_html_and_png(tmp_path):
     assert Image.open(png).size[0] > 400
 
 
+def test_map_png_is_readable_thumbnails_and_a_legend_of_the_top_tags(tmp_path):
+    from autotag.index.projection import OTHER, legend_entries, project_2d, render_png, thumbnail_sample
+
+    vectors = _clustered(300, 24, seed=5, clusters=20)
+    coords = project_2d(vectors, seed=0)
+    labels = [f"tag{i % 20:02d}" for i in range(300)]
+    labels[:40] = ["dog"] * 40  # the most frequent tag
+    entries = legend_entries(labels)
+    assert entries[0][:2] == ("dog", 40) and len(entries) == 13 and entries[-1][0] == OTHER
+    assert sum(count for _, count, _ in entries) == 300
+    sample = thumbnail_sample(coords)
+    assert 10 <= len(sample) <= 49  # spread over a 7 x 7 grid, at most one per cell
+    magenta = Image.new("RGB", (120, 90), (255, 0, 255))
+    png = render_png(coords, labels, tmp_path / "map.png", thumbnails={i: magenta for i in sample})
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    assert Image.open(png).size[0] >= 1200
+    on_map = np.all(pixels == (255, 0, 255), axis=1).sum()
+    assert on_map >= 0.8 * len(sample) * 96 * 72  # every thumbnail drawn, at its full 96 px
+
+
 def test_cli_index_similar_duplicates(photos, tmp_path):
     from typer.testing import CliRunner
 
