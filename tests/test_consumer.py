@@ -51,6 +51,7 @@ def test_labels_are_plain_words_not_wordnet_jargon():
     words = vocab.words()
     assert not words & jargon
     assert all(w == w.strip() and "_" not in w and not re.search(r"\(|\)|/", w) for w in words)
+    assert all(label == label.lower() for label in vocab.labels)  # details may keep proper nouns
     breeds = vocab.classes_of("dog")
     assert len(breeds) == 118 and all(e.detail for e in breeds)  # the breed is a detail, "dog" the label
     # jigsaw puzzle, window screen, chain mail, honeycomb, velvet
