@@ -114,8 +114,8 @@ def test_tag_returns_leaf_and_ancestor_tags_and_stores_nothing(make_client, sqli
 
 
 def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
-    pytest.importorskip("autotag.taxonomy.hashtags", reason="hashtag suggester (area D) not installed")
-    pytest.importorskip("autotag.taxonomy.audit", reason="tag audit (area D) not installed")
+    pytest.importorskip("autotag.suggest.hashtags", reason="hashtag suggester (area D) not installed")
+    pytest.importorskip("autotag.suggest.audit", reason="tag audit (area D) not installed")
     client = make_client(sqlite_db)
     body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car"}).json()
     assert all(h["kind"] == "hashtag" and 0 < h["score"] <= 1 for h in body["hashtags"])  # may abstain

@@ -158,7 +158,7 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert '"shards_written": 2' in result.stdout
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
-    assert bad.exit_code == 2 and "valid engines: local, ray" in bad.output
+    assert bad.exit_code == 2 and "unknown engine 'spark'; valid: local, ray" in bad.output
     unknown = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--model", "nope"])
     assert unknown.exit_code == 2 and "unknown model 'nope'" in unknown.output
     missing = runner.invoke(app, ["index", "--from-parquet", str(tmp_path / "nothing"), "--db", str(tmp_path / "l.db")])

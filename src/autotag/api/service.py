@@ -274,7 +274,7 @@ class Service:
         self, logits: np.ndarray, user_tags: Sequence[str]
     ) -> tuple[list[Tag], list[dict[str, Any]], bool | None, float | None]:
         try:
-            from autotag.taxonomy.hashtags import default_suggester
+            from autotag.suggest.hashtags import default_suggester
         except ImportError:
             return [], [], None, None
         from autotag.pipeline import softmax
@@ -288,7 +288,7 @@ class Service:
         flagged: list[dict[str, Any]] = []
         if user_tags:
             try:
-                from autotag.taxonomy.audit import imagenet_auditor, imagenet_concepts
+                from autotag.suggest.audit import imagenet_auditor, imagenet_concepts
             except ImportError:
                 return hashtags, flagged, ood, ood_score
             _, concept_scores = imagenet_concepts(probs)

@@ -34,12 +34,12 @@ def index_command(
     head: Path | None = typer.Option(None, "--head", help="Retrieval-head folder to use for similar-search."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
-    from autotag.index.vector import _check_kind
+    from autotag.index.vector import check_kind
     from autotag.ingest import discover
     from autotag.library import ingest_paths
     from autotag.pipeline import Tagger
 
-    _check_kind(kind)
+    check_kind(kind)
     if from_parquet is not None:
         if paths or model or head:
             fail("--from-parquet takes no PATHS, --model or --head: the shards fix the images and the encoder")

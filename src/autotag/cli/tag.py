@@ -99,8 +99,11 @@ def tag_command(
         raise typer.Exit(1)
 
 
-@command("models", help="List the registered encoders.\n\nExample: autotag models")
+@command("models", help="List the registered encoders: input size, embedding size, label set, and what "
+         "`autotag train` can do with each.\n\nExample: autotag models")
 def models_command(fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP)) -> None:
-    from autotag.encoders import list_encoders
+    from autotag.encoders import ENCODERS
 
-    emit(({"name": n} for n in list_encoders()), resolve_format(fmt))
+    emit(({"name": name, "input_size": e.spec.input_size, "embedding_dim": e.spec.embedding_dim,
+           "labels": e.spec.label_set, "training": "heads, fine-tuning" if e.trainable else "heads only"}
+          for name, e in ENCODERS.items()), resolve_format(fmt))

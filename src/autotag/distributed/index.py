@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotag.distributed.runner import SHARD_PATTERN, _fs, shard_meta
+from autotag.distributed.runner import SHARD_PATTERN, filesystem, shard_meta
 from autotag.types import AutotagError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ CHUNK_ROWS = 50_000
 
 
 def shard_files(dest: str) -> tuple[Any, list[str]]:
-    fs, root = _fs(dest)
+    fs, root = filesystem(dest)
     files = sorted(fs.glob(f"{root}/{SHARD_PATTERN.replace('{:05d}', '*')}"))
     if not files:
         raise AutotagError(f"no shards in {dest}; write them with `autotag batch SOURCE --out {dest}`")
@@ -74,11 +74,11 @@ def index_from_parquet(
     lib: Library, dest: str, *, kind: str = "auto", chunk_rows: int = CHUNK_ROWS, progress: bool = False
 ) -> IngestReport:
     """Add every tagged image of the shards in `dest` to `lib`: rows, predictions and vector index."""
-    from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, _check_kind, _ivf_lists, choose_kind
+    from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, check_kind, choose_kind, ivf_lists
     from autotag.library import IngestReport, LibraryIndex
     from autotag.pipeline import ProgressBar
 
-    _check_kind(kind)
+    check_kind(kind)
     fs, files = shard_files(dest)
     meta = shard_meta(fs, files[0])
     if meta is None:
@@ -97,7 +97,7 @@ def index_from_parquet(
     first = None
     target = choose_kind(total) if kind == "auto" else kind
     if target == "ivfpq" and len(index) == 0 and total >= IVFPQ_MIN_TRAIN:
-        index.raw = VectorIndex(index.dim, "ivfpq", nlist=_ivf_lists(total))
+        index.raw = VectorIndex(index.dim, "ivfpq", nlist=ivf_lists(total))
         first = sample_rows(fs, files, counts, max(chunk_rows, 2 * IVFPQ_MIN_TRAIN))
         chunks = _chain([first], chunks)  # the sample goes in first and trains the quantisers
 

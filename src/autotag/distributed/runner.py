@@ -26,9 +26,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autotag.distributed.inputs import resolve_inputs
+from autotag.registry import Registry
 from autotag.types import AutotagError
 
-ENGINES = ("local", "ray")
+ENGINES: Registry[str] = Registry("engine")  # name -> what runs the shard taggers
+ENGINES.register("local", "this process, one shard after another")
+ENGINES.register("ray", "a pool of actors on a Ray cluster (Ray Data)")
 SHARD_PATTERN = "part-{:05d}.parquet"
 SUMMARY_NAME = "_summary.json"
 META_KEY = b"autotag"
@@ -88,7 +91,7 @@ def fingerprint(paths: list[str], job: BatchJob) -> str:
     return hashlib.sha256(json.dumps([paths, asdict(job)]).encode()).hexdigest()
 
 
-def _fs(dest: str) -> tuple[Any, str]:
+def filesystem(dest: str) -> tuple[Any, str]:
     import fsspec
 
     return fsspec.core.url_to_fs(dest)
@@ -125,7 +128,7 @@ class ShardTagger:
         self.tagger = Tagger.load(job.model)
         self.options = TagOptions(top_k=job.top_k, threshold=job.threshold)
         self.dest = dest
-        self.fs, self.root = _fs(dest)
+        self.fs, self.root = filesystem(dest)
         self.schema = shard_schema(self.tagger.encoder.spec.embedding_dim)
 
     def _decode(self, ref: str) -> tuple[str, np.ndarray, int, dict] | str:
@@ -241,7 +244,7 @@ def _run_ray(
 
 def summarize(dest: str, shard_count: int) -> dict[str, Any]:
     """Counts and failures over every shard of DEST (read from the shards' small columns)."""
-    fs, root = _fs(dest)
+    fs, root = filesystem(dest)
     total = failed = 0
     failures: list[dict[str, str]] = []
     for i in range(shard_count):
@@ -264,11 +267,10 @@ def run_batch(
     address: str | None = None,
 ) -> dict[str, Any]:
     """Tag every image SOURCE stands for into Parquet shards in DEST; returns (and writes) the summary."""
-    if engine not in ENGINES:
-        raise AutotagError(f"unknown engine {engine!r}; valid engines: {', '.join(ENGINES)}")
+    ENGINES.check(engine)
     job = (job or BatchJob()).resolved()
     shards = plan_shards(resolve_inputs(sources), job.shard_size)
-    fs, root = _fs(dest)
+    fs, root = filesystem(dest)
     fs.makedirs(root, exist_ok=True)
     stale = [f for f in fs.glob(f"{root}/part-*.parquet") if _shard_number(f) >= len(shards)]
     for path in stale:  # left by an earlier run over more inputs; DEST describes this SOURCE only

@@ -329,7 +329,7 @@ class CompositeTagger:
     def tag_grounding(self) -> dict[str, np.ndarray]:
         """What typing each vocabulary tag alone tells the user-tag head about each label: the lift
         (P(label | tag) - P(label | no tag)) / (1 - P(label | no tag)) in 0..1, columns follow `classes_`.
-        Empty without a user-tag head. This is the grounding `autotag.taxonomy.audit` scores tags with."""
+        Empty without a user-tag head. This is the grounding `autotag.suggest.audit` scores tags with."""
         import torch
 
         check_is_fitted(self)

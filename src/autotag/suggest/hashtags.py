@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from autotag.suggest.ood import EmbeddingDistanceOOD, ood_score
 from autotag.taxonomy.mapping import Mapping
-from autotag.taxonomy.ood import EmbeddingDistanceOOD, ood_score
 from autotag.types import AutotagError, Tag
 
 DEFAULT_TARGET_PRECISION = 0.90

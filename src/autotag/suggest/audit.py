@@ -150,7 +150,7 @@ class TagAuditor:
 # -- the default ImageNet model ---------------------------------------------------------------------
 def imagenet_concepts(probs: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Concept names and (N, C) scores for the default model: leaves, WordNet ancestors, hashtags."""
-    from autotag.taxonomy.hashtags import default_suggester
+    from autotag.suggest.hashtags import default_suggester
     from autotag.taxonomy.imagenet import imagenet_hierarchy
 
     h = imagenet_hierarchy()
