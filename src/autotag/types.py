@@ -15,10 +15,15 @@ class Tag:
     name: str
     score: float
     id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    # label / category / object: the consumer vocabulary's label, category, detected object
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object"] = "leaf"
+    detail: str = ""  # a breed or species the model is sure of ("golden retriever" on "dog")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        out = {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass(frozen=True)
@@ -35,29 +40,6 @@ class Detection:
             "score": round(float(self.score), 6),
             "box": [round(float(v), 1) for v in self.box],
         }
-
-
-@dataclass
-class Prediction:
-    path: str
-    content_hash: str = ""
-    tags: list[Tag] = field(default_factory=list)
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "path": self.path,
-            "content_hash": self.content_hash,
-            "tags": [t.to_dict() for t in self.tags],
-            "error": self.error,
-        }
-        out.update(self.extra)
-        return out
 
 
 @dataclass
