@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from autotag.encoders.detector_setup import SETUP_HINT, detector_onnx_path
+from autotag.registry import Registry
 from autotag.types import AutotagError, Detection
 
 DEFAULT_DETECTOR = "centernet-coco"
@@ -213,28 +215,18 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
 
 # ---------------------------------------------------------------- names a user can choose
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
-    def wrap(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        _DETECTORS[name] = factory
-        return factory
-
-    return wrap
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")  # name -> build(**Detector options)
 
 
 def list_detectors() -> list[str]:
-    return sorted(_DETECTORS)
+    return DETECTORS.names()
 
 
-def create_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:
+def create_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
     """The detector registered under `name`; `options` go to Detector (input_size, threads, min_score...)."""
-    if name not in _DETECTORS:
-        raise AutotagError(f"unknown detector {name!r}; valid detectors: {', '.join(list_detectors())}")
-    return _DETECTORS[name](**options)
+    return DETECTORS.get(name)(**options)
 
 
-@register_detector("centernet-coco")
-def _centernet_coco(**options) -> Detector:
+@DETECTORS.register("centernet-coco")
+def _centernet_coco(**options: Any) -> Detector:
     return Detector(detector_onnx_path(), **options)
