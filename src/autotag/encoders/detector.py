@@ -10,13 +10,10 @@ back to the original picture, drops slivers and overlaps (per-class NMS).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from PIL import Image
 
 from autotag.encoders.detector_setup import SETUP_HINT, detector_onnx_path
 from autotag.registry import Registry
+from autotag.taxonomy.consumer import COCO_CLASSES, default_consumer
 from autotag.types import AutotagError, Detection
 
 DEFAULT_DETECTOR = "centernet-coco"
@@ -35,18 +33,10 @@ DEFAULT_INPUT_SIZE = 384
 DEFAULT_MIN_SCORE = 0.4
 
 
-@cache
 def coco_classes() -> tuple[str, ...]:
-    """The 80 COCO class names in the heatmap's channel order."""
-    doc = json.loads(resources.files("autotag.taxonomy").joinpath("coco80.json").read_text())
-    return tuple(doc["classes"])
-
-
-@cache
-def coco_words() -> dict[str, str]:
-    """COCO class name -> the plain word a person searches for ("dining table" -> "table")."""
-    doc = json.loads(resources.files("autotag.taxonomy").joinpath("coco80.json").read_text())
-    return {name: doc["words"].get(name, name) for name in doc["classes"]}
+    """The 80 COCO class names in the heatmap's channel order (declared with the consumer vocabulary,
+    which gives each its plain word)."""
+    return COCO_CLASSES
 
 
 @dataclass(frozen=True)
@@ -201,9 +191,10 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
     """Detections -> consumer words with the best score behind each, people first.
 
     Persons become one counted word ("1 person", "2 people", "group of people" for 3 or more); every
-    other class its plain word ("dining table" -> "table"), once however many were found.
+    other class its label in the consumer vocabulary ("dining table" -> "table"), once however many
+    were found; a class the vocabulary marks `never` gives no word.
     """
-    words = coco_words()
+    vocabulary = default_consumer().coco
     people = [d.score for d in detections if d.label == "person"]
     out: list[tuple[str, float]] = []
     if people:
@@ -211,8 +202,9 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
         out.append(("1 person" if count == 1 else "2 people" if count == 2 else "group of people", max(people)))
     best: dict[str, float] = {}
     for d in detections:
-        if d.label != "person":
-            word = words.get(d.label, d.label)
+        entry = vocabulary.get(d.label)
+        if d.label != "person" and not (entry and entry.never):
+            word = entry.label if entry else d.label
             best[word] = max(best.get(word, 0.0), d.score)
     out.extend(sorted(best.items(), key=lambda kv: -kv[1]))
     return out
