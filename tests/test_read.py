@@ -63,6 +63,10 @@ def test_a_greyscale_photo_is_black_and_white():
     assert colors[0].name == "black and white" and colors[0].share == 1.0
     assert set(names(colors[1:])) <= {"white", "grey", "black"}
     assert dominant_colors(bundled_photo("camera"))[0].name == "black and white"
+    white_object = flat("white", (200, 200))
+    white_object.paste(flat((205, 196, 182), (100, 100)), (50, 50))  # warm light grey: a photographed object
+    white_object.paste(flat((40, 40, 42), (20, 20)), (90, 90))
+    assert "black and white" not in names(dominant_colors(white_object))
 
 
 def test_flat_neutrals_and_colour_photos_are_not_black_and_white():
@@ -83,7 +87,15 @@ def test_colours_of_real_photos_make_sense(photo, expected):
     colors = dominant_colors(bundled_photo(photo))
     assert expected in names(colors)
     assert set(names(colors)) <= set(COLOR_NAMES)
-    assert names(colors) == [c.name for c in sorted(colors, key=lambda c: -c.share)]
+    salience = [c.share * (0.5 if c.name in ("grey", "black") else 1.0) for c in colors]
+    assert salience == sorted(salience, reverse=True)  # colours before shadows and grey backgrounds
+
+
+def test_a_colour_comes_before_a_larger_grey_background():
+    im = flat("grey", (300, 100))
+    im.paste(flat("orange", (120, 100)), (0, 0))  # 40% orange on 60% grey
+    assert names(dominant_colors(im)) == ["orange", "grey"]
+    assert dominant_colors(im)[1].share == pytest.approx(0.6, abs=0.03)
 
 
 def test_colours_take_a_few_milliseconds_at_512_px():

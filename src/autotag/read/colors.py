@@ -26,13 +26,19 @@ THUMBNAIL_SIDE = 64  # 4096 pixels: shares are stable to ~1% and naming costs we
 
 # Below this OKLab chroma a pixel reads as a neutral (white, grey, black); pale sky blue is ~0.05.
 NEUTRAL_CHROMA = 0.035
-# Dark pixels show less colour for the same chroma, so they need more of it to count as coloured.
-DARK_NEUTRAL_CHROMA = 0.06
-BLACK_L = 0.30  # OKLab lightness: sRGB grey 60 is ~0.37, 40 is ~0.29
+# Below this lightness every pixel is black, whatever its chroma (sRGB grey 30 is ~0.2).
+BLACK_ANY_CHROMA_L = 0.18
+BLACK_L = 0.30  # neutral pixels: sRGB grey 60 is ~0.37, 40 is ~0.29
 WHITE_L = 0.90  # sRGB grey 222 is ~0.90
-# A picture whose coloured pixels are under this share, with both a dark and a light part, is a
-# black-and-white picture (a greyscale photo, a line drawing), not a grey one.
-MONOCHROME_MAX_COLORED = 0.02
+# A picture with hardly any tinted pixel whose tones vary is a black-and-white picture (a greyscale
+# photo, a scan, a line drawing), not a flat grey one. The tint bar is far under NEUTRAL_CHROMA: a
+# white object photographed on white has slight tints (0.01-0.03) and is "white", not black and white.
+MONOCHROME_TINT_CHROMA = 0.015
+MONOCHROME_MAX_TINTED = 0.02
+MONOCHROME_MIN_LIGHTNESS_STD = 0.03  # flat grey with sensor noise is ~0.01, a greyscale photo 0.04+
+# People name the colours of a picture before its shadows and neutral backgrounds: grey and black
+# count half when ordering the colours (their shares stay as measured).
+NEUTRAL_SALIENCE = 0.5
 
 _M1 = np.array(
     [[0.4122214708, 0.5363325363, 0.0514459929],
@@ -75,7 +81,7 @@ def name_pixels(rgb: np.ndarray) -> np.ndarray:
     idx = {name: i for i, name in enumerate(PALETTE)}
     out = np.full(lum.shape, idx["grey"], dtype=np.int8)
 
-    neutral = (chroma < NEUTRAL_CHROMA) | ((lum < 0.4) & (chroma < DARK_NEUTRAL_CHROMA)) | (lum < 0.22)
+    neutral = (chroma < NEUTRAL_CHROMA) | (lum < BLACK_ANY_CHROMA_L)
     # Hue sectors (OKLCh degrees; CSS red is 29, orange 71, gold 95, green 142, teal 195, blue 264,
     # purple 328, hot pink 352). Within the warm sectors lightness and chroma decide red / pink /
     # orange / brown / beige: brown is a dark or greyish orange, beige a pale greyish orange or yellow.
@@ -98,8 +104,8 @@ def name_pixels(rgb: np.ndarray) -> np.ndarray:
         (oranges & ((lum < 0.65) | (chroma < 0.09)), "brown"),
         (oranges, "orange"),
         (yellows & pale, "beige"),
-        (yellows & (lum < 0.6) & (hue < 100), "brown"),
-        (yellows & (lum < 0.6), "green"),  # olive reads as a green
+        (yellows & (lum < 0.6) & (hue < 90), "brown"),
+        (yellows & (lum < 0.6), "green"),  # olive, dark foliage: a green
         (yellows, "yellow"),
         (greens, "green"),
         (teals, "teal"),
@@ -128,31 +134,28 @@ def thumbnail_pixels(image: Image.Image, side: int = THUMBNAIL_SIDE) -> np.ndarr
 
 
 def dominant_colors(image: Image.Image, *, max_colors: int = 4, min_share: float = 0.05) -> list[Color]:
-    """The picture's main colours, largest share first, each at least `min_share` of the picture.
+    """The picture's main colours, each at least `min_share` of the picture, most salient first
+    (by share, grey and black counting half: see NEUTRAL_SALIENCE).
 
-    A picture with (almost) no coloured pixels and both dark and light parts comes back as
-    "black and white" first (share 1.0), followed by its neutral tones.
+    A picture with (almost) no coloured pixels whose tones vary comes back as "black and white"
+    first (share 1.0), followed by its neutral tones.
     """
     pixels = thumbnail_pixels(image)
     names = name_pixels(pixels)
-    counts = np.bincount(names.astype(np.intp), minlength=len(PALETTE))
-    shares = counts / max(1, names.size)
+    shares = np.bincount(names.astype(np.intp), minlength=len(PALETTE)) / max(1, names.size)
+    salience = shares * np.where(np.isin(np.arange(len(PALETTE)), _DIM), NEUTRAL_SALIENCE, 1.0)
     colors = [
         Color(PALETTE[i], float(shares[i]), _hex(pixels[names == i].mean(axis=0)))
-        for i in np.argsort(-shares, kind="stable")
+        for i in np.argsort(-salience, kind="stable")
         if shares[i] >= min_share
     ][:max_colors]
-    neutral = {PALETTE.index(n) for n in ("white", "grey", "black")}
-    colored = sum(shares[i] for i in range(len(PALETTE)) if i not in neutral)
-    if colored < MONOCHROME_MAX_COLORED and _has_contrast(pixels):
+    lum, chroma, _ = oklch(pixels)
+    if np.mean(chroma > MONOCHROME_TINT_CHROMA) < MONOCHROME_MAX_TINTED and lum.std() >= MONOCHROME_MIN_LIGHTNESS_STD:
         colors = [Color(MONOCHROME, 1.0, _hex(pixels.mean(axis=0))), *colors][:max_colors]
     return colors
 
 
-def _has_contrast(pixels: np.ndarray) -> bool:
-    """Dark and light tones both present: a greyscale photo, not a flat grey or white picture."""
-    lum = oklch(pixels)[0]
-    return bool(np.mean(lum < 0.45) >= 0.05 and np.mean(lum > 0.7) >= 0.05)
+_DIM = tuple(PALETTE.index(n) for n in ("grey", "black"))
 
 
 def _hex(rgb: np.ndarray) -> str:
