@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Debian packages some features need (WordNet, Fashion-MNIST, exiftool, PostgreSQL, Chromium).
 DEBS := wordnet-base wordnet-sense-index dataset-fashion-mnist libimage-exiftool-perl postgresql chromium
 
-.PHONY: demo test lint system-deps bench clean
+.PHONY: demo test lint system-deps bench clean realphotos
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps lint
 	$(VENV)/bin/pytest -q
+
+# the real-photo benchmark (bench/realphotos/): installs its Debian packages when root, builds .cache/realphotos/
+realphotos: $(STAMP)
+	$(PY) scripts/build_realphotos.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

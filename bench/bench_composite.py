@@ -65,8 +65,8 @@ def audit_auroc(model, test_emb: np.ndarray, yte: np.ndarray, tags: list[list[st
     """Tag audit as `autotag audit --model` runs it (visual head + the user-tag head's grounding): AUROC of
     flagging irrelevant typed tags (relevant = a word of a garment present, as the generator defines it)."""
     from autotag.data.mosaic import CLASS_WORDS
-    from autotag.taxonomy.audit import TagAuditor
-    from autotag.taxonomy.ood import auroc
+    from autotag.suggest.audit import TagAuditor
+    from autotag.suggest.ood import auroc
 
     word_class = {w: c for c, words in CLASS_WORDS.items() for w in words}
     auditor = TagAuditor(labels, model.tag_grounding())

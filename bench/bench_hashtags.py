@@ -166,7 +166,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 # -- 1. hashtag precision / coverage ----------------------------------------------------------------
 def hashtag_section(args: argparse.Namespace, report: dict) -> None:
-    from autotag.taxonomy.hashtags import HashtagSuggester, OperatingPoints, precision_coverage_curve
+    from autotag.suggest.hashtags import HashtagSuggester, OperatingPoints, precision_coverage_curve
 
     suggester = HashtagSuggester.default()
     tags = suggester.tag_names
@@ -236,7 +236,7 @@ def ood_section(args: argparse.Namespace, report: dict) -> None:
     from sklearn.datasets import load_digits
     from sklearn.linear_model import LogisticRegression
 
-    from autotag.taxonomy.ood import OOD_SCORES, EmbeddingDistanceOOD, auroc
+    from autotag.suggest.ood import OOD_SCORES, EmbeddingDistanceOOD, auroc
 
     size = 224  # the exported encoder takes 224 px only
     tr_ims, tr_y = fmnist("train", args.fmnist_train, seed=2)
@@ -292,8 +292,8 @@ def audit_section(args: argparse.Namespace, report: dict) -> None:
     from sklearn.linear_model import LogisticRegression
 
     from autotag.data.mosaic import CLASS_WORDS
-    from autotag.taxonomy.audit import TagAuditor, fit_grounding
-    from autotag.taxonomy.ood import auroc
+    from autotag.suggest.audit import TagAuditor, fit_grounding
+    from autotag.suggest.ood import auroc
 
     folder = Path(args.mosaic)
     if not (folder / "manifest.jsonl").is_file():

@@ -55,14 +55,14 @@ def embed_fashion(split: str, n: int, seed: int, encoder_name: str) -> tuple[np.
 
 
 def main() -> None:
-    from autotag.index.learned import LOSSES, precision_at_k, train_retrieval_head
+    from autotag.index.learned import RETRIEVAL_LOSSES, precision_at_k, train_retrieval_head
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=int, default=3000, help="gallery / training images (balanced)")
     parser.add_argument("--test", type=int, default=1000, help="query images from the test split (balanced)")
     parser.add_argument("--encoder", default="efficientnet_lite0")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--losses", default=",".join(LOSSES))
+    parser.add_argument("--losses", default=",".join(RETRIEVAL_LOSSES.names()))
     args = parser.parse_args()
 
     xg, yg = embed_fashion("train", args.train, 0, args.encoder)

@@ -114,8 +114,8 @@ def test_tag_returns_leaf_and_ancestor_tags_and_stores_nothing(make_client, sqli
 
 
 def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
-    pytest.importorskip("autotag.taxonomy.hashtags", reason="hashtag suggester (area D) not installed")
-    pytest.importorskip("autotag.taxonomy.audit", reason="tag audit (area D) not installed")
+    pytest.importorskip("autotag.suggest.hashtags", reason="hashtag suggester (area D) not installed")
+    pytest.importorskip("autotag.suggest.audit", reason="tag audit (area D) not installed")
     client = make_client(sqlite_db)
     body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car"}).json()
     assert all(h["kind"] == "hashtag" and 0 < h["score"] <= 1 for h in body["hashtags"])  # may abstain
@@ -171,7 +171,7 @@ def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, phot
     assert [r.status_code for r in responses] == [200] * 6
     first = responses[0].json()["tags"]
     assert all(r.json()["tags"] == first for r in responses)
-    assert len(client.app.state.service._taggers) == 1
+    assert client.app.state.service.library.loaded_models() == [load_settings().model]
 
 
 # ---------------------------------------------------------------------------------------- the library
@@ -179,7 +179,7 @@ def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, phot
 
 def test_library_flow(make_client, db_url, photos):
     """Ingest, dedupe, get, page by tag, similar, feedback, delete: on SQLite and on PostgreSQL."""
-    from autotag.store import open_library
+    from autotag.store import open_store
 
     client = make_client(db_url)
     first = client.post("/v1/images", files=_upload(photos["chelsea"]), data={"user_tags": "kitty, sofa"})
@@ -225,7 +225,7 @@ def test_library_flow(make_client, db_url, photos):
     assert feedback.status_code == 200 and feedback.json()["stored"] == 3
     _is_error(client.post(f"/v1/images/{cat['id']}/feedback", json={}), 422)
     _is_error(client.post("/v1/images/999999/feedback", json={"accept": ["x"]}), 404)
-    with open_library(db_url, data_dir=client.app.state.service.settings.data_dir) as lib:
+    with open_store(db_url, data_dir=client.app.state.service.settings.data_dir) as lib:
         stored = {(f.tag, f.action, f.who) for f in lib.feedback(cat["id"])}
         assert stored == {(leaf, "accepted", "tester"), ("sofa", "rejected", "tester"), ("whiskers", "added", "tester")}
         assert next(f for f in lib.feedback(cat["id"]) if f.tag == leaf).score is not None
@@ -474,7 +474,7 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
 
     import httpx
 
-    from autotag.store import open_library
+    from autotag.store import open_store
 
     db, data_dir = str(tmp_path / "lib" / "library.db"), tmp_path / "data"
     with socket.socket() as s:
@@ -505,7 +505,7 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     sender.join(timeout=60)
     assert 4 <= len(done) < len(batch), "the kill should land in the middle of the batch"
 
-    with open_library(db, data_dir=data_dir) as lib:
+    with open_store(db, data_dir=data_dir) as lib:
         stored = lib.list_images(limit=1000)
         assert len(stored) >= len(done)
         for image in stored:  # an image row never exists without its tags

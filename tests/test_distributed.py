@@ -131,21 +131,19 @@ def test_rerun_skips_finished_shards(local_ray, collection, tmp_path) -> None:
 
 def test_index_from_parquet_builds_a_searchable_library(local_run, tmp_path) -> None:
     from autotag.distributed.index import index_from_parquet
-    from autotag.library import open_index
-    from autotag.store import open_library
+    from autotag.library import Library
 
     dest, _ = local_run
     rows = {Path(r["path"]).stem: r for r in read_shards(dest)}
-    with open_library(str(tmp_path / "lib.db")) as lib:
-        report = index_from_parquet(lib, str(dest))
+    with Library.open(str(tmp_path / "lib.db")) as library:
+        report = index_from_parquet(library, str(dest))
         assert report.added == 10 and len(report.failed) == 2
-        again = index_from_parquet(lib, str(dest))
+        again = index_from_parquet(library, str(dest))
         assert again.added == 0 and again.skipped == 10
-        index = open_index(lib)
-        _, ids = index.search(np.array([rows["chelsea"]["embedding"]], np.float32), 1)
-        found = lib.get_image(int(ids[0, 0]))
+        hits = library.similar(np.array(rows["chelsea"]["embedding"], np.float32), 1)
+        found = hits[0].image
         assert found.source == rows["chelsea"]["path"]
-        assert any(w in p.tag for p in lib.predictions(found.id) for w in CAT_WORDS)
+        assert any(w in p.tag for p in library.store.predictions(found.id) for w in CAT_WORDS)
 
 
 def test_cli_batch_and_errors(collection, tmp_path) -> None:
@@ -158,7 +156,7 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert '"shards_written": 2' in result.stdout
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
-    assert bad.exit_code == 2 and "valid engines: local, ray" in bad.output
+    assert bad.exit_code == 2 and "unknown engine 'spark'; valid: local, ray" in bad.output
     unknown = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--model", "nope"])
     assert unknown.exit_code == 2 and "unknown model 'nope'" in unknown.output
     missing = runner.invoke(app, ["index", "--from-parquet", str(tmp_path / "nothing"), "--db", str(tmp_path / "l.db")])

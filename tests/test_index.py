@@ -158,7 +158,7 @@ def test_learned_head_improves_precision_at_10(fashion_mnist_dir, encoder, tmp_p
     head.save(tmp_path / "head")
     again = RetrievalHead.load(tmp_path / "head")
     np.testing.assert_allclose(again(xq[:5]), head(xq[:5]), atol=1e-6)
-    with pytest.raises(AutotagError, match="valid: supcon, triplet, contrastive"):
+    with pytest.raises(AutotagError, match="unknown retrieval loss 'arcface'; valid: contrastive, supcon, triplet"):
         train_retrieval_head(xg, yg, loss="arcface")
 
 

@@ -161,3 +161,53 @@ def test_published_table_f1_columns_and_h_f1(row):
     assert M.harmonic_mean(cp, cr) == pytest.approx(cf1, abs=0.06)
     assert M.harmonic_mean(op, orr) == pytest.approx(of1, abs=0.06)
     assert M.harmonic_mean(cf1, of1) == pytest.approx(DERIVED_H_F1[row], abs=0.005)
+
+
+# --------------------------------------------------------------------------------------------
+# shown-tag metrics of the real-photo benchmark, checked against counts worked out by hand
+
+
+def test_shown_tags_report_counts_by_hand():
+    shown = [
+        ["cat", "sofa", "dog"],  # right, other, wrong; hit@1
+        ["leaf", "animal", "insect"],  # right, wrong, wrong
+        [],  # nothing shown: no hit, not covered
+        ["broom", "tool"],  # wrong, right at rank 2
+    ]
+    right = [["cat", "pet", "animal"], ["leaf", "plant"], ["astronaut"], ["paintbrush", "tool"]]
+    wrong = [["dog"], ["animal", "insect"], ["sled"], ["broom"]]
+    r = M.shown_tags_report(shown, right, wrong, k=5)
+    assert r["hit@5"] == pytest.approx(3 / 4)
+    assert r["precision"] == pytest.approx(3 / 8)
+    assert r["coverage"] == pytest.approx(3 / 4)
+    assert r["wrong-rate"] == pytest.approx(4 / 8)
+    assert r["pictures-with-wrong"] == pytest.approx(3 / 4)
+    assert r["other-rate"] == pytest.approx(1 / 8)
+    assert "jargon-rate" not in r
+    # k counts positions: the right "tool" of picture 4 sits second, so hit@1 misses it
+    assert M.shown_tags_report(shown, right, wrong, k=1)["hit@1"] == pytest.approx(2 / 4)
+
+
+def test_shown_tags_right_wins_over_wrong_and_case_is_ignored():
+    marks = M.mark_shown_tags(["Cat", "Tabby_Cat", "x"], right=["cat", "tabby cat"], wrong=["cat", "x"])
+    assert [m for m, _ in marks] == [M.RIGHT, M.RIGHT, M.WRONG]
+
+
+def test_shown_tags_synonyms_and_jargon_hook():
+    shown = [["tabby, tabby cat", "spermatophyte, phanerogam, seed plant", "animal, animate being, beast"]]
+    allowed = ["cat", "tabby", "animal", "plant"]
+    plain = M.shown_tags_report(shown, [["tabby", "cat"]], [["plant"]], allowed=allowed)
+    # without synonym splitting the WordNet strings match nothing and are all outside the plain words
+    assert plain["precision"] == 0 and plain["wrong-rate"] == 0 and plain["jargon-rate"] == 1
+    split = M.shown_tags_report(shown, [["tabby", "cat"]], [["animal"]], allowed=allowed, synonyms=True)
+    assert split["precision"] == pytest.approx(1 / 3)
+    assert split["wrong-rate"] == pytest.approx(1 / 3)
+    assert split["jargon-rate"] == pytest.approx(1 / 3)  # only the seed plant has no plain name
+    assert split["pictures-with-jargon"] == 1
+
+
+def test_shown_tags_report_empty_and_mismatched():
+    r = M.shown_tags_report([], [], [])
+    assert r["hit@5"] == 0 and r["precision"] == 0 and r["coverage"] == 0
+    with pytest.raises(ValueError):
+        M.shown_tags_report([["a"]], [], [])

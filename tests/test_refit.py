@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,27 +12,43 @@ from typer.testing import CliRunner
 
 from autotag.cli import app
 from autotag.refit import fit_threshold, read_thresholds, refit_model
-from autotag.store import open_library
+from autotag.store import open_store
 from autotag.types import AutotagError, Tag
 
 LABELS = ["cat", "dog", "car"]
 
 
-def make_model(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "labels.json").write_text(json.dumps(LABELS))
-    (folder / "thresholds.json").write_text(json.dumps({label: 0.3 for label in LABELS}))
-    (folder / "config.json").write_text(json.dumps({"encoder": "efficientnet_lite0"}))
-    (folder / "model.safetensors").write_bytes(np.random.default_rng(1).bytes(4096))
-    return folder
+@pytest.fixture(scope="module")
+def trained_folder(tmp_path_factory) -> Path:
+    """A real model folder (small heads over random 1280-d embeddings), every threshold 0.3."""
+    from autotag.artifact import save_model
+    from autotag.heads.estimators import CompositeTagger
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 1280)).astype(np.float32)
+    Y = (rng.random((60, 3)) < 0.4).astype(np.uint8)
+    estimator = CompositeTagger(labels=LABELS, visual_hidden=16, count_hidden=8, use_user_tags=False, epochs=2)
+    estimator.fit(X[:40], Y[:40], None, val=(X[40:], Y[40:], None))
+    encoder = {"name": "efficientnet_lite0", "input_size": 224, "pool_grid": 1, "embedding_dim": 1280}
+    return save_model(tmp_path_factory.mktemp("trained") / "pets", estimator, encoder=encoder,
+                      decision={"rule": "top-k-predicted", "k": 3, "floor": 0.1}, thresholds=[0.3] * 3)
 
 
 @pytest.fixture
-def judged_library(tmp_path):
+def make_model(trained_folder):
+    def make(folder: Path) -> Path:
+        shutil.copytree(trained_folder, folder)
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def judged_library(tmp_path, make_model):
     """60 images tagged by model 'pets'; people accept 'cat' only above 0.7, accept every 'dog',
     and judged 'car' twice (too little to act on)."""
     model = make_model(tmp_path / "runs" / "pets")
-    lib = open_library(str(tmp_path / "library.db"))
+    lib = open_store(str(tmp_path / "library.db"))
     lib.register_model("pets", model)
     rng = np.random.default_rng(0)
     for i in range(60):
@@ -67,7 +84,7 @@ def test_refit_raises_cat_threshold_and_records_a_new_version(judged_library):
     new = Path(report.new_path)
     assert new == model.parent / "pets-v2" and report.new_version == 2
     assert (new / "model.safetensors").read_bytes() == (model / "model.safetensors").read_bytes()
-    assert read_thresholds(new, LABELS)["cat"] == changes["cat"].new_threshold
+    assert read_thresholds(new)["cat"] == changes["cat"].new_threshold
     assert json.loads((new / "refit.json").read_text())["new_version"] == 2
     versions = lib.list_models("pets")
     assert [(m.version, m.active) for m in versions] == [(1, False), (2, True)]
@@ -94,8 +111,8 @@ def test_cli_refit_by_folder_with_dry_run(judged_library, tmp_path):
     assert "version 2 recorded" in real.stderr and (model.parent / "pets-v2" / "thresholds.json").is_file()
 
 
-def test_refit_errors_are_one_clear_line(tmp_path):
-    with open_library(str(tmp_path / "lib.db")) as lib:
+def test_refit_errors_are_one_clear_line(tmp_path, make_model):
+    with open_store(str(tmp_path / "lib.db")) as lib:
         with pytest.raises(AutotagError, match="no model 'nope' in the library"):
             refit_model(lib, "nope")
         model = make_model(tmp_path / "fresh")
@@ -131,7 +148,7 @@ def test_refit_of_a_trained_model_folder_loads_and_decides_by_the_new_thresholds
     model = load_model(folder)
     scores = model.predict_scores(X)
     cut = float(np.median(scores[:, 0]))  # people accept 'cat' only on the upper half of its scores
-    with open_library(str(tmp_path / "lib.db")) as lib:
+    with open_store(str(tmp_path / "lib.db")) as lib:
         lib.register_model("pets", folder)
         for i, row in enumerate(scores):
             tags = [Tag(label, float(s), label, "label") for label, s in zip(LABELS, row, strict=True)]

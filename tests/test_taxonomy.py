@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from autotag.taxonomy.hashtags import HashtagSuggester, OperatingPoints, precision_first_threshold
+from autotag.suggest.hashtags import HashtagSuggester, OperatingPoints, precision_first_threshold
+from autotag.suggest.ood import EmbeddingDistanceOOD, auroc, ood_score
 from autotag.taxonomy.mapping import Mapping, SourceLabel, load_overrides, map_labels, review_document, write_mapping
-from autotag.taxonomy.ood import EmbeddingDistanceOOD, auroc, ood_score
 from autotag.taxonomy.vocabulary import load_vocabulary, parse_vocabulary
 from autotag.types import AutotagError
 
@@ -162,7 +162,7 @@ def test_ood_scores_and_auroc():
 
 
 def test_grounding_separates_filler_from_label_words():
-    from autotag.taxonomy.audit import TagAuditor, fit_grounding
+    from autotag.suggest.audit import TagAuditor, fit_grounding
 
     rng = np.random.default_rng(2)
     y = (rng.random((500, 2)) < 0.5).astype(np.uint8)
@@ -177,8 +177,8 @@ def test_grounding_separates_filler_from_label_words():
 
 def test_hashtags_and_audit_on_real_photos(photos, wordnet_ready):
     from autotag.pipeline import Tagger
-    from autotag.taxonomy.audit import audit_user_tags
-    from autotag.taxonomy.hashtags import suggest_hashtags
+    from autotag.suggest.audit import audit_user_tags
+    from autotag.suggest.hashtags import suggest_hashtags
 
     tagger = Tagger.default()
     rows = suggest_hashtags([photos["chelsea"], photos["coffee"]], tagger=tagger)

@@ -147,7 +147,7 @@ def test_estimators_follow_scikit_learn_rules():
     for call in (lambda: tagger.predict_proba(X), lambda: tagger.predict_count(X), tagger.state):
         with pytest.raises(NotFittedError, match="CompositeTagger is not fitted yet"):
             call()
-    with pytest.raises(AutotagError, match="unknown loss 'hinge'; valid losses: asl, bce, focal"):
+    with pytest.raises(AutotagError, match="unknown loss 'hinge'; valid: asl, bce, focal"):
         HeadClassifier(loss="hinge", epochs=1).fit(X, multi)
 
 
@@ -161,6 +161,8 @@ RULE_CASES = {
     "top-k": ({"k": 2}, [[1, 0, 1, 0], [0, 1, 0, 1], [1, 1, 0, 0]]),
     "top-k-predicted": ({"counts": [1, 3, 2]}, [[1, 0, 0, 0], [1, 1, 0, 1], [1, 1, 0, 0]]),
     "predicted-k-floor": ({"counts": [1, 3, 2], "floor": 0.13}, [[1, 0, 0, 0], [1, 1, 0, 1], [1, 0, 0, 0]]),
+    "argmax": ({}, [[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]]),
+    "oracle-k": ({"truth": [[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 1]]}, [[1, 0, 1, 0], [0, 1, 0, 0], [1, 1, 1, 0]]),
 }
 
 
@@ -171,14 +173,31 @@ def test_every_registered_rule_on_a_small_score_matrix():
         np.testing.assert_array_equal(got, np.array(expected), err_msg=rule)
     with pytest.raises(AutotagError) as err:
         decide("best", SCORES)
-    assert str(err.value) == ("unknown decision rule 'best'; valid rules: per-label, predicted-k-floor, threshold, "
-                              "top-k, top-k-predicted")
+    assert str(err.value) == ("unknown decision rule 'best'; valid: argmax, oracle-k, per-label, predicted-k-floor, "
+                              "threshold, top-k, top-k-predicted")
     with pytest.raises(AutotagError, match="per-label needs thresholds"):
         decide("per-label", SCORES)
     with pytest.raises(AutotagError, match="needs a predicted label count"):
         decide("top-k-predicted", SCORES)
     with pytest.raises(AutotagError, match="2 label counts for 3 images"):
         decide("top-k-predicted", SCORES, counts=[1, 2])
+    with pytest.raises(AutotagError, match="oracle-k needs the true labels"):
+        decide("oracle-k", SCORES)
+
+
+def test_rule_specs_parse_and_print_back():
+    from autotag.decide import parse_rule, rule_spec
+
+    assert parse_rule("top-k:2") == ("top-k", {"k": 2}) and parse_rule("argmax") == ("argmax", {})
+    assert parse_rule("predicted-k-floor:0.2") == ("predicted-k-floor", {"floor": 0.2})
+    assert rule_spec("top-k", {"k": 2}) == "top-k:2" and rule_spec("threshold", {"threshold": 0.5}) == "threshold:0.5"
+    assert rule_spec("per-label", {"thresholds": [0.1]}) == "per-label"
+    with pytest.raises(AutotagError, match="bad argument 'two'; top-k:K"):
+        parse_rule("top-k:two")
+    with pytest.raises(AutotagError, match="argmax' takes no argument"):
+        parse_rule("argmax:3")
+    with pytest.raises(AutotagError, match="unknown decision rule 'best'; valid: argmax"):
+        parse_rule("best:3")
 
 
 def _precision_recall_f1(y: np.ndarray, s: np.ndarray, t: float) -> tuple[float, float, float]:
@@ -235,7 +254,7 @@ def test_losses_registry_reduces_to_sensible_values():
     # ASL: a negative whose probability is under the clip margin (0.05) costs nothing at all
     assert float(asl(torch.full((1, 2), -4.0), torch.zeros(1, 2))) == 0.0
     assert float(create_loss("bce", pos_weight=3.0)(zero, targets)) == pytest.approx(2 * np.log(2), rel=1e-6)
-    with pytest.raises(AutotagError, match="unknown loss 'mse'; valid losses: asl, bce, focal"):
+    with pytest.raises(AutotagError, match="unknown loss 'mse'; valid: asl, bce, focal"):
         create_loss("mse")
 
 
@@ -373,7 +392,8 @@ def test_cli_train_writes_a_complete_model_folder(cli_model, mosaic, tmp_path):
     assert labels == load_dataset(f"fashion-mosaic:{mosaic}").labels
     metrics = json.loads((cli_model / "metrics.json").read_text())
     assert set(metrics) == {"val", "test"}
-    assert set(metrics["test"]) == {"top-3", "top-k-predicted", "predicted-k-floor", "per-label", "threshold"}
+    assert set(metrics["test"]) == {"top-k:3", "top-k-predicted", "predicted-k-floor:0.1", "per-label", "threshold:0.5",
+                                    "argmax", "oracle-k"}  # every registered rule, as `autotag eval --rule` spells it
     assert all(0 < m["H-F1"] <= 1 and m["n_images"] == 40 for m in metrics["test"].values())
     # the reloaded folder, through its own encoder, reproduces the test metrics written at training time
     model = load_model(cli_model)
@@ -393,14 +413,21 @@ def test_cli_train_writes_a_complete_model_folder(cli_model, mosaic, tmp_path):
     assert res.exit_code == 2 and "unknown training settings ['epoch']; valid:" in res.output
     assert len(res.output.strip().splitlines()) == 1
     # unknown names are refused before any image is read (a bad rule used to be saved into the folder)
-    for line, message in (('rule = "best"', "rule = 'best'; valid: per-label, predicted-k-floor, threshold"),
-                          ('loss = "hinge"', "loss = 'hinge'; valid: asl, bce, focal"),
-                          ('encoder = "efficientnet_lite0-int8"', "encoder = 'efficientnet_lite0-int8'; valid: ")):
+    for line, message in (('rule = "best"', "setting rule: unknown decision rule 'best'; valid: argmax, oracle-k"),
+                          ('rule = "oracle-k"', "setting rule: oracle-k needs the true labels"),
+                          ('loss = "hinge"', "setting loss: unknown loss 'hinge'; valid: asl, bce, focal"),
+                          ('schedule = "linear"', "unknown schedule 'linear'; valid: constant, cosine, step"),
+                          ('encoder = "efficientnet_lite0-int8"\ntiles = 2', "lite0-int8 is inference-only")):
         (tmp_path / "bad.toml").write_text(line + "\n")
         res = CliRunner().invoke(app, ["train", "--dataset", "fashion-mosaic:/no/such/dir", "--out",
                                        str(tmp_path / "x"), "--config", str(tmp_path / "bad.toml")])
-        assert res.exit_code == 2 and f"unknown training setting {message}" in res.output, res.output
+        assert res.exit_code == 2 and message in res.output, res.output
         assert len(res.output.strip().splitlines()) == 1
+    # `autotag models` lists the INT8 encoder; training takes it for heads over its embeddings
+    TrainConfig(encoder="efficientnet_lite0-int8").check()
+    models = CliRunner().invoke(app, ["models", "--format", "json"])
+    assert {"name": "efficientnet_lite0-int8", "input_size": 224, "embedding_dim": 1280, "labels": "imagenet-1k",
+            "training": "heads only"} in json.loads(models.stdout)
 
 
 def test_cli_tag_and_eval_use_the_model_folder(cli_model, mosaic):
@@ -528,7 +555,7 @@ def test_augmentation_strength_zero_is_the_identity_and_seeded():
 
 def test_audit_with_a_trained_model_uses_its_user_tag_and_visual_heads(saved, splits, composite):
     from autotag.data.mosaic import CLASS_WORDS, UNRELATED_WORDS
-    from autotag.taxonomy.audit import TagAuditor
+    from autotag.suggest.audit import TagAuditor
 
     grounding = composite.tag_grounding()
     labels = splits["labels"]

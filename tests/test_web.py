@@ -68,7 +68,7 @@ def browser():
 
 
 def test_upload_see_tags_accept_one_and_find_it_stored(live_server, browser, photos, tmp_path):
-    from autotag.store import open_library
+    from autotag.store import open_store
 
     base, db = live_server
     page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -94,7 +94,7 @@ def test_upload_see_tags_accept_one_and_find_it_stored(live_server, browser, pho
     assert "Saved" in page.inner_text("#status")
     page.screenshot(path=str(tmp_path / "web.png"), full_page=True)
 
-    with open_library(db, data_dir=tmp_path / "data") as lib:
+    with open_store(db, data_dir=tmp_path / "data") as lib:
         images = lib.list_images()
         assert len(images) == 1
         stored = [(f.tag, f.action) for f in lib.feedback(images[0].id)]

@@ -1,36 +1,19 @@
-"""A trained model is a folder; this module writes it and loads it back without any training code.
-
-    config.json         format version, encoder (name, input size, pooling, optional ONNX file),
-                        heads' shapes and parameters, user-tag vocabulary, decision rule, training
-                        settings and dataset fingerprint
-    model.safetensors   every head weight (and the embedding standardisation)
-    labels.json         the ordered vocabulary = the column order of every score matrix
-    thresholds.json     per-label thresholds fitted on validation data, and the global threshold
-    encoder.onnx        optional: the encoder when it is not a registered one as-is (fine-tuned, other
-                        size or pooling), with the same two outputs (logits, embedding)
-    encoder.safetensors optional: the fine-tuned backbone's PyTorch weights (for re-export)
-
-Anything missing, unknown or of the wrong shape is one AutotagError saying which file and what to do.
+"""Trained models: save a fitted CompositeTagger as a model folder and load it back without any
+training code (the folder's files are read and written by autotag.modelfolder.ModelFolder), build the
+encoder a folder describes, and export a folder's encoder or whole pipeline to ONNX.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotag.encoders.export import MAX_EXPORT_DIFF, export_onnx_checked
+from autotag.modelfolder import ModelFolder
 from autotag.types import AutotagError, Tag
-
-FORMAT = "autotag-model"
-FORMAT_VERSION = 1
-CONFIG_KEYS = {"format", "version", "encoder", "heads", "decision", "training", "dataset", "metrics", "created"}
-ENCODER_KEYS = {"name", "input_size", "pool_grid", "tiles", "embedding_dim", "onnx", "finetuned", "mean", "std"}
-DECISION_KEYS = {"rule", "k", "threshold", "floor"}
-MAX_EXPORT_DIFF = 1e-3
 
 
 # -- encoders that are not a registered one as-is -----------------------------------------------------
@@ -61,37 +44,6 @@ def build_encoder_net(name: str, pool_grid: int = 1, backbone_state: dict[str, A
     return net.eval()
 
 
-def export_onnx_checked(module, inputs: tuple, path: Path, input_names: list[str], output_names: list[str],
-                        reference: Any = None) -> float:
-    """Export `module` to ONNX at `path` (atomically) and check ONNX Runtime against `reference`
-    (a module, or a function of the inputs returning tensors); returns the max abs difference."""
-    import onnxruntime as ort
-    import torch
-
-    module.eval()
-    path = Path(path)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
-    dynamic = {n: {0: "batch"} for n in [*input_names, *output_names]}
-    try:
-        with torch.no_grad():
-            torch.onnx.export(module, inputs, str(tmp), input_names=input_names, output_names=output_names,
-                              dynamic_axes=dynamic, opset_version=17, dynamo=False)
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        got = session.run(None, {n: t.numpy() for n, t in zip(input_names, inputs, strict=True)})
-        with torch.no_grad():
-            want = (reference or module)(*inputs)
-        want = want if isinstance(want, (tuple, list)) else (want,)
-        diff = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want, strict=True))
-        if not diff < MAX_EXPORT_DIFF:
-            raise AutotagError(f"ONNX export to {path.name} disagrees with PyTorch (max abs diff {diff:.2e}); "
-                               "check the torch/onnxruntime versions")
-        os.replace(tmp, path)
-        return diff
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def export_encoder(folder: Path, name: str, input_size: int, pool_grid: int,
                    trained_backbone=None, tiles: int = 1) -> float:
     """Write encoder.onnx (+ encoder.safetensors when fine-tuned) from a FRESH instance loaded with the
@@ -116,19 +68,23 @@ def export_encoder(folder: Path, name: str, input_size: int, pool_grid: int,
                                reference)
 
 
-def make_encoder(folder: Path, enc: dict[str, Any]):  # -> autotag.encoders.Encoder
-    """The encoder a model folder describes: a registered one, or the folder's own encoder.onnx."""
-    from autotag.encoders import Encoder, EncoderSpec, create_encoder
+def make_encoder(folder: Path, enc: dict[str, Any], threads: int | None = None):  # -> autotag.encoders.Encoder
+    """The encoder a model folder describes: a registered one, or the folder's own encoder.onnx (the
+    registered backbone's spec with the folder's input size, embedding size and normalisation)."""
+    from dataclasses import replace
+
+    from autotag.encoders import Encoder, create_encoder, encoder_spec
 
     if not enc.get("onnx"):
-        return create_encoder(enc["name"])
+        return create_encoder(enc["name"], threads=threads)
     onnx_file = Path(folder) / enc["onnx"]
     if not onnx_file.is_file():
         raise AutotagError(f"model folder {folder} lacks its encoder file {enc['onnx']}; copy the whole folder")
-    spec = EncoderSpec(name=f"{enc['name']}@{Path(folder).name}", input_size=int(enc["input_size"]),
-                       embedding_dim=int(enc["embedding_dim"]), num_logits=1000, label_set="imagenet-1k",
-                       mean=float(enc.get("mean", 127.0)), std=float(enc.get("std", 128.0)))
-    return Encoder(spec, onnx_file)
+    base = encoder_spec(enc["name"])
+    spec = replace(base, name=f"{enc['name']}@{Path(folder).name}", input_size=int(enc["input_size"]),
+                   embedding_dim=int(enc["embedding_dim"]), mean=float(enc.get("mean", base.mean)),
+                   std=float(enc.get("std", base.std)))
+    return Encoder(spec, onnx_file, threads=threads)
 
 
 # -- saving -----------------------------------------------------------------------------------------------
@@ -136,58 +92,17 @@ def save_model(folder: str | Path, estimator: Any, *, encoder: dict[str, Any], d
                thresholds: Sequence[float] | None = None, global_threshold: float = 0.5,
                training: dict[str, Any] | None = None, dataset: dict[str, Any] | None = None,
                metrics: dict[str, Any] | None = None) -> Path:
-    """Write a fitted CompositeTagger and its settings as a model folder (see the module docstring)."""
-    import time
-
-    from safetensors.torch import save_file
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write a fitted CompositeTagger and its settings as a model folder (see autotag.modelfolder)."""
     meta, tensors = estimator.state()
     labels = meta["labels"]
-    unknown = set(encoder) - ENCODER_KEYS
-    if unknown or set(decision) - DECISION_KEYS:
-        raise AutotagError(f"unknown encoder/decision keys {sorted(unknown | (set(decision) - DECISION_KEYS))}")
-    config = {
-        "format": FORMAT, "version": FORMAT_VERSION, "encoder": encoder,
-        "heads": {k: v for k, v in meta.items() if k != "labels"}, "decision": decision,
-        "training": training or {}, "dataset": dataset or {}, "metrics": metrics or {},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    save_file(tensors, str(folder / "model.safetensors"))
-    (folder / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    config = {"encoder": encoder, "heads": {k: v for k, v in meta.items() if k != "labels"}, "decision": decision,
+              "training": training or {}, "dataset": dataset or {}, "metrics": metrics or {}}
     per_label = list(thresholds) if thresholds is not None else [global_threshold] * len(labels)
-    if len(per_label) != len(labels):
-        raise AutotagError(f"{len(per_label)} thresholds for {len(labels)} labels")
-    (folder / "thresholds.json").write_text(json.dumps(
-        {"global": float(global_threshold), "per_label": {lab: float(t) for lab, t in zip(labels, per_label,
-                                                                                           strict=True)}},
-        indent=1) + "\n")
-    (folder / "config.json").write_text(json.dumps(config, indent=2, default=_jsonable) + "\n")
-    return folder
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Path):
-        return str(x)
-    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+    return ModelFolder(folder).write(config=config, labels=labels, tensors=tensors, thresholds=per_label,
+                                     global_threshold=global_threshold).path
 
 
 # -- loading ----------------------------------------------------------------------------------------------
-def _read_json(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise AutotagError(f"model folder {path.parent} has no {path.name} ({what}); retrain or copy the whole folder")
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AutotagError(f"{path} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc}); "
-                           "the model folder is corrupted: retrain or restore it") from exc
-
-
 class TrainedModel:
     """A loaded model folder: labels, config, encoder factory, scores, counts and decisions."""
 
@@ -204,8 +119,8 @@ class TrainedModel:
     def needs_user_tags(self) -> bool:
         return bool(self.estimator.vocabulary_)
 
-    def make_encoder(self):  # -> autotag.encoders.Encoder
-        return make_encoder(self.path, self.config["encoder"])
+    def make_encoder(self, threads: int | None = None):  # -> autotag.encoders.Encoder
+        return make_encoder(self.path, self.config["encoder"], threads)
 
     def predict_scores(self, embeddings: Any, logits: Any = None,
                        user_tags: list[list[str]] | None = None) -> np.ndarray:
@@ -222,14 +137,14 @@ class TrainedModel:
         Rules needing a label count use `counts` (from predict_count); without them the count is
         estimated as the number of labels scoring >= 0.5, clipped to [1, max count seen in training].
         """
-        from autotag.decide import NEEDS_COUNTS, decide
+        from autotag.decide import RULES, decide
 
         scores = np.asarray(scores, dtype=np.float64)
         stored = dict(self.config.get("decision", {}))
         rule = rule or stored.pop("rule", "top-k-predicted")
         stored.pop("rule", None)
         stored.update(params)
-        if rule in NEEDS_COUNTS and counts is None:
+        if RULES.get(rule).needs == "counts" and counts is None:
             counts = np.clip((scores >= 0.5).sum(1), 1, self.estimator.max_count_)
         if rule == "per-label":
             stored.setdefault("thresholds", self.thresholds)
@@ -254,54 +169,19 @@ def load_model(path: str | Path) -> TrainedModel:
     """Load a model folder written by `save_model` / `autotag train`."""
     from autotag.heads.estimators import CompositeTagger
 
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise AutotagError(f"model folder {folder} does not exist; train one with: autotag train --out {folder}")
-    config = _read_json(folder / "config.json", "the model settings")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise AutotagError(f"{folder / 'config.json'} is not an autotag model config")
-    if int(config.get("version", -1)) > FORMAT_VERSION:
-        raise AutotagError(f"model {folder} has format version {config.get('version')}, newer than this autotag "
-                           f"({FORMAT_VERSION}); upgrade autotag")
-    unknown = set(config) - CONFIG_KEYS
-    unknown |= {f"encoder.{k}" for k in set(config.get("encoder", {})) - ENCODER_KEYS}
-    unknown |= {f"decision.{k}" for k in set(config.get("decision", {})) - DECISION_KEYS}
-    if unknown:
-        raise AutotagError(f"{folder / 'config.json'} has unknown keys {sorted(unknown)}; it was written by "
-                           "another autotag version or edited by hand")
-    labels = _read_json(folder / "labels.json", "the label vocabulary")
-    heads_config = config.get("heads") if isinstance(config.get("heads"), dict) else {}
-    trained_labels = (heads_config.get("params") or {}).get("labels") or labels
-    if not isinstance(labels, list) or labels != trained_labels:
-        # labels.json is the column order of every score matrix: a renamed, reordered or missing entry
-        # would silently put scores under the wrong names
-        raise AutotagError(f"{folder / 'labels.json'} ({len(labels)} labels) does not match the labels the model "
-                           f"was trained with ({len(trained_labels)}); restore the folder's own labels.json")
-    thresholds_doc = _read_json(folder / "thresholds.json", "the decision thresholds")
-    weights = folder / "model.safetensors"
-    if not weights.is_file():
-        raise AutotagError(f"model folder {folder} has no model.safetensors (the head weights); retrain or restore it")
-    try:
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
-        raise AutotagError(f"{weights} cannot be read ({type(exc).__name__}); the file is corrupted: "
-                           "retrain or restore it") from exc
+    folder = ModelFolder(path)
+    config = folder.config()
+    labels = folder.labels(config)
+    thresholds, global_threshold = folder.thresholds(labels)
+    tensors = folder.weights()
     heads = dict(config["heads"])
     heads["labels"] = labels
     try:
         estimator = CompositeTagger.from_state(heads, tensors)
     except KeyError as exc:
-        raise AutotagError(f"{folder / 'config.json'} lacks the heads setting {exc}; the folder is corrupted") from exc
-    if len(estimator.classes_) != estimator.config_["n_labels"]:
-        raise AutotagError(f"{folder}: {len(labels)} labels but the heads have {estimator.config_['n_labels']} outputs")
-    per_label = thresholds_doc.get("per_label", {}) if isinstance(thresholds_doc, dict) else {}
-    missing = [lab for lab in labels if lab not in per_label]
-    if missing:
-        raise AutotagError(f"{folder / 'thresholds.json'} lacks thresholds for {missing[:3]}; the folder is corrupted")
-    thresholds = np.array([float(per_label[lab]) for lab in labels])
-    return TrainedModel(folder, config, labels, estimator, thresholds, float(thresholds_doc.get("global", 0.5)))
+        raise AutotagError(f"{folder.path / folder.CONFIG} lacks the heads setting {exc}; the folder is "
+                           "corrupted") from exc
+    return TrainedModel(folder.path, config, labels, estimator, thresholds, global_threshold)
 
 
 # -- one-file export of the whole inference pipeline -----------------------------------------------------

@@ -7,7 +7,7 @@ decision rules can be evaluated in one call; each (model, rule) pair is one row 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ import numpy as np
 
 from autotag import metrics as M
 from autotag.data import Dataset
+from autotag.decide import RULES, decide, parse_rule, rules_help
 from autotag.types import AutotagError
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def imagenet_label_mapping(labels: Sequence[str]) -> tuple[np.ndarray, list[str]
 
 
 # ---------------------------------------------------------------------------------------------
-# encoder outputs, cached by (content hash, encoder)
+# encoder outputs (the pipeline caches them by content hash and encoder)
 
 
 @dataclass
@@ -83,12 +84,10 @@ class EncodedSet:
 def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True, progress: bool = False) -> EncodedSet:
     """Logits and embeddings of every readable source; unreadable ones are listed, never fatal.
 
-    With cache=True both outputs are kept in EmbeddingCaches (`<encoder>` and `<encoder>-logits`)
-    under settings.cache_dir/embeddings, so a second evaluation or training run reads them back.
+    With cache=True the pipeline's output cache (settings.cache_dir/embeddings) is read and filled,
+    so a second evaluation or training run reads them back.
     """
-    from autotag.encoders.cache import EmbeddingCache
-    from autotag.ingest import content_hash, load_source
-    from autotag.pipeline import ProgressBar
+    from autotag.progress import ProgressBar
 
     spec = tagger.encoder.spec
     n = len(sources)
@@ -96,47 +95,15 @@ def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True
     embeddings = np.zeros((n, spec.embedding_dim), np.float32)
     ok = np.zeros(n, bool)
     errors: dict[str, str] = {}
-    todo = list(range(n))
     hits = 0
-    if cache:
-        root = tagger.settings.cache_dir / "embeddings"
-        emb_cache = EmbeddingCache(root, spec.name, spec.embedding_dim)
-        logit_cache = EmbeddingCache(root, f"{spec.name}-logits", spec.num_logits)
-        hashes: list[str] = []
-        for src in sources:
-            try:
-                hashes.append(content_hash(load_source(src)))
-            except (AutotagError, OSError) as exc:
-                hashes.append("")
-                errors[src] = str(exc)
-        found_e, vec_e = emb_cache.get(hashes)
-        found_l, vec_l = logit_cache.get(hashes)
-        hit = found_e & found_l & np.array([h != "" for h in hashes], bool)
-        embeddings[hit], logits[hit], ok[hit] = vec_e[hit], vec_l[hit], True
-        hits = int(hit.sum())
-        todo = [i for i in range(n) if not hit[i] and sources[i] not in errors]
-    new_hashes: list[str] = []
-    new_rows: list[int] = []
-
-    def flush() -> None:  # every so often, so an interrupted run keeps what it computed
-        if cache and new_rows:
-            emb_cache.put(new_hashes, embeddings[new_rows])
-            logit_cache.put(new_hashes, logits[new_rows])
-        new_hashes.clear()
-        new_rows.clear()
-
-    with ProgressBar(len(todo) if progress else 0, "encoding") as bar:
-        stream = tagger.encode_stream([sources[i] for i in todo], on_item=bar.advance)
-        for i, item in zip(todo, stream, strict=True):
+    with ProgressBar(n if progress else 0, "encoding") as bar:
+        stream = tagger.stream(sources, decide=False, cache=cache, on_item=bar.advance)
+        for i, item in enumerate(stream):
             if item.error is not None:
                 errors[sources[i]] = item.error
                 continue
             logits[i], embeddings[i], ok[i] = item.logits, item.embedding, True
-            new_hashes.append(item.content_hash)
-            new_rows.append(i)
-            if len(new_rows) >= 1024:
-                flush()
-    flush()
+            hits += item.from_cache
     return EncodedSet(logits[ok], embeddings[ok], ok, errors, hits)
 
 
@@ -202,52 +169,32 @@ def trained_model_scores(tagger: Tagger, encoded: EncodedSet, dataset: Dataset) 
 
 
 # ---------------------------------------------------------------------------------------------
-# decision rules: registered names, "name" or "name:argument"
+# decision rules: the rules registered in autotag.decide ("name" or "name:argument"), plus "model"
 
-RULES: dict[str, str] = {
-    "argmax": "argmax: the single best label (single-label datasets)",
-    "threshold": "threshold:T: every label scoring >= T (default 0.5)",
-    "top-k": "top-k:K: the K best labels of every image (default 3)",
-    "oracle-k": "oracle-k: the true number of labels of each image (an upper bound, as in the literature)",
-    "model": "model: a trained model's own stored rule and thresholds",
-    "per-label": "per-label: a trained model's per-label thresholds",
-    "top-k-predicted": "top-k-predicted: the k best, k from a trained model's label-count head",
-    "predicted-k-floor": "predicted-k-floor[:F]: as top-k-predicted, never a label scoring under F",
-}
-TRAINED_ONLY = {"model", "per-label", "top-k-predicted", "predicted-k-floor"}
+MODEL_RULE = "model: a trained model's own stored rule and thresholds"
 
 
-def _unknown_rule(rule: str) -> AutotagError:
-    return AutotagError(f"unknown decision rule {rule!r}; valid: {'; '.join(RULES.values())}")
-
-
-def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredModel) -> np.ndarray:
-    name, _, arg = rule.partition(":")
-    if name not in RULES:
-        raise _unknown_rule(rule)
-    try:
-        if name == "argmax":
-            return M.topk_indicator(scores, 1)
-        if name == "threshold":
-            return M.threshold_indicator(scores, float(arg) if arg else 0.5)
-        if name == "top-k":
-            return M.topk_indicator(scores, int(arg) if arg else 3)
-        if name == "oracle-k":
-            return M.per_image_k_indicator(scores, y_true.sum(1))
-        if model.decide is None:
-            raise AutotagError(f"decision rule {name!r} needs a trained model; the default model has no stored rule")
-        if name == "model":
-            return model.decide(None)
-        params = {"floor": float(arg)} if arg and name == "predicted-k-floor" else {}
-        return model.decide(name, **params)
-    except ValueError as exc:
-        raise AutotagError(f"decision rule {rule!r}: bad argument {arg!r}; {RULES[name]}") from exc
+def _needs_trained_model(rule: str) -> bool:
+    name = rule.partition(":")[0]
+    return name == "model" or RULES.get(name).needs in ("counts", "thresholds")
 
 
 def check_rules(rules: Sequence[str]) -> None:
     for rule in rules:
-        if rule.partition(":")[0] not in RULES:
-            raise _unknown_rule(rule)
+        if rule.partition(":")[0] not in RULES and rule != "model":
+            raise AutotagError(f"unknown decision rule {rule!r}; valid: {MODEL_RULE}; {rules_help()}")
+        if rule != "model":
+            parse_rule(rule)
+
+
+def apply_rule(rule: str, scores: np.ndarray, y_true: np.ndarray, model: ScoredModel) -> np.ndarray:
+    check_rules([rule])
+    name, params = (None, {}) if rule == "model" else parse_rule(rule)
+    if _needs_trained_model(rule):
+        if model.decide is None:
+            raise AutotagError(f"decision rule {rule!r} needs a trained model; the default model has no stored rule")
+        return model.decide(name, **params)  # in the model's own label space, mapped onto the dataset's
+    return decide(name, scores, truth=y_true, **params)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,14 +268,13 @@ def evaluate(
     encoded_by_encoder: dict[str, EncodedSet] = {}
     for model_name in models:
         tagger = Tagger.load(None if model_name == "default" else model_name, **settings)
-        # a registered (frozen) encoder's outputs are shared by every model built on it and cached;
+        # a registered (frozen) encoder's outputs are shared by every model built on it;
         # a fine-tuned encoder ("name@folder") is computed for that model alone
         spec_name = tagger.encoder.spec.name
-        shared = "@" not in spec_name
-        key = spec_name if shared else f"{spec_name}:{model_name}"
+        key = spec_name if "@" not in spec_name else f"{spec_name}:{model_name}"
         encoded = encoded_by_encoder.get(key)
         if encoded is None:
-            encoded = encode_records(tagger, dataset.sources, cache=cache and shared, progress=progress)
+            encoded = encode_records(tagger, dataset.sources, cache=cache, progress=progress)
             encoded_by_encoder[key] = encoded
         errors.update(encoded.errors)
         records = [r for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]
@@ -346,7 +292,7 @@ def evaluate(
         else:
             scored = trained_model_scores(tagger, encoded, kept)
         for rule in rules or default_rules(dataset, tagger.model is not None):
-            if rule.partition(":")[0] in TRAINED_ONLY and scored.decide is None and len(models) > 1:
+            if _needs_trained_model(rule) and scored.decide is None and len(models) > 1:
                 continue  # compared with trained models: the default model has no such rule
             y_pred = apply_rule(rule, scored.scores, y_true, scored)
             report = M.multilabel_report(y_true, y_pred, scored.scores, labels=list(dataset.labels))
@@ -379,4 +325,40 @@ def write_embeddings(dataset: Dataset, model: str | None = None, progress: bool 
         "encoded": int(encoded.ok.sum()) - encoded.from_cache,
         "failed": len(encoded.errors),
         "cache_dir": str(Path(tagger.settings.cache_dir) / "embeddings"),
+    }
+
+
+def shown_tags_evaluation(
+    dataset: Dataset,
+    shown: Mapping[str, Sequence[str]],
+    *,
+    k: int = 5,
+    allowed: Sequence[str] | None = None,
+    synonyms: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Shown-tag metrics (metrics.shown_tags_report) of a tagger's output on a labelled dataset:
+    `shown` maps each record's source to the tags shown for it, best first. Right tags are the records'
+    labels; wrong tags come from dataset.info["pictures"][source]["wrong"] (the real-photo benchmark).
+    Returns one report for all records and one per split, per kind (photo/art) when the pictures say."""
+    missing = [r.source for r in dataset.records if r.source not in shown]
+    if missing:
+        raise AutotagError(f"no shown tags for {len(missing)} of {len(dataset)} pictures, e.g. {missing[0]}")
+    pictures = dataset.info.get("pictures", {})
+    groups: dict[str, list[Any]] = {"all": list(dataset.records)}
+    for rec in dataset.records:
+        kind = pictures.get(rec.source, {}).get("kind")
+        if rec.split:
+            groups.setdefault(rec.split, []).append(rec)
+            if kind:
+                groups.setdefault(f"{rec.split}/{kind}", []).append(rec)
+    return {
+        name: M.shown_tags_report(
+            [list(shown[r.source]) for r in recs],
+            [r.labels for r in recs],
+            [pictures.get(r.source, {}).get("wrong", []) for r in recs],
+            k=k,
+            allowed=allowed,
+            synonyms=synonyms,
+        )
+        for name, recs in groups.items()
     }

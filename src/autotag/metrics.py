@@ -22,6 +22,7 @@ Edge cases, chosen to agree with scikit-learn's `zero_division=0`:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -298,4 +299,109 @@ def single_label_report(y_true: Any, scores: Any, labels: list[str] | None = Non
     }
     if s.size and s.min() >= 0 and s.max() <= 1:
         out["ECE"] = expected_calibration_error(s.max(1), pred == t, n_bins)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# shown tags judged against right / wrong lists (the real-photo benchmark)
+#
+# A tagger shows a short list of words per picture, best first. Each picture carries the tags that are
+# right for it and the tags that would be clearly wrong; a shown tag is one of
+#   right     it is among the picture's right tags,
+#   wrong     it is among the picture's clearly-wrong tags (and not right),
+#   other     neither list names it (counts against precision, not as wrong),
+# and, when the caller passes its list of plain words, jargon if the word is not on that list.
+# With synonyms=True a shown tag may be several names joined by ", " (WordNet style, "tabby, tabby cat"):
+# it matches if any of its names does, and is jargon only if none of its names is a plain word.
+
+RIGHT, WRONG, OTHER = "right", "wrong", "other"
+
+
+def normalize_tag(name: str) -> str:
+    """Lower case, "_" as space, single spaces: the form tags are compared in."""
+    return " ".join(str(name).replace("_", " ").lower().split())
+
+
+def _names(tag: str, synonyms: bool) -> list[str]:
+    parts = tag.split(",") if synonyms else [tag]
+    return [n for n in (normalize_tag(p) for p in parts) if n]
+
+
+def mark_shown_tags(
+    shown: Sequence[str],
+    right: Iterable[str],
+    wrong: Iterable[str] = (),
+    allowed: Iterable[str] | None = None,
+    synonyms: bool = False,
+) -> list[tuple[str, bool]]:
+    """One (mark, is_jargon) per shown tag: mark is RIGHT, WRONG or OTHER; is_jargon is False when no
+    `allowed` list is given."""
+    right_set = {normalize_tag(t) for t in right}
+    wrong_set = {normalize_tag(t) for t in wrong}
+    allowed_set = None if allowed is None else {normalize_tag(t) for t in allowed}
+    marks = []
+    for tag in shown:
+        names = _names(tag, synonyms)
+        if any(n in right_set for n in names):
+            mark = RIGHT
+        elif any(n in wrong_set for n in names):
+            mark = WRONG
+        else:
+            mark = OTHER
+        jargon = allowed_set is not None and not any(n in allowed_set for n in names)
+        marks.append((mark, jargon))
+    return marks
+
+
+def shown_tags_report(
+    shown: Sequence[Sequence[str]],
+    right: Sequence[Iterable[str]],
+    wrong: Sequence[Iterable[str]] | None = None,
+    *,
+    k: int = 5,
+    allowed: Iterable[str] | None = None,
+    synonyms: bool = False,
+) -> dict[str, Any]:
+    """What users see, per picture list of shown tags (best first) against its right / wrong tags.
+
+    hit@k             pictures with a right tag among their first k shown / pictures
+    precision         right shown tags / shown tags (all pictures pooled)
+    coverage          pictures with at least one shown tag / pictures
+    wrong-rate        wrong shown tags / shown tags;  pictures-with-wrong: pictures showing one / pictures
+    jargon-rate       (only with `allowed`) shown tags outside the plain-word list / shown tags;
+                      pictures-with-jargon likewise per picture
+    other-rate        shown tags neither right nor wrong / shown tags
+    Ratios over nothing are 0; `counts` holds the raw numbers.
+    """
+    n = len(shown)
+    wrong = list(wrong) if wrong is not None else [()] * n
+    if len(right) != n or len(wrong) != n:
+        raise ValueError(f"{n} pictures of shown tags but {len(right)} right lists and {len(wrong)} wrong lists")
+    allowed_list = None if allowed is None else list(allowed)
+    hits = covered = n_shown = n_right = n_wrong = n_other = n_jargon = pics_wrong = pics_jargon = 0
+    for tags, ok, bad in zip(shown, right, wrong, strict=True):
+        marks = mark_shown_tags(list(tags), ok, bad, allowed_list, synonyms)
+        n_shown += len(marks)
+        covered += bool(marks)
+        hits += any(m == RIGHT for m, _ in marks[:k])
+        n_right += sum(m == RIGHT for m, _ in marks)
+        n_wrong += sum(m == WRONG for m, _ in marks)
+        n_other += sum(m == OTHER for m, _ in marks)
+        n_jargon += sum(j for _, j in marks)
+        pics_wrong += any(m == WRONG for m, _ in marks)
+        pics_jargon += any(j for _, j in marks)
+    out: dict[str, Any] = {
+        f"hit@{k}": float(_ratio(hits, n)),
+        "precision": float(_ratio(n_right, n_shown)),
+        "coverage": float(_ratio(covered, n)),
+        "wrong-rate": float(_ratio(n_wrong, n_shown)),
+        "pictures-with-wrong": float(_ratio(pics_wrong, n)),
+        "other-rate": float(_ratio(n_other, n_shown)),
+        "mean-shown": float(_ratio(n_shown, n)),
+    }
+    if allowed_list is not None:
+        out["jargon-rate"] = float(_ratio(n_jargon, n_shown))
+        out["pictures-with-jargon"] = float(_ratio(pics_jargon, n))
+    out["counts"] = dict(pictures=n, shown=n_shown, right=n_right, wrong=n_wrong, other=n_other)
+    out["counts"].update(jargon=n_jargon, hits=hits, covered=covered)
     return out

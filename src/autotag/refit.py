@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from autotag.modelfolder import ModelFolder
 from autotag.types import AutotagError
 
-DEFAULT_THRESHOLD = 0.5
 THRESHOLD_RULE = "per-label"  # the decision rule (autotag.decide) that uses per-label thresholds
 
 
@@ -71,42 +71,12 @@ class RefitReport:
 
 
 # ------------------------------------------------------------------------------ thresholds.json
-def read_thresholds(folder: Path, labels: list[str]) -> dict[str, float]:
-    """Per-label thresholds from thresholds.json, as autotag.artifact writes it
-    ({"global": g, "per_label": {label: t}}) or as a plain {label: t}; a label without one gets the
-    global threshold (0.5 when there is none)."""
-    path = folder / "thresholds.json"
-    try:
-        raw: Any = json.loads(path.read_text()) if path.is_file() else {}
-    except json.JSONDecodeError as exc:
-        raise AutotagError(f"{path} is not valid JSON ({exc.msg}); the model folder is damaged") from exc
-    if not isinstance(raw, dict):
-        raise AutotagError(f"{path}: expected {{label: threshold}}, got {type(raw).__name__}")
-    default = float(raw.get("global", DEFAULT_THRESHOLD))
-    per_label = raw["per_label"] if "per_label" in raw else raw
-    return {label: float(per_label.get(label, default)) for label in labels}
-
-
-def write_thresholds(folder: Path, thresholds: dict[str, float], labels: list[str]) -> None:
-    """Write thresholds back in the shape the folder already used, so the model's loader reads them."""
-    path = folder / "thresholds.json"
-    raw: Any = json.loads(path.read_text()) if path.is_file() else {}
-    # Full precision: a threshold sits exactly on a seen score, and rounding up would drop that tag.
-    per_label = {label: float(thresholds[label]) for label in labels}
-    out = {**raw, "per_label": per_label} if isinstance(raw, dict) and "per_label" in raw else per_label
-    path.write_text(json.dumps(out, indent=1) + "\n")
-
-
-def read_labels(folder: Path) -> list[str]:
-    path = folder / "labels.json"
-    if not path.is_file():
-        raise AutotagError(f"{folder} is not a trained model folder (no labels.json); train one with `autotag train`")
-    raw = json.loads(path.read_text())
-    if isinstance(raw, dict) and "labels" in raw:
-        raw = raw["labels"]
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-        raise AutotagError(f"{path}: expected a list of label names")
-    return raw
+def read_thresholds(folder: str | Path) -> dict[str, float]:
+    """label -> threshold of a model folder, checked as the model loader checks it."""
+    model = ModelFolder(folder)
+    labels = model.labels()
+    values, _ = model.thresholds(labels)
+    return dict(zip(labels, values.tolist(), strict=True))
 
 
 # ------------------------------------------------------------------------------ the fit itself
@@ -153,7 +123,7 @@ def _resolve(lib, model: str):  # -> StoredModel
         for candidate in lib.list_models():
             if Path(candidate.path).resolve() == resolved:
                 return lib.get_model(candidate.name)
-        read_labels(folder)  # refuse non-model folders before registering anything
+        ModelFolder(folder).check()  # refuse what the model loader refuses before registering anything
         return lib.register_model(folder.name, str(resolved), {"registered_by": "refit"})
     known = sorted({m.name for m in lib.list_models()})
     raise AutotagError(
@@ -174,22 +144,6 @@ def _feedback_for(lib, stored) -> list:
 
 
 # ------------------------------------------------------------------------------ public
-def _decision_rule(folder: Path) -> str | None:
-    path = folder / "config.json"
-    if not path.is_file():
-        return None
-    config = json.loads(path.read_text())
-    rule = config.get("decision", {}).get("rule") if isinstance(config, dict) else None
-    return str(rule) if rule else None
-
-
-def _set_decision_rule(folder: Path, rule: str) -> None:
-    path = folder / "config.json"
-    config = json.loads(path.read_text())
-    config.setdefault("decision", {})["rule"] = rule
-    path.write_text(json.dumps(config, indent=2) + "\n")
-
-
 def refit_model(
     lib,
     model: str,
@@ -208,10 +162,11 @@ def refit_model(
         raise AutotagError(f"--beta must be positive, got {beta}")
     stored = _resolve(lib, model)
     folder = Path(stored.path)
-    labels = read_labels(folder)
-    old = read_thresholds(folder, labels)
-    rule_before = _decision_rule(folder)
-    rule_after = THRESHOLD_RULE if use_thresholds and rule_before is not None else rule_before
+    files = ModelFolder(folder)
+    labels = files.check()
+    old = read_thresholds(folder)
+    rule_before = (files.config().get("decision") or {}).get("rule")
+    rule_after = THRESHOLD_RULE if use_thresholds else rule_before
 
     latest: dict[tuple[int, str], Any] = {}
     skipped = 0
@@ -277,9 +232,9 @@ def refit_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=folder.parent))
     try:
         shutil.copytree(folder, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns("refit.json"))
-        write_thresholds(staging, new, labels)
+        ModelFolder(staging).write_thresholds(labels, [new[label] for label in labels])
         if rule_after != rule_before:
-            _set_decision_rule(staging, rule_after)  # type: ignore[arg-type]
+            ModelFolder(staging).set_decision(rule=rule_after)
         report.new_version, report.new_path = version, str(target.resolve())
         (staging / "refit.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
         staging.rename(target)

@@ -22,29 +22,6 @@ class Tag:
 
 
 @dataclass
-class Prediction:
-    path: str
-    content_hash: str = ""
-    tags: list[Tag] = field(default_factory=list)
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "path": self.path,
-            "content_hash": self.content_hash,
-            "tags": [t.to_dict() for t in self.tags],
-            "error": self.error,
-        }
-        out.update(self.extra)
-        return out
-
-
-@dataclass
 class ImageRecord:
     """One item of a dataset: where the image is, its true labels, the tags its uploader typed."""
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from autotag.api.errors import ApiError, BodyLimit, install_error_handlers
 from autotag.api.service import Service
 from autotag.config import Settings, load_settings
+from autotag.usertags import parse_user_tags
 
 WEB_DIR = Path(__file__).parent / "web"
 ACCEPTED_UPLOAD_TYPES = ("image/", "application/octet-stream")
@@ -158,18 +159,6 @@ async def read_upload(upload: Any, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def split_tags(text: str | None) -> list[str]:
-    """User tags come as one form field: comma- or newline-separated, '#' prefixes dropped."""
-    if not text:
-        return []
-    seen: dict[str, None] = {}
-    for raw in text.replace("\n", ",").split(","):
-        tag = raw.strip().lstrip("#").strip()
-        if tag:
-            seen.setdefault(tag[:200], None)
-    return list(seen)[:100]
-
-
 def parse_keys(value: str | None) -> frozenset[str]:
     return frozenset(k.strip() for k in (value or "").split(",") if k.strip())
 
@@ -248,7 +237,7 @@ def create_app(
         """Tag one image without storing anything."""
         data = await read_upload(file, limit)
         return await call(
-            service.tag, data, user_tags=split_tags(user_tags), model=model, top_k=top_k, threshold=threshold
+            service.tag, data, user_tags=parse_user_tags(user_tags), model=model, top_k=top_k, threshold=threshold
         )
 
     @app.post(
@@ -272,7 +261,7 @@ def create_app(
         """
         data = await read_upload(file, limit)
         tagged, names, media_type = await call(
-            service.tag_into_file, data, replace=replace, user_tags=split_tags(user_tags), model=model,
+            service.tag_into_file, data, replace=replace, user_tags=parse_user_tags(user_tags), model=model,
             top_k=top_k, threshold=threshold,
         )  # fmt: skip
         return Response(tagged, media_type=media_type, headers={"X-Autotag-Tags": quote(",".join(names))})
@@ -293,7 +282,7 @@ def create_app(
         """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
         data = await read_upload(file, limit)
         result = await call(
-            service.ingest, data, filename=file.filename or "", user_tags=split_tags(user_tags), model=model
+            service.ingest, data, filename=file.filename or "", user_tags=parse_user_tags(user_tags), model=model
         )
         response.status_code = 201 if result["created"] else 200
         return result

@@ -71,6 +71,16 @@ def install_error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from autotag.ingest import ImageError
+    from autotag.library import FileGone, NotInLibrary, UnknownModel
+
+    # the library's own failures, by what they mean to a client
+    statuses = {NotInLibrary: (404, "not found"), FileGone: (404, "not found"), UnknownModel: (400, "unknown model")}
+    for kind, (status, title) in statuses.items():
+
+        async def _library_error(request: Request, exc: Exception, status: int = status, title: str = title) -> Any:
+            return JSONResponse(error_body(title, str(exc)), status_code=status)
+
+        app.add_exception_handler(kind, _library_error)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -32,7 +32,8 @@ def eval_command(
         [],
         "--rule",
         "-r",
-        help="Decision rule, repeat to compare: argmax, threshold:T, top-k:K, oracle-k, model (default: per dataset).",
+        help="Decision rule, repeat to compare: argmax, threshold:T, top-k:K, oracle-k, model (a trained model's "
+        "stored rule), ... (default: per dataset; an unknown name lists every rule).",
     ),  # fmt: skip
     split: str | None = typer.Option("test", "--split", "-s", help="Split to evaluate; 'all' for every record."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Evaluate a seeded random sample of N images."),

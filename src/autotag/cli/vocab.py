@@ -96,7 +96,7 @@ def hashtags_command(
 ) -> None:
     from autotag.ingest import discover
     from autotag.pipeline import Tagger
-    from autotag.taxonomy.hashtags import HashtagSuggester, iter_hashtags
+    from autotag.suggest.hashtags import HashtagSuggester, iter_hashtags
 
     files = discover(paths)
     suggester = HashtagSuggester.from_files(mapping, operating_points) if mapping else None
@@ -131,7 +131,7 @@ def audit_command(
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.pipeline import Tagger
-    from autotag.taxonomy.audit import audit_user_tags
+    from autotag.suggest.audit import audit_user_tags
 
     results = audit_user_tags(image, user_tags, flag_below=flag_below, tagger=Tagger.load(model) if model else None)
     emit(({"path": image, **a.to_dict()} for a in results), resolve_format(fmt))

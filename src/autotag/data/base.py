@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from autotag.registry import Registry
 from autotag.types import AutotagError, ImageRecord
 
 
@@ -87,14 +88,14 @@ class Dataset:
 
 
 Reader = Callable[..., Dataset]
-_READERS: dict[str, tuple[Reader, str]] = {}
+READERS: Registry[tuple[Reader, str]] = Registry("dataset reader")  # name -> (reader, usage line)
 
 
 def register_reader(name: str, usage: str) -> Callable[[Reader], Reader]:
     """Register `reader(argument: str, **options) -> Dataset` under `name`; usage is shown in errors."""
 
     def wrap(func: Reader) -> Reader:
-        _READERS[name] = (func, usage)
+        READERS.register(name, (func, usage))
         return func
 
     return wrap
@@ -102,7 +103,7 @@ def register_reader(name: str, usage: str) -> Callable[[Reader], Reader]:
 
 def list_readers() -> dict[str, str]:
     """Reader name -> usage line."""
-    return {name: usage for name, (_, usage) in sorted(_READERS.items())}
+    return {name: usage for name, (_, usage) in READERS.items()}
 
 
 def _usage() -> str:
@@ -114,15 +115,15 @@ def load_dataset(spec: str, **options: Any) -> Dataset:
     `fashion-mnist` or a plain path to a .csv/.jsonl manifest or a written FashionMosaic folder."""
     spec = str(spec).strip()
     name, _, argument = spec.partition(":")
-    if name in _READERS:
-        reader = _READERS[name][0]
+    if name in READERS:
+        reader = READERS.get(name)[0]
         return reader(argument, **options)
     path = Path(spec).expanduser()
     if path.suffix.lower() in (".csv", ".jsonl"):
-        return _READERS["manifest"][0](spec, **options)
+        return READERS.get("manifest")[0](spec, **options)
     if path.is_dir() and (path / "manifest.jsonl").is_file():
         kind = "fashion-mosaic" if (path / "mosaic.json").is_file() else "manifest"
-        return _READERS[kind][0](str(path if kind == "fashion-mosaic" else path / "manifest.jsonl"), **options)
+        return READERS.get(kind)[0](str(path if kind == "fashion-mosaic" else path / "manifest.jsonl"), **options)
     raise AutotagError(f"unknown dataset {spec!r}; use one of: {_usage()}")
 
 

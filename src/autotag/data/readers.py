@@ -256,3 +256,30 @@ def danbooru_dataset(argument: str, top_n: int = 1000, **_: Any) -> Dataset:
         labels = sorted({t for t in _danbooru_general_tags(post) if t in keep}, key=rank.__getitem__)
         records.append(ImageRecord(source, labels, _danbooru_other_tags(post), post.get("split")))
     return Dataset(records, vocab, path.stem, info={"metadata": str(path), "top_n": top_n})
+
+
+@register_reader("realphotos", "realphotos[:DIR] (the real-photo benchmark built by `make realphotos`)")
+def realphotos_dataset(argument: str, **_: Any) -> Dataset:
+    """The project's real-photo benchmark as built by scripts/build_realphotos.py (default folder
+    .cache/realphotos). Labels are the pictures' right tags; everything else a picture carries (id,
+    kind, style, wrong tags, people, objects, colours) is in info["pictures"], keyed by image path."""
+    root = Path(argument or ".cache/realphotos").expanduser()
+    index = require_file(root / "realphotos.jsonl", "real-photo benchmark", "build it with `make realphotos`")
+    records: list[ImageRecord] = []
+    pictures: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            path = str(root / row["path"])
+            records.append(ImageRecord(path, _as_list(row.get("tags")), [], row.get("split") or None))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise AutotagError(f"{index}:{number}: not a benchmark record ({exc}); run `make realphotos`") from exc
+        side = {k: v for k, v in row.items() if k not in ("path", "tags", "split")}
+        side["people"] = str(side.get("people", "0"))
+        pictures[path] = side
+    if not records:
+        raise AutotagError(f"{index} lists no pictures; rebuild with `make realphotos`")
+    vocab = sorted({lab for r in records for lab in r.labels})
+    return Dataset(records, vocab, "realphotos", info={"root": str(root), "pictures": pictures})

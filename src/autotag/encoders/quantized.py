@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from autotag.demo import bundled_photo
 from autotag.encoders.base import Encoder, EncoderSpec, preprocess
+from autotag.encoders.efficientnet_lite import ensure_onnx, onnx_path, spec_for
 from autotag.encoders.registry import register_encoder
+from autotag.types import AutotagError
 
 QUANT_VERSION = 1  # bump when the recipe or the calibration set changes, so stale files are rebuilt
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -95,6 +96,14 @@ def _small_gray(arr: np.ndarray) -> Image.Image:
 
 def calibration_images(num_images: int = 320, seed: int = 0) -> list[Image.Image]:
     """Varied real images for calibration: ~85% photo variants, the rest Fashion-MNIST and digits."""
+    try:  # the photos come with scikit-image and scikit-learn, which the `export` extra installs
+        import skimage  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise AutotagError(f"building the INT8 encoder calibrates on photos bundled with scikit-image and "
+                           f"scikit-learn ({exc.name} is missing): pip install 'autotag[export]'") from exc
+    from autotag.demo import bundled_photo
+
     rng = np.random.default_rng(seed)
     photos = [bundled_photo(name) for name in CALIBRATION_PHOTOS]
     n_small = num_images * 15 // 100
@@ -180,8 +189,6 @@ def quantize_onnx(float_path: Path, target: Path, spec: EncoderSpec, recipe: Qua
 
 
 def int8_onnx_path(name: str, recipe: QuantRecipe = DEFAULT_RECIPE) -> Path:
-    from autotag.encoders.efficientnet_lite import onnx_path
-
     float_path = onnx_path(name)
     import hashlib
 
@@ -191,8 +198,6 @@ def int8_onnx_path(name: str, recipe: QuantRecipe = DEFAULT_RECIPE) -> Path:
 
 def ensure_int8_onnx(name: str, recipe: QuantRecipe = DEFAULT_RECIPE) -> Path:
     """The cached INT8 ONNX file for the float encoder `name`, quantised on first use."""
-    from autotag.encoders.efficientnet_lite import ensure_onnx, spec_for
-
     target = int8_onnx_path(name, recipe)
     if not target.is_file():
         quantize_onnx(ensure_onnx(name), target, spec_for(name), recipe)
@@ -202,8 +207,6 @@ def ensure_int8_onnx(name: str, recipe: QuantRecipe = DEFAULT_RECIPE) -> Path:
 def int8_spec(name: str) -> EncoderSpec:
     from dataclasses import replace
 
-    from autotag.encoders.efficientnet_lite import spec_for
-
     return replace(spec_for(name), name=f"{name}-int8")
 
 
@@ -211,7 +214,9 @@ def create_int8_encoder(name: str, recipe: QuantRecipe = DEFAULT_RECIPE, threads
     return Encoder(int8_spec(name), ensure_int8_onnx(name, recipe), threads=threads)
 
 
-@register_encoder("efficientnet_lite0-int8")
-def efficientnet_lite0_int8() -> Encoder:
+# Not trainable: fine-tuning, resizing or re-pooling needs the float PyTorch weights. Heads over its
+# embeddings can still be trained (training checks that with `trainable`).
+@register_encoder(int8_spec("efficientnet_lite0"), trainable=False)
+def efficientnet_lite0_int8(threads: int | None = None) -> Encoder:
     """EfficientNet-Lite0 with INT8 weights and activations: faster on CPU, see BENCHMARKS.md."""
-    return create_int8_encoder("efficientnet_lite0")
+    return create_int8_encoder("efficientnet_lite0", threads=threads)

@@ -1,45 +1,57 @@
-"""Encoder names map to plain factory functions (the timm pattern): one decorator, one factory."""
+"""Encoder names -> registered backends (the timm pattern): one decorator, one factory.
+
+Each backend registers its pretrained config (`EncoderSpec`: input size, normalisation, feature size,
+label set) with a build function. The backends import this module; it names them only as plugin
+strings that the registry imports on first lookup, so there is no import circle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from autotag.types import AutotagError
-
-if TYPE_CHECKING:
-    from autotag.encoders.base import Encoder
-
-_FACTORIES: dict[str, Callable[..., Encoder]] = {}
-_CACHE: dict[str, Encoder] = {}
+from autotag.encoders.base import Encoder, EncoderSpec
+from autotag.registry import Registry
 
 
-def register_encoder(name: str) -> Callable[[Callable[..., Encoder]], Callable[..., Encoder]]:
-    def wrap(factory: Callable[..., Encoder]) -> Callable[..., Encoder]:
-        _FACTORIES[name] = factory
-        return factory
+@dataclass(frozen=True)
+class RegisteredEncoder:
+    spec: EncoderSpec
+    build: Callable[..., Encoder]  # build(threads=None) -> Encoder
+    trainable: bool  # PyTorch weights exist: training may fine-tune it, change its input size or pooling
+
+
+ENCODERS: Registry[RegisteredEncoder] = Registry(
+    "encoder", plugins=("autotag.encoders.efficientnet_lite", "autotag.encoders.quantized")
+)
+_CACHE: dict[tuple[str, int | None], Encoder] = {}
+
+
+def register_encoder(spec: EncoderSpec, *, trainable: bool = True) -> Callable[[Callable[..., Encoder]],
+                                                                                Callable[..., Encoder]]:
+    def wrap(build: Callable[..., Encoder]) -> Callable[..., Encoder]:
+        ENCODERS.register(spec.name, RegisteredEncoder(spec, build, trainable))
+        return build
 
     return wrap
 
 
-def _load_backends() -> None:
-    import autotag.encoders.efficientnet_lite  # noqa: F401 - registers its names
-    import autotag.encoders.quantized  # noqa: F401 - registers the INT8 variants
-
-
 def list_encoders() -> list[str]:
-    _load_backends()
-    return sorted(_FACTORIES)
+    return ENCODERS.names()
 
 
-def create_encoder(name: str, *, cached: bool = True) -> Encoder:
+def encoder_spec(name: str) -> EncoderSpec:
+    """The registered encoder's pretrained config, without building it (no ONNX export)."""
+    return ENCODERS.get(name).spec
+
+
+def create_encoder(name: str, *, cached: bool = True, threads: int | None = None) -> Encoder:
     """Build (or reuse, per process) the encoder registered under `name`."""
-    _load_backends()
-    if name not in _FACTORIES:
-        raise AutotagError(f"unknown encoder {name!r}; valid encoders: {', '.join(sorted(_FACTORIES))}")
-    if cached and name in _CACHE:
-        return _CACHE[name]
-    encoder = _FACTORIES[name]()
+    entry = ENCODERS.get(name)
+    key = (name, threads)
+    if cached and key in _CACHE:
+        return _CACHE[key]
+    encoder = entry.build(threads=threads)
     if cached:
-        _CACHE[name] = encoder
+        _CACHE[key] = encoder
     return encoder

@@ -5,27 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from autotag.types import AutotagError
+from autotag.registry import Registry
 
-_LOSSES: dict[str, Callable[..., Any]] = {}
+LOSSES: Registry[Callable[..., Any]] = Registry("loss")
 
 
 def register_loss(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def wrap(factory: Callable[..., Any]) -> Callable[..., Any]:
-        _LOSSES[name] = factory
-        return factory
-
-    return wrap
+    return LOSSES.register(name)
 
 
 def list_losses() -> list[str]:
-    return sorted(_LOSSES)
+    return LOSSES.names()
 
 
 def create_loss(name: str, **params: Any):  # -> torch.nn.Module
-    if name not in _LOSSES:
-        raise AutotagError(f"unknown loss {name!r}; valid losses: {', '.join(list_losses())}")
-    return _LOSSES[name](**params)
+    return LOSSES.get(name)(**params)
 
 
 def _module(fn: Callable[..., Any]):

@@ -14,15 +14,17 @@ bench/bench_retrieval.py compares them; supcon is the default because it scored 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotag.registry import Registry
 from autotag.types import AutotagError
 
-LOSSES = ("supcon", "triplet", "contrastive")
+RETRIEVAL_LOSSES: Registry[Callable[..., Any]] = Registry("retrieval loss")  # (z, positives, config) -> loss
 WEIGHTS_FILE = "retrieval_head.safetensors"
 CONFIG_FILE = "retrieval_head.json"
 FORMAT_VERSION = 1
@@ -44,8 +46,7 @@ class RetrievalHeadConfig:
     encoder: str = ""  # the embedding's encoder, so a head is not applied to another encoder's vectors
 
     def check(self) -> None:
-        if self.loss not in LOSSES:
-            raise AutotagError(f"unknown retrieval loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        RETRIEVAL_LOSSES.check(self.loss)
         if min(self.input_dim, self.hidden_dim, self.output_dim, self.epochs, self.batch_size) <= 0:
             raise AutotagError("retrieval head dims, epochs and batch size must be positive")
 
@@ -135,29 +136,50 @@ def _positive_mask(labels: np.ndarray) -> np.ndarray:
     return (y @ y.T) > 0
 
 
-def _loss(name: str, z: Any, positives: Any, cfg: RetrievalHeadConfig) -> Any:
+def _pairs(z: Any, positives: Any) -> tuple[Any, Any, Any, Any]:
+    """(similarity matrix, diagonal mask, positive pairs without self, negative pairs)."""
     import torch
 
-    n = z.shape[0]
-    eye = torch.eye(n, dtype=torch.bool, device=z.device)
-    pos = positives & ~eye
-    neg = ~positives
-    sim = z @ z.T
-    if name == "supcon":
-        logits = (sim / cfg.temperature).masked_fill(eye, float("-inf"))
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-        has_pos = pos.any(dim=1)
-        per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(dim=1)) / pos.sum(dim=1).clamp(min=1)
-        return per_anchor[has_pos].mean() if has_pos.any() else sim.sum() * 0
-    dist = (2 - 2 * sim).clamp(min=1e-9)  # squared euclidean distance between unit vectors
-    if name == "triplet":
-        hardest_pos = dist.masked_fill(~pos, 0.0).max(dim=1).values
-        hardest_neg = dist.masked_fill(~neg, float("inf")).min(dim=1).values
-        valid = pos.any(dim=1) & neg.any(dim=1)
-        loss = torch.relu(hardest_pos.sqrt() - hardest_neg.sqrt() + cfg.margin)
-        return loss[valid].mean() if valid.any() else sim.sum() * 0
-    # contrastive: pull positives together, push negatives beyond the margin
-    d = dist.sqrt()
+    eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
+    return z @ z.T, eye, positives & ~eye, ~positives
+
+
+@RETRIEVAL_LOSSES.register("supcon")
+def _supcon(z: Any, positives: Any, cfg: RetrievalHeadConfig) -> Any:
+    import torch
+
+    sim, eye, pos, _ = _pairs(z, positives)
+    logits = (sim / cfg.temperature).masked_fill(eye, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    has_pos = pos.any(dim=1)
+    per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(dim=1)) / pos.sum(dim=1).clamp(min=1)
+    return per_anchor[has_pos].mean() if has_pos.any() else sim.sum() * 0
+
+
+def _distances(sim: Any) -> Any:
+    return (2 - 2 * sim).clamp(min=1e-9)  # squared euclidean distance between unit vectors
+
+
+@RETRIEVAL_LOSSES.register("triplet")
+def _triplet(z: Any, positives: Any, cfg: RetrievalHeadConfig) -> Any:
+    import torch
+
+    sim, _, pos, neg = _pairs(z, positives)
+    dist = _distances(sim)
+    hardest_pos = dist.masked_fill(~pos, 0.0).max(dim=1).values
+    hardest_neg = dist.masked_fill(~neg, float("inf")).min(dim=1).values
+    valid = pos.any(dim=1) & neg.any(dim=1)
+    loss = torch.relu(hardest_pos.sqrt() - hardest_neg.sqrt() + cfg.margin)
+    return loss[valid].mean() if valid.any() else sim.sum() * 0
+
+
+@RETRIEVAL_LOSSES.register("contrastive")
+def _contrastive(z: Any, positives: Any, cfg: RetrievalHeadConfig) -> Any:
+    """Pull positives together, push negatives beyond the margin."""
+    import torch
+
+    sim, _, pos, neg = _pairs(z, positives)
+    d = _distances(sim).sqrt()
     pos_term = (d[pos] ** 2).mean() if pos.any() else d.sum() * 0
     neg_term = (torch.relu(2 * cfg.margin - d[neg]) ** 2).mean() if neg.any() else d.sum() * 0
     return pos_term + neg_term
@@ -214,7 +236,7 @@ def _fit(x: np.ndarray, labels: np.ndarray, cfg: RetrievalHeadConfig) -> Retriev
                 continue
             z = torch.nn.functional.normalize(net(xt[batch]), dim=1)
             positives = torch.from_numpy(_positive_mask(lab[batch]))
-            loss = _loss(cfg.loss, z, positives, cfg)
+            loss = RETRIEVAL_LOSSES.get(cfg.loss)(z, positives, cfg)
             opt.zero_grad()
             loss.backward()
             opt.step()

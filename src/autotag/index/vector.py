@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autotag.registry import Registry
 from autotag.types import AutotagError
 
-INDEX_KINDS = ("exact", "hnsw", "ivfpq")
+GROWTH = ("exact", "hnsw", "ivfpq")  # the order a growing collection moves through the kinds
 METRICS = ("cosine", "ip")
 AUTO_EXACT_MAX = 20_000  # brute force over 20k x 1280 is a few ms per query
 AUTO_HNSW_MAX = 300_000  # above this an HNSW of float vectors costs too much memory; use IVF-PQ
@@ -56,10 +58,65 @@ def choose_kind(n: int) -> str:
     return "ivfpq"
 
 
-def _check_kind(kind: str) -> str:
+# Index kinds: name -> build(dim, training vectors, param) -> the FAISS index that goes inside the id map;
+# param(name) reads that kind's parameter (DEFAULT_PARAMS unless the caller set it). "auto" is no kind
+# of its own: it picks one of these by size.
+INDEX_KINDS: Registry[Callable[..., Any]] = Registry("index kind")
+
+
+def check_kind(kind: str) -> str:
+    """`kind` if it is "auto" or a registered index kind, else one error listing the valid ones."""
     if kind != "auto" and kind not in INDEX_KINDS:
-        raise AutotagError(f"unknown index kind {kind!r}; valid: auto, {', '.join(INDEX_KINDS)}")
+        raise AutotagError(f"unknown index kind {kind!r}; valid: auto, {', '.join(INDEX_KINDS.names())}")
     return kind
+
+
+@INDEX_KINDS.register("exact")
+def _exact(dim: int, training: np.ndarray, param: Callable[[str], Any]) -> Any:
+    import faiss
+
+    return faiss.IndexFlatIP(dim)
+
+
+@INDEX_KINDS.register("hnsw")
+def _hnsw(dim: int, training: np.ndarray, param: Callable[[str], Any]) -> Any:
+    import faiss
+
+    m = int(param("M"))
+    storage = param("storage")
+    if storage == "flat":
+        inner = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+    elif storage == "sq8":
+        inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, m, faiss.METRIC_INNER_PRODUCT)
+        inner.train(training)
+    else:
+        raise AutotagError(f"unknown hnsw storage {storage!r}; valid: flat, sq8")
+    inner.hnsw.efConstruction = int(param("ef_construction"))
+    return inner
+
+
+@INDEX_KINDS.register("ivfpq")
+def _ivfpq(dim: int, training: np.ndarray, param: Callable[[str], Any]) -> Any:
+    import faiss
+
+    metric = faiss.METRIC_INNER_PRODUCT
+    nlist = int(param("nlist")) or ivf_lists(len(training))
+    m = int(param("m")) or _pq_subquantizers(dim)
+    if dim % m:
+        raise AutotagError(f"ivfpq m={m} must divide the vector dimension {dim}")
+    quantizer = faiss.IndexFlatIP(dim)
+    base = faiss.IndexIVFPQ(quantizer, dim, nlist, m, 8, metric)
+    refine = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, metric)
+    rng = np.random.default_rng(0)
+    sample = training
+    wanted = max(64 * nlist, 40 * 256)  # the PQ codebooks (256 centroids each) need ~40 points per centroid
+    if len(training) > wanted:
+        sample = training[np.sort(rng.choice(len(training), wanted, replace=False))]
+    base.train(sample)
+    refine.train(sample)
+    inner = faiss.IndexRefine(base, refine)
+    inner.is_trained = True
+    return inner
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -70,7 +127,7 @@ def _pq_subquantizers(dim: int) -> int:
     return 1
 
 
-def _ivf_lists(n: int) -> int:
+def ivf_lists(n: int) -> int:
     """About sqrt(n) inverted lists, a power of two between 64 and 4096."""
     return int(min(4096, max(64, 2 ** round(math.log2(max(1.0, math.sqrt(n)))))))
 
@@ -82,7 +139,7 @@ class VectorIndex:
         if metric not in METRICS:
             raise AutotagError(f"unknown index metric {metric!r}; valid: {', '.join(METRICS)}")
         self.dim = int(dim)
-        self.requested_kind = _check_kind(kind)
+        self.requested_kind = check_kind(kind)
         self.metric = metric
         known = {k for p in DEFAULT_PARAMS.values() for k in p}
         unknown = set(params) - known
@@ -128,46 +185,15 @@ class VectorIndex:
             return "exact"  # staging: the quantisers need data to train on
         current = self.backend_kind
         # Never step down: removals do not rebuild a bigger index into a smaller kind.
-        if current and INDEX_KINDS.index(current) > INDEX_KINDS.index(wanted):
+        if current and GROWTH.index(current) > GROWTH.index(wanted):
             return current
         return wanted
 
     def _build(self, kind: str, training: np.ndarray) -> Any:
         import faiss
 
-        metric = faiss.METRIC_INNER_PRODUCT
-        if kind == "exact":
-            inner = faiss.IndexFlatIP(self.dim)
-        elif kind == "hnsw":
-            m = int(self._param("hnsw", "M"))
-            storage = self._param("hnsw", "storage")
-            if storage == "flat":
-                inner = faiss.IndexHNSWFlat(self.dim, m, metric)
-            elif storage == "sq8":
-                inner = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_8bit, m, metric)
-                inner.train(training)
-            else:
-                raise AutotagError(f"unknown hnsw storage {storage!r}; valid: flat, sq8")
-            inner.hnsw.efConstruction = int(self._param("hnsw", "ef_construction"))
-        else:
-            nlist = int(self._param("ivfpq", "nlist")) or _ivf_lists(len(training))
-            m = int(self._param("ivfpq", "m")) or _pq_subquantizers(self.dim)
-            if self.dim % m:
-                raise AutotagError(f"ivfpq m={m} must divide the vector dimension {self.dim}")
-            quantizer = faiss.IndexFlatIP(self.dim)
-            base = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, metric)
-            refine = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit, metric)
-            rng = np.random.default_rng(0)
-            sample = training
-            wanted = max(64 * nlist, 40 * 256)  # the PQ codebooks (256 centroids each) need ~40 points per centroid
-            if len(training) > wanted:
-                sample = training[np.sort(rng.choice(len(training), wanted, replace=False))]
-            base.train(sample)
-            refine.train(sample)
-            inner = faiss.IndexRefine(base, refine)
-            inner.is_trained = True
-        index = faiss.IndexIDMap2(inner)
-        return index
+        inner = INDEX_KINDS.get(kind)(self.dim, training, lambda name: self._param(kind, name))
+        return faiss.IndexIDMap2(inner)
 
     def _dump(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids, vectors) of every live entry, read back from the index's own storage."""

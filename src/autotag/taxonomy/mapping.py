@@ -145,12 +145,9 @@ def source_labels(source: str | Path) -> list[SourceLabel]:
         return imagenet_labels()
     path = Path(source)
     if path.is_dir():
-        if (path / "labels.json").is_file():
-            raw = json.loads((path / "labels.json").read_text())
-            names = raw.get("labels") if isinstance(raw, dict) else raw
-            if isinstance(names, list) and names:
-                return _plain_labels(names)
-        raise AutotagError(f"{path} is not a model folder with a labels.json; train one with `autotag train`")
+        from autotag.modelfolder import ModelFolder
+
+        return _plain_labels(ModelFolder(path).labels())
     if path.is_file():
         if path.suffix.lower() == ".txt":
             return _plain_labels([ln.strip() for ln in path.read_text().splitlines() if ln.strip()])

@@ -81,21 +81,32 @@ class TrainConfig:
             raise AutotagError(f"unknown training settings {unknown}; valid: {', '.join(sorted(known))}")
         return cls(**values)
 
-    def check(self) -> None:
+    def check(self, finetune: bool = False) -> None:
         """Refuse unknown names before any image is read: a bad rule would otherwise be saved into the
         model folder and only fail when tagging, a bad loss or objective after minutes of embedding."""
-        from autotag.decide import list_rules
-        from autotag.encoders.efficientnet_lite import _VARIANTS
-        from autotag.heads.losses import list_losses
+        from autotag.decide import OBJECTIVES, RULES
+        from autotag.encoders import ENCODERS
+        from autotag.heads.losses import LOSSES
         from autotag.heads.training import SCHEDULES
 
-        choices = {"encoder": sorted(_VARIANTS), "rule": list_rules(), "loss": list_losses(),
-                   "schedule": list(SCHEDULES), "threshold_objective": ["f1", "precision"]}
-        for key, valid in choices.items():
-            value = getattr(self, key)
-            if value not in valid:
-                raise AutotagError(f"unknown training setting {key} = {value!r}; valid: {', '.join(valid)}")
-        size = self.input_size or _VARIANTS[self.encoder][0]
+        registries = {"encoder": ENCODERS, "rule": RULES, "loss": LOSSES, "schedule": SCHEDULES,
+                      "threshold_objective": OBJECTIVES}
+        for key, registry in registries.items():
+            try:
+                registry.check(getattr(self, key))
+            except AutotagError as exc:
+                raise AutotagError(f"training setting {key}: {exc}") from exc
+        if RULES.get(self.rule).needs == "truth":
+            raise AutotagError(f"training setting rule: {self.rule} needs the true labels, so it cannot tag new "
+                               "images; choose another rule")
+        encoder = ENCODERS.get(self.encoder)
+        size = self.input_size or encoder.spec.input_size
+        reshaped = size != encoder.spec.input_size or self.pool_grid != 1 or self.tiles != 1
+        if not encoder.trainable and (finetune or reshaped):
+            trainable = [name for name, e in ENCODERS.items() if e.trainable]
+            raise AutotagError(f"encoder {self.encoder} is inference-only: heads can be trained on its embeddings, "
+                               "but fine-tuning, input_size, pool_grid and tiles need one of "
+                               f"{', '.join(trainable)}")
         for key, value in (("input_size", size), ("finetune_size", self.finetune_size or size)):
             if value % self.tiles:
                 raise AutotagError(f"{key} = {value} is not a multiple of tiles = {self.tiles}")
@@ -185,23 +196,19 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> None:
 
 def evaluate_rules(model: Any, Y: np.ndarray, embeddings: np.ndarray, user_tags: list[list[str]] | None,
                    k: int = 3, floor: float = 0.1) -> dict[str, dict[str, Any]]:
-    """multilabel_report of every decision rule on one split (per_class left out)."""
-    from autotag.decide import decide
+    """multilabel_report of every registered decision rule on one split (per_class left out), keyed by
+    the rule spec `autotag eval --rule` accepts ("top-k:3", "per-label", ...)."""
+    from autotag.decide import RULES, decide, rule_spec
     from autotag.metrics import multilabel_report
 
-    est = model.estimator
-    scores, counts = est.predict_proba_and_count(embeddings, user_tags)
-    decisions = {
-        f"top-{k}": decide("top-k", scores, k=k),
-        "top-k-predicted": decide("top-k-predicted", scores, counts=counts),
-        "predicted-k-floor": decide("predicted-k-floor", scores, counts=counts, floor=floor),
-        "per-label": decide("per-label", scores, thresholds=model.thresholds),
-        "threshold": decide("threshold", scores, threshold=model.global_threshold),
-    }
+    scores, counts = model.estimator.predict_proba_and_count(embeddings, user_tags)
+    arguments = {"k": k, "floor": floor, "threshold": model.global_threshold}
+    supplies = {"counts": counts, "thresholds": model.thresholds, "truth": Y}
     out = {}
-    for name, pred in decisions.items():
-        report = multilabel_report(Y, pred, scores)
-        out[name] = {key: v for key, v in report.items() if key != "per_class"}
+    for name, rule in RULES.items():
+        params = {rule.argument: arguments[rule.argument]} if rule.argument else {}
+        report = multilabel_report(Y, decide(name, scores, **params, **supplies), scores)
+        out[rule_spec(name, params)] = {key: v for key, v in report.items() if key != "per_class"}
     return out
 
 
@@ -210,18 +217,19 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     """Train a model folder from a dataset spec; returns the folder."""
     from autotag.artifact import export_encoder, load_model, save_model
     from autotag.decide import fit_thresholds
-    from autotag.encoders.efficientnet_lite import pooled_dim, spec_for
+    from autotag.encoders import encoder_spec
+    from autotag.encoders.efficientnet_lite import pooled_dim
     from autotag.heads import CompositeTagger
     from autotag.pipeline import Tagger
 
     cfg = config or TrainConfig()
-    cfg.check()
+    cfg.check(finetune)
     t0 = time.time()
     folder = Path(out).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     labels, splits, data_info = _splits(dataset, cfg)
     log(f"dataset {dataset}: {data_info['sizes']} images, {len(labels)} labels")
-    spec = spec_for(cfg.encoder)  # cfg.check() accepted it: an efficientnet_lite variant
+    spec = encoder_spec(cfg.encoder)
     size = cfg.input_size or spec.input_size
     history: list[dict[str, Any]] = []
     backbone = None
@@ -243,7 +251,7 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
         history += [{"stage": "fine-tune", **h} for h in result.history]
     custom = finetune or size != spec.input_size or cfg.pool_grid != 1 or cfg.tiles != 1
     encoder_info = {"name": cfg.encoder, "input_size": size, "pool_grid": cfg.pool_grid, "tiles": cfg.tiles,
-                    "embedding_dim": pooled_dim(cfg.pool_grid, cfg.tiles),
+                    "embedding_dim": pooled_dim(spec.embedding_dim, cfg.pool_grid, cfg.tiles),
                     "onnx": "encoder.onnx" if custom else None,
                     "finetuned": finetune}
     if custom:

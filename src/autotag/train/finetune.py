@@ -20,10 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from autotag.registry import Registry
 from autotag.train.augment import AugmentSpec, augment_batch
-from autotag.types import AutotagError
 
-SCHEDULES = ("onecycle", "cosine", "step")
+# Fine-tuning schedules after the linear warm-up: (progress after warm-up in [0, 1]) -> rate multiplier,
+# and the multiplier the warm-up starts from. Unlike the heads' per-epoch schedules (autotag.heads.training)
+# these anneal by progress, so a wall-clock budget still anneals fully.
+FINETUNE_SCHEDULES: Registry[tuple[Callable[[float], float], float]] = Registry("fine-tune schedule")
+
+
+def _cosine(rest: float, floor: float = 0.0) -> float:
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+FINETUNE_SCHEDULES.register("onecycle", (lambda rest: _cosine(rest, 1 / 4000), 0.05))
+FINETUNE_SCHEDULES.register("cosine", (_cosine, 0.0))
+FINETUNE_SCHEDULES.register("step", (lambda rest: 0.1 ** min(2, int(rest * 3)), 0.0))
 
 
 @dataclass
@@ -37,7 +49,7 @@ class FineTuneConfig:
     schedule: str = "onecycle"
     warmup_fraction: float = 0.15
     train_blocks: int | str = "all"  # "all", or how many last MBConv blocks to train (plus the head conv)
-    pool_grid: int = 1  # 1 = global average; g = g x g grid of averages, embedding dim g*g*1280
+    pool_grid: int = 1  # 1 = global average; g = g x g grid of averages, embedding dim g*g*features
     tiles: int = 1  # t > 1: each of the t x t image tiles embedded on its own (see pool_features)
     dropout: float = 0.2
     loss: str = "ce"  # "ce" (single label, with label smoothing) or a multi-label loss name: bce/focal/asl
@@ -62,13 +74,13 @@ def build_finetune_net(encoder: str, num_outputs: int, pool_grid: int = 1, dropo
     import torch
     from torch import nn
 
-    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features, pooled_dim
+    from autotag.encoders.efficientnet_lite import build_torch_model, pool_features, pooled_dim, spec_for
 
     class FineTuneNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = pretrained_model if pretrained_model is not None else build_torch_model(encoder)
-            self.embedding_dim = pooled_dim(pool_grid, tiles)
+            self.embedding_dim = pooled_dim(spec_for(encoder).embedding_dim, pool_grid, tiles)
             self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Linear(self.embedding_dim, num_outputs)
 
@@ -142,17 +154,11 @@ def lr_factor(schedule: str, progress: float, warmup_fraction: float) -> float:
     onecycle: linear warm-up from 1/20 to 1, then cosine down to 1/4000; cosine: warm-up then cosine
     to 0; step: warm-up then /10 at 1/3 and 2/3 of the remaining steps.
     """
-    if schedule not in SCHEDULES:
-        raise AutotagError(f"unknown schedule {schedule!r}; valid schedules: {', '.join(SCHEDULES)}")
+    anneal, start = FINETUNE_SCHEDULES.get(schedule)
     progress = min(max(progress, 0.0), 1.0)
     if progress < warmup_fraction:
-        start = 0.05 if schedule == "onecycle" else 0.0
         return start + (1 - start) * progress / warmup_fraction
-    rest = (progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction)
-    if schedule == "step":
-        return 0.1 ** min(2, int(rest * 3))
-    floor = 1 / 4000 if schedule == "onecycle" else 0.0
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * rest))
+    return anneal((progress - warmup_fraction) / max(1e-9, 1 - warmup_fraction))
 
 
 @dataclass

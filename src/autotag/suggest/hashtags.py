@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from autotag.suggest.ood import EmbeddingDistanceOOD, ood_score
 from autotag.taxonomy.mapping import Mapping
-from autotag.taxonomy.ood import EmbeddingDistanceOOD, ood_score
 from autotag.types import AutotagError, Tag
 
 DEFAULT_TARGET_PRECISION = 0.90
@@ -268,7 +268,7 @@ def iter_hashtags(
     if tagger.model is not None:
         raise AutotagError("hashtags need the default ImageNet model; pass no --model")
     suggester = suggester or default_suggester()
-    for item in tagger.encode_stream(sources):
+    for item in tagger.stream(sources, decide=False):
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
