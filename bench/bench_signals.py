@@ -2,8 +2,9 @@
 
     PYTHONPATH=src python bench/bench_signals.py [--manifest M] [--realphotos DIR] [--split fit,test]
 
-Each picture is decoded the way the pipeline decodes it (JPEG draft at >= 224 px, EXIF turned,
-RGB), so colours are measured on the image the pipeline would hand over.
+Each picture is decoded the way the pipeline decodes it for its readers (JPEG draft keeping the long
+side >= 512 px, EXIF turned, RGB, then scaled to a long side of at most 512 px), so colours are
+measured on the picture the pipeline hands over; embeddings come from the pipeline itself.
 
 Colour agreement with the labels (`colors`, 1-3 names a person gave):
   top:     the first colour named is among the labelled ones
@@ -23,12 +24,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from autotag.ingest import decode_with_info
 from autotag.read import dominant_colors, picture_properties
 from autotag.read.style import picture_styles
 
 ROOT = Path(__file__).resolve().parents[1]
+KEPT_SIDE = 512  # the pipeline's readers get the decoded picture at about this long side
 
 
 def load_manifest(path: Path) -> list[dict]:
@@ -52,12 +55,16 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
     entries = load_manifest(manifest)
     results: dict[str, dict] = {}
     for split in splits:
-        rows, images = [], []
+        rows, files = [], []
         t_decode, t_colors, t_props = [], [], []
         for entry in (e for e in entries if e["split"] == split):
-            data = picture_file(folder, entry["id"]).read_bytes()
+            path = picture_file(folder, entry["id"])
+            data = path.read_bytes()
             start = time.perf_counter()
-            im, meta = decode_with_info(data, min_side=tagger.encoder.spec.input_size)
+            im, meta = decode_with_info(data, min_side=tagger.encoder.spec.input_size, min_long_side=KEPT_SIDE)
+            if max(im.size) > KEPT_SIDE:
+                scale = KEPT_SIDE / max(im.size)
+                im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR, reducing_gap=2.0)
             t_decode.append(time.perf_counter() - start)
             start = time.perf_counter()
             colors = dominant_colors(im)
@@ -66,8 +73,8 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
             picture_properties(int(meta["width"]), int(meta["height"]), im)
             t_props.append(time.perf_counter() - start)
             rows.append((entry, [c.name for c in colors]))
-            images.append(im)
-        styles = picture_styles(tagger.embed(images))
+            files.append(str(path))
+        styles = picture_styles(tagger.embed(files))
         n = len(rows)
         top = sum(bool(names) and names[0] in e["colors"] for e, names in rows)
         overlap = sum(bool(set(names) & set(e["colors"])) for e, names in rows)
