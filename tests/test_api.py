@@ -536,3 +536,18 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------- generated requests
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keys_configured", [False, True])
+def test_schemathesis_finds_no_server_error_and_no_schema_break(photos, tmp_path, keys_configured):
+    pytest.importorskip("schemathesis", reason="schemathesis missing: pip install schemathesis")
+    from autotag.testing.api_fuzz import run_schemathesis
+
+    result = run_schemathesis(tmp_path, [photos["chelsea"], photos["coffee"]], keys_configured=keys_configured,
+                              send_key=keys_configured, max_examples=3)  # fmt: skip
+    assert result.generated >= 100, result.output[-3000:]  # every endpoint was exercised
+    assert result.failures == [] and result.server_errors == 0, result.output[-6000:]

@@ -267,13 +267,15 @@ def create_app(
         """Liveness and readiness: answers without loading the model."""
         return await call(service.health)
 
+    # Optional form fields are typed without `| None`: a form cannot send a null, so the schema must not
+    # offer one (leaving the field out means "the server's default").
     @app.post("/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"])
     async def tag_image(
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
     ) -> dict[str, Any]:
         """Tag one image without storing anything."""
         data = await read_upload(file, limit)
@@ -290,10 +292,10 @@ def create_app(
     )
     async def tag_into_file(
         file: UploadFile = File(..., description="a JPEG or PNG image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
         replace: bool = Form(False, description="drop the keywords the file already has"),
     ) -> Response:
         """Tag one image and answer with the same file, its tags written in as XMP dc:subject and IPTC Keywords.
@@ -317,8 +319,8 @@ def create_app(
     async def ingest_image(
         response: Response,
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
+        user_tags: str = Form(None, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, description="model name (default: the server's model)"),
     ) -> dict[str, Any]:
         """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
         data = await read_upload(file, limit)
@@ -379,8 +381,8 @@ def create_app(
         tags=["library"],
     )
     async def similar(
-        file: UploadFile | None = File(None, description="an image to search with"),
-        id: int | None = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
+        file: UploadFile = File(None, description="an image to search with"),
+        id: int = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
         k: int = Form(10, ge=1, le=100),
     ) -> dict[str, Any]:
         """Images in the library that look like an uploaded image or a stored one."""
