@@ -404,6 +404,9 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos):
     _is_error(client.post("/v1/images/99999999999999999999999/feedback", json={"add": ["x"]}), 422)
     _is_error(client.post("/v1/similar", data={"id": "99999999999999999999999"}), 422)
     _is_error(client.get("/v1/images/9223372036854775807"), 404)  # the largest id is merely not there
+    _is_error(client.get("/v1/images", params={"offset": 10**30}), 422)
+    _is_error(client.get("/v1/images", params={"tag": "cat\x00"}), 422)  # PostgreSQL cannot hold a NUL
+    _is_error(client.post("/v1/images/1/feedback", json={"add": ["a\x00b"]}), 422)
     _is_error(client.get("/v1/images", params={"limit": 0}), 422)
     _is_error(
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
