@@ -30,12 +30,12 @@ def _tags_table(rows: list[dict]):  # -> rich Table
 
 @command(
     "tag",
-    help="Tag images: files, folders (recursive), globs, or - for paths on stdin.\n\n"
+    help="Tag images: files, folders (recursive), globs, http(s):// URLs, or - for paths on stdin.\n\n"
     "Example: autotag tag photos/ --format jsonl > tags.jsonl",
 )
 def tag_command(
     paths: list[str] = typer.Argument(
-        ..., help="Image files, folders, globs, or - to read paths from stdin."
+        ..., help="Image files, folders, globs, URLs, or - to read paths from stdin."
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="Encoder name (see `autotag models`) or model folder."
