@@ -134,3 +134,31 @@ def test_tag_and_similar_read_images_from_http_urls(http_folder, tmp_path):
     similar = runner.invoke(app, ["similar", query, "--db", db, "-k", "1", "--format", "jsonl"])
     assert similar.exit_code == 0, similar.output
     assert json.loads(similar.stdout.splitlines()[0])["path"] == str(folder / "chelsea.jpg")
+
+
+def _corrupt_tiff(samples_per_pixel: int = 9) -> bytes:
+    """A TIFF whose SamplesPerPixel tag says more than any decoder handles."""
+    import struct
+
+    data = bytearray(_bytes(Image.new("RGB", (16, 16), "red"), "TIFF"))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:
+            data[entry + 8 : entry + 10] = struct.pack("<H", samples_per_pixel)
+    return bytes(data)
+
+
+def test_a_corrupt_tiff_gives_our_one_line_and_nothing_else_on_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(_corrupt_tiff())
+    with pytest.raises(ImageError):
+        decode_image(bad.read_bytes())
+    run = subprocess.run([sys.executable, "-c", "from autotag.cli import main; main()", "tag", str(bad),
+                          "--format", "jsonl"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines == [f"autotag: {bad}: not an image or an unsupported format", "autotag: 1 of 1 images failed"], lines

@@ -224,3 +224,21 @@ def test_cli_vocab_map_hashtags_and_audit(photos, wordnet_ready, tmp_path):
     assert res.exit_code == 0, res.output
     flagged = {r["tag"]: r["flagged"] for r in json.loads(res.stdout)}
     assert flagged == {"cat": False, "car": True}
+
+
+def test_wordnet_and_the_text_model_load_without_noise_on_stderr(wordnet_ready, tmp_path):
+    """NLTK's 'multilingual functions' warning and the text model's 'Loading weights' bar were printed
+    beside every `vocab map` and `audit`; a fresh process (fresh caches) must print nothing."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sentence_transformers")
+    code = ("from autotag.taxonomy.wordnet import wordnet, synset_from_wnid\n"
+            "from autotag.taxonomy.text import embed_texts\n"
+            "assert synset_from_wnid('n02123045').name() == 'tabby.n.01'\n"
+            "assert embed_texts(['a cat on a sofa']).shape == (1, 384)\n")  # fmt: skip
+    env = {**os.environ, "AUTOTAG_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""

@@ -4,6 +4,7 @@ every mode brought to 8-bit RGB. Every failure becomes an ImageError with a one-
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,10 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF
 # We enforce our own pixel limit before decoding; PIL's own check would raise a less helpful error.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow logs its own reason for a file it refuses ("More samples per pixel than can be decoded: 9");
+# with logging unconfigured Python prints that to stderr beside our one-line error. A handler here
+# stops that last-resort print; a program that configures logging (`autotag serve`) still gets it.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 try:  # HEIC/HEIF support is optional
     from pillow_heif import register_heif_opener
