@@ -407,6 +407,9 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
     _is_error(client.post("/v1/images/99999999999999999999999/feedback", json={"add": ["x"]}), 422)
     _is_error(client.post("/v1/similar", data={"id": "99999999999999999999999"}), 422)
     _is_error(client.get("/v1/images/9223372036854775807"), 404)  # the largest id is merely not there
+    _is_error(client.get("/v1/images", params={"offset": 10**30}), 422)
+    _is_error(client.get("/v1/images", params={"tag": "cat\x00"}), 422)  # PostgreSQL cannot hold a NUL
+    _is_error(client.post("/v1/images/1/feedback", json={"add": ["a\x00b"]}), 422)
     _is_error(client.get("/v1/images", params={"limit": 0}), 422)
     _is_error(
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
@@ -539,3 +542,18 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------- generated requests
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keys_configured", [False, True])
+def test_schemathesis_finds_no_server_error_and_no_schema_break(photos, tmp_path, keys_configured):
+    pytest.importorskip("schemathesis", reason="schemathesis missing: pip install schemathesis")
+    from autotag.testing.api_fuzz import run_schemathesis
+
+    result = run_schemathesis(tmp_path, [photos["chelsea"], photos["coffee"]], keys_configured=keys_configured,
+                              send_key=keys_configured, max_examples=3)  # fmt: skip
+    assert result.generated >= 100, result.output[-3000:]  # every endpoint was exercised
+    assert result.failures == [] and result.server_errors == 0, result.output[-6000:]

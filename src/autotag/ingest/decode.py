@@ -36,10 +36,15 @@ def load_source(source: str) -> bytes:
         try:
             import fsspec
         except ImportError as exc:
-            raise ImageError(f"{source}: reading URLs needs fsspec (pip install fsspec)") from exc
+            raise ImageError("reading URLs needs fsspec: pip install 'autotag[urls]'") from exc
         try:
             with fsspec.open(source, "rb") as fh:
                 return fh.read()
+        except ImportError as exc:  # fsspec's HTTP needs requests + aiohttp, the `urls` extra
+            raise ImageError(f"reading {source.split('://')[0]} URLs needs more packages: "
+                             f"pip install 'autotag[urls]' ({exc})") from exc
+        except FileNotFoundError as exc:
+            raise ImageError("nothing at that URL (not found)") from exc
         except Exception as exc:  # noqa: BLE001 - any transport failure is one line for the user
             raise ImageError(f"cannot read: {type(exc).__name__}: {exc}") from exc
     path = Path(source.removeprefix("file://"))
