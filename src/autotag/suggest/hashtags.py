@@ -153,9 +153,13 @@ class HashtagSuggester:
         if not p.is_file():
             raise AutotagError(f"mapping file {p} does not exist; make one with `autotag vocab map`")
         raw = json.loads(p.read_text())
-        loaded = OperatingPoints.load(points) if points else None
+        beside = p.parent / "operating_points.json"  # written next to it by `autotag vocab map`
+        loaded = OperatingPoints.load(points or beside) if points or beside.is_file() else None
         if isinstance(raw, dict) and raw.get("kind") == "consumer":
-            return ConsumerHashtagSuggester(ConsumerMapping.from_dict(raw), loaded)
+            consumer_map = ConsumerMapping.from_dict(raw)
+            if loaded is None:
+                loaded = fit_vocabulary(consumer_map, None)
+            return ConsumerHashtagSuggester(consumer_map, loaded)
         return cls(Mapping.from_dict(raw), loaded)
 
     def mass(self, probs: np.ndarray) -> np.ndarray:
@@ -375,3 +379,40 @@ def iter_hashtags(
 def suggest_hashtags(sources: Iterable[Any], **kwargs: Any) -> list[dict[str, Any]]:
     """Like iter_hashtags, as a list."""
     return list(iter_hashtags(sources, **kwargs))
+
+
+def fit_vocabulary(
+    mapping: ConsumerMapping, vocab: Any, dataset: str | None = None, *, target_precision: float = 0.9,
+    tagger: Any = None,
+) -> OperatingPoints:  # fmt: skip
+    """Operating points for a target vocabulary over the default model. With a labelled `dataset` (any
+    `autotag` dataset spec, e.g. realphotos:DIR or a folder of labelled pictures) they are fitted on it
+    (on its `fit` split when it has one); without, every tag takes the pooled threshold that the shipped
+    hashtags were fitted to on the real-photo benchmark, never a flat guess."""
+    from autotag.taxonomy.mapping import tag_truth
+
+    if dataset is None:
+        shipped = default_suggester().points
+        return OperatingPoints(target_precision, shipped.default, {}, None, None, {
+            "fitted_on": "pooled threshold of the shipped hashtags (real-photo benchmark, fit split); "
+                         "pass labelled pictures to fit this vocabulary's own"})  # fmt: skip
+    from autotag.data import load_dataset
+    from autotag.pipeline import Tagger, softmax
+
+    data = load_dataset(dataset)
+    records = [r for r in data.records if r.split == "fit"] or list(data.records)
+    tagger = tagger or Tagger.default()
+    if tagger.model is not None:
+        raise AutotagError("fitting a vocabulary over the consumer vocabulary needs the default ImageNet model")
+    probs, words = [], []
+    for record, item in zip(records, tagger.encode_stream([r.source for r in records]), strict=True):
+        if item.error is None:
+            probs.append(softmax(item.logits[None])[0])
+            words.append(record.labels)
+    if not probs:
+        raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")
+    truth = tag_truth(mapping, vocab, words)
+    meta = {"fitted_on": f"{dataset} ({len(probs)} labelled pictures)", "positives": dict(
+        zip(mapping.tag_names, (int(x) for x in truth.sum(axis=0)), strict=True))}  # fmt: skip
+    return fit_on_pictures(ConsumerHashtagSuggester(mapping), np.stack(probs), truth,
+                           target_precision=target_precision, meta=meta)  # fmt: skip
