@@ -3,6 +3,7 @@ is about model behaviour; hand-made probability vectors where it is about the ru
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -10,6 +11,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
+from autotag.suggest.hashtags import HashtagSuggester
 from autotag.taxonomy.consumer import COCO_CLASSES, default_consumer, load_consumer, parse_consumer
 from autotag.taxonomy.decisions import ConsumerParams, consumer_tags
 from autotag.taxonomy.imagenet import imagenet_hierarchy
@@ -162,3 +164,53 @@ def test_astronaut_gets_no_sled_and_cat_photo_gets_cat(default_tagger):
     assert not {t.name for t in astronaut} & {"sled", "bobsled"}, astronaut
     chelsea = [t.name for t in consumer_tags(real_probs(default_tagger, bundled_photo("chelsea")))]
     assert chelsea[0] == "cat" and "animal" in chelsea and "dog" not in chelsea
+
+
+def test_target_tags_map_onto_consumer_words_and_truth_follows():
+    from autotag.taxonomy.mapping import map_onto_consumer, tag_truth
+    from autotag.taxonomy.vocabulary import parse_vocabulary
+
+    vocab = parse_vocabulary({"name": "mine", "tags": {"dogs": {"aliases": ["puppy"]}, "sky": {}, "sunset": {},
+                                                       "abstract": {"aliases": ["pattern"]}}})  # fmt: skip
+    mapping = map_onto_consumer(vocab, default_consumer())
+    assert mapping.terms["dogs"] == ["dog"] and mapping.terms["sky"] == ["sky"]
+    # "sunset" is a category with no member class, "abstract" no consumer word at all: neither can fire
+    assert mapping.unreachable() == ["sunset", "abstract"]
+    assert mapping.warnings()[0] == "sunset: no source label maps here; it will never be suggested"
+    truth = tag_truth(mapping, vocab, [["dog", "pet"], ["puppies"], ["sky", "cloud"], ["pattern"]])
+    assert truth.tolist() == [[True, False, False, False], [True, False, False, False],
+                              [False, True, False, False], [False, False, False, True]]  # fmt: skip
+
+
+def test_vocab_map_warns_about_a_tag_that_cannot_fire(tmp_path, wordnet_ready):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\ntags:\n  cats: [domestic_cat.n.01]\n  sunset:\n    aliases: [dusk]\n")
+    result = CliRunner().invoke(app, ["vocab", "map", "--target", str(mine), "--out", str(tmp_path / "m"), "--no-text"])
+    assert result.exit_code == 0, result.output
+    assert "sunset: no source label maps here; it will never be suggested" in result.output
+    assert "cats:" not in result.output.split("warning")[-1]
+    points = json.loads((tmp_path / "m" / "operating_points.json").read_text())
+    assert 0.05 < points["default"] < 0.9  # fitted (borrowed from the shipped hashtags' fit), not a flat 0.90
+    suggester = HashtagSuggester.from_files(tmp_path / "m" / "mapping.json")
+    cat_photo = probs_of(n02123045=0.7, n02124075=0.2)  # tabby, Egyptian cat
+    assert [t.name for t in suggester.suggest(cat_photo[None])[0]] == ["cats"]
+
+
+def test_shipped_hashtags_go_through_the_consumer_vocabulary(default_tagger):
+    from autotag.demo import bundled_photo
+    from autotag.suggest.hashtags import ConsumerHashtagSuggester, default_suggester
+
+    suggester = default_suggester()
+    assert isinstance(suggester, ConsumerHashtagSuggester)
+    assert suggester.points.meta["fitted_on"].startswith("fit split of bench/realphotos")
+    chelsea = {t.name for t in suggester.suggest(real_probs(default_tagger, bundled_photo("chelsea"))[None])[0]}
+    assert {"cats", "animals"} <= chelsea and "dogs" not in chelsea
+    from PIL import Image
+    from skimage import data
+
+    grass = real_probs(default_tagger, Image.fromarray(data.grass()).convert("RGB"))
+    assert "animals" not in {t.name for t in suggester.suggest(grass[None])[0]}
