@@ -257,7 +257,7 @@ def test_map_png_is_readable_thumbnails_and_a_legend_of_the_top_tags(tmp_path):
     assert on_map >= 0.8 * len(sample) * 96 * 72  # every thumbnail drawn, at its full 96 px
 
 
-def test_cli_index_similar_duplicates(photos, tmp_path):
+def test_cli_index_similar_duplicates(photos, tmp_path, fake_model):
     from typer.testing import CliRunner
 
     from autotag.cli import app

@@ -15,10 +15,31 @@ class Tag:
     name: str
     score: float
     id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    # label / category / object: the consumer vocabulary's label, category, detected object
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object"] = "leaf"
+    detail: str = ""  # a breed or species the model is sure of ("golden retriever" on "dog")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        out = {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), x to the right, y down
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "box": [round(float(v), 1) for v in self.box],
+        }
 
 
 @dataclass
