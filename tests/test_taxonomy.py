@@ -242,3 +242,16 @@ def test_wordnet_and_the_text_model_load_without_noise_on_stderr(wordnet_ready, 
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
+
+
+def test_hashtags_mapping_that_is_missing_or_not_json_is_one_line(tmp_path, photos):
+    from autotag.cli import app
+
+    runner = CliRunner()
+    walls = tmp_path / "walls.yaml"
+    walls.write_text("name: walls\ntags:\n  sunset: [sunset]\n")
+    for mapping, message in ((tmp_path / "nomap.json", "does not exist; make one with `autotag vocab map`"),
+                             (walls, "is not JSON (line 1: Expecting value); pass the mapping.json")):
+        res = runner.invoke(app, ["hashtags", str(photos["chelsea"]), "--mapping", str(mapping)])
+        assert res.exit_code == 2 and message in res.output and str(mapping) in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output

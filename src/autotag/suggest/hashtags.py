@@ -33,6 +33,15 @@ DEFAULT_TARGET_PRECISION = 0.90
 FALLBACK_THRESHOLD = 0.90
 
 
+
+def _read_json(path: Path, what: str, instead: str) -> Any:
+    """A JSON file's content, or one line naming the file and what to pass instead."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise AutotagError(f"{what} {path} is not JSON{where}; {instead}") from exc
+
 @dataclass
 class OperatingPoints:
     """Per-tag score thresholds for a target precision, plus the out-of-domain cut."""
@@ -66,7 +75,8 @@ class OperatingPoints:
         p = Path(path)
         if not p.is_file():
             raise AutotagError(f"operating points file {p} does not exist")
-        return cls.from_dict(json.loads(p.read_text()))
+        return cls.from_dict(_read_json(p, "operating points file", "pass the operating_points.json written "
+                                        "beside a mapping by `autotag vocab map`"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
@@ -152,7 +162,8 @@ class HashtagSuggester:
         p = Path(mapping)
         if not p.is_file():
             raise AutotagError(f"mapping file {p} does not exist; make one with `autotag vocab map`")
-        raw = json.loads(p.read_text())
+        raw = _read_json(p, "mapping file", "pass the mapping.json `autotag vocab map` writes (not its review.yaml "
+                         "or the vocabulary .yaml)")
         beside = p.parent / "operating_points.json"  # written next to it by `autotag vocab map`
         loaded = OperatingPoints.load(points or beside) if points or beside.is_file() else None
         if isinstance(raw, dict) and raw.get("kind") == "consumer":
