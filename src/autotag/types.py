@@ -15,10 +15,15 @@ class Tag:
     name: str
     score: float
     id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    # label / category / object: the consumer vocabulary's label, category, detected object
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object"] = "leaf"
+    detail: str = ""  # a breed or species the model is sure of ("golden retriever" on "dog")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        out = {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
 
 
 @dataclass
