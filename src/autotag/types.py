@@ -26,6 +26,22 @@ class Tag:
         return out
 
 
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), x to the right, y down
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "box": [round(float(v), 1) for v in self.box],
+        }
+
+
 @dataclass
 class ImageRecord:
     """One item of a dataset: where the image is, its true labels, the tags its uploader typed."""
