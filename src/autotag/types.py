@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +40,14 @@ class Detection:
         out = {"name": self.name} if self.name else {}
         out.update(label=self.label, score=round(float(self.score), 6), box=[round(float(v), 1) for v in self.box])
         return out
+
+
+def object_counts(names: Iterable[str]) -> dict[str, int]:
+    """How many of each object, most first: ["person", "cup", "person"] -> {"person": 2, "cup": 1}."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from autotag.ingest import Source
 from autotag.pipeline.decide import TagOptions, default_tags, imagenet_tags, named_objects, softmax
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
-from autotag.pipeline.item import FACETS, Item, object_counts
+from autotag.pipeline.item import FACETS, Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers, register_style_model
 from autotag.pipeline.tagger import KEPT_SIDE, Tagger, UserTags, load_detector, user_tags_for
 
@@ -23,7 +23,6 @@ __all__ = [
     "imagenet_tags",
     "load_detector",
     "named_objects",
-    "object_counts",
     "picture_readers",
     "register_style_model",
     "softmax",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from autotag.types import Detection, Tag
+from autotag.types import Detection, Tag, object_counts
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,6 +37,7 @@ class Item:
     error: str | None = None
     skipped: bool = False  # the caller already has this content (see Tagger.stream's `skip`)
     from_cache: bool = False  # encoder outputs read from the output cache
+    # facets: the dataclasses below, or their to_dict() shapes when read back from a batch job's shards
     objects: list[Detection] | None = None  # the detections the decisions kept, named in the vocabulary
     colors: list[Color] | None = None
     style: Any = None  # autotag.read.Style: photo, or art and its style
@@ -63,17 +64,13 @@ class Item:
             if value is not None:
                 out[name] = [_plain(v) for v in value] if isinstance(value, list) else _plain(value)
         if self.objects is not None:
-            out["object_counts"] = object_counts(self.objects)
+            out["object_counts"] = object_counts(o.get("name") or o["label"] for o in out["objects"])
         return out
 
-
-def object_counts(objects: list[Detection]) -> dict[str, int]:
-    """How many of each object, most first: {"person": 3, "cup": 1}."""
-    counts: dict[str, int] = {}
-    for found in objects:
-        key = found.name or found.label
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    def facets(self) -> dict[str, Any]:
+        """The facets as plain data (what the store and the Parquet shards keep): objects, colors, style, properties."""
+        out = self.to_dict()
+        return {name: out.get(name) for name in FACETS}
 
 
 def _plain(value: Any) -> Any:
