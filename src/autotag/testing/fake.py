@@ -13,8 +13,8 @@ picture gets stable, distinct tags. Nothing about the tags is meaningful.
                                        # and detector = "fake-detector" (AUTOTAG_DETECTOR)
 
 The fake detector finds a person in the middle of a picture that is redder than blue (else a cat), and
-a cup on its left when the picture is bright; the fake style model calls a picture art when the first
-coordinate of its embedding is positive. Plain rules, so tests can say what to expect.
+a cup on its left when the picture is bright; the fake style model calls a picture without layout (a
+flat colour) abstract art, anything else a photo. Plain rules, so tests can say what to expect.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ def _build(threads: int | None = None) -> Encoder:
 
 
 FAKE_DETECTOR = "fake-detector"
-BRIGHT = 100.0  # mean 0-255 value of the letter-boxed input above which the fake detector sees a cup
+BRIGHT = 60.0  # mean 0-255 value of the letter-boxed input (padding included) above which the fake detector sees a cup
+FLAT = 0.5  # fake embeddings shorter than this are pictures without layout (the bundled photos: 1.5-5.6)
 
 
 class FakeDetector:
@@ -98,16 +99,14 @@ class FakeDetector:
 
 
 def fake_styles(embeddings: np.ndarray) -> list:
-    """Art when the embedding's first coordinate is positive (its style from the second), else photo."""
-    from autotag.read.style import ART_STYLES, Style
+    """Art ("abstract") when the picture has almost no layout (a flat colour, fine noise: the fake
+    embedding is near zero), else photo."""
+    from autotag.read.style import Style
 
-    out = []
-    for row in np.asarray(embeddings, np.float32):
-        if row[0] > 0:
-            out.append(Style("art", ART_STYLES[int(abs(row[1]) * 10) % len(ART_STYLES)], 0.9, 0.8))
-        else:
-            out.append(Style("photo", "photo", 0.9, 0.9))
-    return out
+    return [
+        Style("art", "abstract", 0.9, 0.8) if np.linalg.norm(row) < FLAT else Style("photo", "photo", 0.9, 0.9)
+        for row in np.asarray(embeddings, np.float32)
+    ]
 
 
 def register_fake_encoder() -> str:
