@@ -89,8 +89,8 @@ class Tagger:
             return cls(trained.make_encoder(settings.threads), trained, settings, readers=picture_readers())
         if "/" in name or name.startswith("."):
             raise AutotagError(f"model folder {name} does not exist")
+        detector = load_detector(settings) if settings.objects else None  # first: a missing one fails fast
         encoder = create_encoder(name, threads=settings.threads)
-        detector = load_detector(settings) if settings.objects else None
         return cls(encoder, None, settings, readers=default_readers(encoder.spec.name), detector=detector)
 
     @classmethod
