@@ -75,9 +75,9 @@ def oklch(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return lightness, np.hypot(a, b), np.degrees(np.arctan2(b, a)) % 360.0
 
 
-def name_pixels(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 sRGB -> (...) int indexes into PALETTE."""
-    lum, chroma, hue = oklch(rgb)
+def name_pixels(rgb: np.ndarray, lch: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """(..., 3) uint8 sRGB -> (...) int indexes into PALETTE. `lch`: oklch(rgb), when already known."""
+    lum, chroma, hue = lch if lch is not None else oklch(rgb)
     idx = {name: i for i, name in enumerate(PALETTE)}
     out = np.full(lum.shape, idx["grey"], dtype=np.int8)
 
@@ -141,21 +141,21 @@ def dominant_colors(image: Image.Image, *, max_colors: int = 4, min_share: float
     first (share 1.0), followed by its neutral tones.
     """
     pixels = thumbnail_pixels(image)
-    names = name_pixels(pixels)
+    lum, chroma, hue = oklch(pixels)
+    names = name_pixels(pixels, (lum, chroma, hue))
     shares = np.bincount(names.astype(np.intp), minlength=len(PALETTE)) / max(1, names.size)
-    salience = shares * np.where(np.isin(np.arange(len(PALETTE)), _DIM), NEUTRAL_SALIENCE, 1.0)
+    salience = shares * _SALIENCE_WEIGHT
     colors = [
         Color(PALETTE[i], float(shares[i]), _hex(pixels[names == i].mean(axis=0)))
         for i in np.argsort(-salience, kind="stable")
         if shares[i] >= min_share
     ][:max_colors]
-    lum, chroma, _ = oklch(pixels)
     if np.mean(chroma > MONOCHROME_TINT_CHROMA) < MONOCHROME_MAX_TINTED and lum.std() >= MONOCHROME_MIN_LIGHTNESS_STD:
         colors = [Color(MONOCHROME, 1.0, _hex(pixels.mean(axis=0))), *colors][:max_colors]
     return colors
 
 
-_DIM = tuple(PALETTE.index(n) for n in ("grey", "black"))
+_SALIENCE_WEIGHT = np.array([NEUTRAL_SALIENCE if n in ("grey", "black") else 1.0 for n in PALETTE])
 
 
 def _hex(rgb: np.ndarray) -> str:
