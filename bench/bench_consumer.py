@@ -1,10 +1,12 @@
 """The consumer vocabulary on the real-photo benchmark: today's tagger and the consumer decisions, side by
 side in one run, per split (fit / test), plus what extra views of wide pictures buy and cost.
 
-    nice -n 10 .venv/bin/python bench/bench_consumer.py [--manifest M] [--images DIR] [--views center+full]
-                                                        [--speed] [--table]
+    nice -n 10 .venv/bin/python bench/bench_consumer.py [--dir .cache/realphotos] [--views center+full]
+                                                        [--compare-views] [--speed] [--table] [--splits fit]
 
-The pictures come from bench/realphotos (built by `make realphotos` into .cache/realphotos). Class
+The pictures come from bench/realphotos (built by `make realphotos` into .cache/realphotos); scoring is
+the benchmark's own (autotag.metrics.shown_tags_report), with one more count: pictures showing an
+animal word while nothing in them is an animal. Class
 probabilities of every view set are cached in .cache/bench/consumer (keyed by picture file and view
 set), so fitting (scripts/fit_consumer.py) and reruns do not run the model again.
 """
@@ -12,9 +14,11 @@ set), so fitting (scripts/fit_consumer.py) and reruns do not run the model again
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
+import platform
 import statistics
 import sys
 import time
@@ -26,29 +30,27 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache" / "bench" / "consumer"
-DEFAULT_MANIFEST = ROOT / "bench" / "realphotos" / "manifest.yaml"
-DEFAULT_IMAGES = ROOT / ".cache" / "realphotos"
 os.environ.setdefault("AUTOTAG_CACHE_DIR", str(ROOT / ".cache" / "test"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 VIEW_SETS = ("center", "center+full", "thirds", "thirds+full")
+DEFAULT_DIR = ROOT / ".cache" / "realphotos"
 
 
-def load_set(manifest: Path = DEFAULT_MANIFEST, images: Path = DEFAULT_IMAGES) -> list[dict[str, Any]]:
-    """Manifest entries with `path` set to the built picture; a missing picture is a one-line exit."""
-    import yaml
+def load_set(folder: Path = DEFAULT_DIR, build: bool = False) -> list[dict[str, Any]]:
+    """The benchmark's pictures as dicts (id, path, split, kind, tags, wrong), via the realphotos reader."""
+    from autotag.data import load_dataset
 
-    if not manifest.is_file():
-        sys.exit(f"bench_consumer: no manifest at {manifest} (pass --manifest)")
-    raw = yaml.safe_load(manifest.read_text(encoding="utf-8"))
-    entries = raw["pictures"] if isinstance(raw, dict) else raw
-    files = {p.stem: p for p in images.iterdir()} if images.is_dir() else {}
-    missing = [e["id"] for e in entries if e["id"] not in files]
-    if missing:
-        sys.exit(f"bench_consumer: {len(missing)} pictures not built in {images} (make realphotos): {missing[:5]}")
-    for e in entries:
-        e["path"] = str(files[e["id"]])
-    return entries
+    if build:
+        sys.path.insert(0, str(ROOT / "scripts"))
+        import build_realphotos
+
+        build_realphotos.main(["--out", str(folder)])
+    dataset = load_dataset(f"realphotos:{folder}")
+    pictures = dataset.info["pictures"]
+    return [{"id": pictures[r.source]["id"], "path": r.source, "split": r.split, "kind": pictures[r.source]["kind"],
+             "tags": list(r.labels), "wrong": list(pictures[r.source].get("wrong", []))}
+            for r in dataset.records]  # fmt: skip
 
 
 def _digest(path: str) -> str:
@@ -84,7 +86,7 @@ def encoder_max_pixels() -> int:
 
 # -- what each tagger shows ---------------------------------------------------------------------------
 def today_tags(probs: np.ndarray) -> list[list[str]]:
-    """What `autotag tag` shows today (leaf classes + WordNet ancestors), names only."""
+    """What `autotag tag` showed before the consumer vocabulary (leaf classes + WordNet ancestors)."""
     from autotag.pipeline import TagOptions, imagenet_tags
 
     return [[t.name for t in imagenet_tags(p, TagOptions())] for p in probs]
@@ -98,61 +100,64 @@ def consumer_names(probs: np.ndarray, params: Any = None) -> list[list[str]]:
 
 # -- metrics --------------------------------------------------------------------------------------------
 def animal_words() -> frozenset[str]:
-    """Every word that says 'there is an animal': the animal category, categories implying it, members."""
+    """Every word that says 'there is an animal': the animal category, the categories implying it, members."""
     from autotag.taxonomy.consumer import default_consumer
 
     vocab = default_consumer()
-    cats = {c for e in vocab.imagenet for c in e.categories if "animal" in vocab.entry(e.key).categories}
-    return frozenset({"animal", *cats, *vocab.members("animal")}) - {"people", "sea", "water", "food"}
+    implying = {c for e in vocab.imagenet for c in e.categories if "animal" in e.categories}
+    return frozenset({"animal", *vocab.members("animal")} | (implying - {"sea", "water", "food", "people"}))
 
 
-def score(entries: Sequence[dict[str, Any]], shown: Sequence[Sequence[str]], k: int = 5) -> dict[str, Any]:
-    """hit@k, precision of shown tags, coverage, clearly-wrong tags, jargon, animal words on animal-free pictures."""
+def allowed_words(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """Plain words: every word the benchmark's labels use, plus the consumer vocabulary's own words."""
     from autotag.taxonomy.consumer import default_consumer
 
-    allowed = default_consumer().words()
+    return sorted({t for e in entries for t in e["tags"] + e["wrong"]} | default_consumer().words())
+
+
+def score(entries: Sequence[dict[str, Any]], shown: Sequence[Sequence[str]], k: int = 5,
+          allowed: Sequence[str] | None = None, synonyms: bool = False) -> dict[str, Any]:  # fmt: skip
+    """The benchmark's shown-tag report (autotag.metrics) plus pictures with an animal word but no animal."""
+    from autotag.metrics import normalize_tag, shown_tags_report
+
+    out = shown_tags_report(shown, [e["tags"] for e in entries], [e["wrong"] for e in entries], k=k,
+                            allowed=allowed, synonyms=synonyms)  # fmt: skip
     animals = animal_words()
-    n = len(entries)
-    hits = covered = n_shown = n_right = n_wrong = n_jargon = animal_false = 0
+    false_animal = 0
     for e, tags in zip(entries, shown, strict=True):
-        truth, wrong = set(e.get("tags") or []), set(e.get("wrong") or [])
-        covered += bool(tags)
-        hits += bool(set(tags[:k]) & truth)
-        n_shown += len(tags)
-        n_right += len(set(tags) & truth)
-        n_wrong += len(set(tags) & wrong)
-        n_jargon += sum(1 for t in tags if t not in allowed)
-        if not truth & animals and set(tags) & animals:
-            animal_false += 1
-    return {
-        "pictures": n, "hit@5": hits / max(n, 1), "precision": n_right / max(n_shown, 1),
-        "coverage": covered / max(n, 1), "tags_per_picture": n_shown / max(n, 1), "wrong_tags": n_wrong,
-        "jargon_tags": n_jargon, "animal_word_without_animal": animal_false,
-    }  # fmt: skip
+        names = {normalize_tag(n) for t in tags for n in (t.split(",") if synonyms else [t])}
+        false_animal += bool(names & animals and not set(e["tags"]) & animals)
+    out["animal-without-animal"] = false_animal
+    return out
 
 
 def report(entries: list[dict[str, Any]], shown: dict[str, list[list[str]]]) -> list[dict[str, Any]]:
+    allowed = allowed_words(entries)
     rows = []
     for split in ("fit", "test"):
-        for kind in ("photo", "all"):
-            idx = [i for i, e in enumerate(entries) if e["split"] == split and (kind == "all" or e["kind"] == kind)]
+        for kind in ("photo", "art", "all"):
+            idx = [i for i, e in enumerate(entries) if e["split"] == split and kind in ("all", e["kind"])]
             for name, tags in shown.items():
-                rows.append({"split": split, "set": kind, "tagger": name,
-                             **score([entries[i] for i in idx], [tags[i] for i in idx])})  # fmt: skip
+                picked = [entries[i] for i in idx]
+                r = score(picked, [tags[i] for i in idx], allowed=allowed, synonyms=name == "today")
+                rows.append({"split": split, "set": kind, "tagger": name, "n": len(idx), **r})
     return rows
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
-    print("| split | set | tagger | n | hit@5 | precision | coverage | tags/pic | wrong | jargon | animal w/o animal |")
+    print("| split | set | tagger | n | hit@5 | precision | coverage | tags/pic | wrong tags | jargon tags "
+          "| animal word, no animal |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['split']} | {r['set']} | {r['tagger']} | {r['pictures']} | {r['hit@5']:.1%} | "
-              f"{r['precision']:.1%} | {r['coverage']:.1%} | {r['tags_per_picture']:.1f} | {r['wrong_tags']} | "
-              f"{r['jargon_tags']} | {r['animal_word_without_animal']} |")  # fmt: skip
+        c = r["counts"]
+        print(f"| {r['split']} | {r['set']} | {r['tagger']} | {r['n']} | {r['hit@5']:.1%} | {r['precision']:.1%} | "
+              f"{r['coverage']:.1%} | {r['mean-shown']:.1f} | {c['wrong']} | {c['jargon']} | "
+              f"{r['animal-without-animal']} |")  # fmt: skip
 
 
 def speed(entries: Sequence[dict[str, Any]], view_sets: Sequence[str], rounds: int = 5) -> dict[str, float]:
-    """Median seconds per picture (decode + views + encoder), interleaved rounds over the same pictures."""
+    """Median seconds per picture (decode as the pipeline does + views + encoder, one picture per run),
+    rounds interleaved over the same pictures so every view set sees the same machine load."""
     from autotag.encoders import create_encoder
     from autotag.encoders.views import views
     from autotag.ingest import decode_with_info, load_source
@@ -164,7 +169,7 @@ def speed(entries: Sequence[dict[str, Any]], view_sets: Sequence[str], rounds: i
         for v in view_sets:
             start = time.perf_counter()
             for raw in data:
-                im, _ = decode_with_info(raw, max_pixels=encoder_max_pixels())
+                im, _ = decode_with_info(raw, min_side=encoder.spec.input_size, max_pixels=encoder_max_pixels())
                 encoder.run(views(im, encoder.spec, v))
             times[v].append((time.perf_counter() - start) / len(data))
     return {v: statistics.median(t) for v, t in times.items()}
@@ -172,39 +177,41 @@ def speed(entries: Sequence[dict[str, Any]], view_sets: Sequence[str], rounds: i
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
-    ap.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
-    ap.add_argument("--views", default="center", help=f"view set of the consumer tagger: {', '.join(VIEW_SETS)}")
+    ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the built benchmark (make realphotos)")
+    ap.add_argument("--build", action="store_true", help="(re)build the benchmark into --dir first")
+    ap.add_argument("--views", default="center+full", help=f"view set of the consumer tagger: {', '.join(VIEW_SETS)}")
     ap.add_argument("--merge", default="mean")
     ap.add_argument("--compare-views", action="store_true", help="every view set, side by side")
+    ap.add_argument("--splits", default="fit,test", help="which splits to print (fit while fitting)")
     ap.add_argument("--speed", action="store_true", help="time every view set (interleaved rounds)")
-    ap.add_argument("--table", action="store_true", help="per-picture table of the test split")
+    ap.add_argument("--table", action="store_true", help="per-picture table of the printed splits")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
 
-    entries = load_set(args.manifest, args.images)
+    entries = load_set(args.dir, args.build)
     center = view_probabilities(entries, "center")
-    shown = {"today": today_tags(center), f"consumer ({args.views})": consumer_names(
-        view_probabilities(entries, args.views, args.merge))}  # fmt: skip
+    name = f"consumer ({args.views})"
+    shown = {"today": today_tags(center), name: consumer_names(view_probabilities(entries, args.views, args.merge))}
     if args.compare_views:
         for v in VIEW_SETS:
             for merge in ("mean", "max"):
                 shown[f"consumer ({v}, {merge})"] = consumer_names(view_probabilities(entries, v, merge))
-    rows = report(entries, shown)
+    splits = args.splits.split(",")
+    rows = [r for r in report(entries, shown) if r["split"] in splits]
+    print(f"real-photo benchmark, {len(entries)} pictures, {datetime.date.today()}, {platform.machine()} "
+          f"{os.cpu_count()} CPUs (shared)")  # fmt: skip
     print_rows(rows)
     if args.table:
-        name = f"consumer ({args.views})"
         for i, e in enumerate(entries):
-            if e["split"] == "test":
+            if e["split"] in splits:
                 tags = shown[name][i]
-                marks = ["+" if t in e["tags"] else ("WRONG" if t in (e.get("wrong") or []) else "?") for t in tags]
-                print(f"{e['id']:28s} {', '.join(f'{t}{m}' for t, m in zip(tags, marks, strict=True)) or '(not sure)'}")
+                marks = ["+" if t in e["tags"] else ("!" if t in e["wrong"] else ".") for t in tags]
+                chips = " | ".join(f"{m}{t}" for t, m in zip(tags, marks, strict=True))
+                print(f"{e['id']:<26} {e['split']:<4} {e['kind']:<5} {chips or '(not sure)'}")
     if args.speed:
-        wide = [e for e in entries][:40]
-        timing = speed(wide, VIEW_SETS)
-        base = timing["center"]
+        timing = speed([e for e in entries if e["kind"] == "photo"][:40], VIEW_SETS)
         for v, s in timing.items():
-            print(f"speed {v:12s} {s * 1000:7.1f} ms/picture  x{s / base:.2f} of centre-only")
+            print(f"speed {v:12s} {s * 1000:7.1f} ms/picture  x{s / timing['center']:.2f} of centre-only")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -66,6 +66,8 @@ class ConsumerVocabulary:
     group_category: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (G,) category of g
     group_classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # classes, group by group
     group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    label_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) share of the kept classes
+    group_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (G,) likewise per group
 
     def label_categories(self, label: str) -> tuple[str, ...]:
         """Every category some class of this label belongs to."""
@@ -243,11 +245,14 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
     keys = sorted(groups, key=lambda g: (g[1], g[0]))
     flat = [i for k in keys for i in groups[k]]
     starts = np.cumsum([0] + [len(groups[k]) for k in keys[:-1]]) if keys else np.zeros(0, np.int64)
+    kept = max(int((index >= 0).sum()), 1)
     return ConsumerVocabulary(
         v.path, v.categories, v.imagenet, v.coco,
         labels=tuple(labels), label_index=index, label_min=minimum,
         group_label=np.array([k[0] for k in keys], np.int64), group_category=np.array([k[1] for k in keys], np.int64),
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),
+        label_share=np.bincount(index[index >= 0], minlength=len(labels)) / kept,
+        group_share=np.array([len(groups[k]) for k in keys]) / kept,
     )  # fmt: skip
 
 

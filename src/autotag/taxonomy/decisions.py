@@ -1,12 +1,13 @@
 """Decisions that earn each tag: classifier probabilities (and detected objects) -> consumer tags.
 
-- A label's score is the summed probability of its classes ("dog" = the 120 breeds); never-classes
-  count for nothing. A label is shown when its score reaches its threshold (fitted, never below the
-  file's `min`).
-- A category is scored by evidence, not by summed noise: its score is its best member label's mass
-  inside the category (or a detector's score for a member object), so a leaf whose probability is
-  spread thinly over 300 insect and bird classes earns no "animal". A label below its file `min`
-  backs no category.
+- A label's score is the summed probability of its classes ("dog" = the 118 breeds); never-classes
+  count for nothing, and so does any class below a small floor (noise spread over many classes).
+  A label is shown when its score reaches its threshold (fitted, never below the file's `min`).
+- A category is earned by evidence, not by summed noise: it needs one confident member, a label whose
+  mass inside the category (or a detected member object's score) reaches the category's bar, so a leaf
+  whose probability is spread thinly over 300 insect and bird classes earns no "animal". Once earned,
+  its score adds up the members that are each fairly sure (finch + robin + jay for "bird"). A label
+  below its file `min` backs no category.
 - Tags far below the best one are dropped (relative cut-off), the list is capped, and an empty list
   is a valid answer: the model is not sure of anything.
 Pure numpy; the fitted numbers come from consumer_fitted.json (scripts/fit_consumer.py).
@@ -48,6 +49,11 @@ class ConsumerParams:
     # members at least this sure also add up (a bird the model splits between finch, robin and jay);
     # 1.0 = the best member alone. Thin noise (0.3% on each of 300 insects) never reaches the floor.
     member_floor: float = 1.0
+    # a class below this probability counts for nothing: 118 dog breeds at 0.2% each on a lawn are not a dog
+    class_floor: float = 0.0
+    # scores above chance: a label behind 118 of 1000 classes gets 11.8% of a clueless prediction's mass
+    # for free, so its score is (mass - share) / (1 - share)
+    chance_discount: bool = True
     detection_min: float = 0.5  # a detected object counts from this score on
     relative: float = 0.25  # drop tags scoring below this share of the best tag's score
     max_tags: int = 8
@@ -90,7 +96,8 @@ class Evidence:
     """Per-image scores behind the decisions (what fitting and the audit read)."""
 
     label_scores: np.ndarray  # (L,) summed probability per label, vocab.labels order
-    category_scores: np.ndarray  # (C,) best member evidence per category, vocab.categories order
+    category_best: np.ndarray  # (C,) its best single member (label or object): what earns a category
+    category_scores: np.ndarray  # (C,) its score once earned: the best member, or its sure members summed
     objects: dict[str, float]  # COCO name -> best detection score
 
 
@@ -99,27 +106,36 @@ def _label_thresholds(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.n
     return np.maximum(fitted, vocab.label_min)
 
 
+def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
+    return np.clip((mass - share) / np.maximum(1.0 - share, 1e-6), 0.0, 1.0)
+
+
 def evidence(
     probs: np.ndarray, detections: Iterable[Detected] = (), vocab: ConsumerVocabulary | None = None,
-    detection_min: float = 0.0, member_floor: float = 1.0,
+    detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
 ) -> Evidence:  # fmt: skip
     """One image's (1000,) class probabilities and detections -> label and category scores."""
     vocab = vocab or default_consumer()
     p = np.asarray(probs, np.float64).ravel()
     if len(p) != len(vocab.imagenet):
         raise AutotagError(f"expected {len(vocab.imagenet)} class probabilities, got {len(p)}")
+    if class_floor > 0.0:
+        p = np.where(p >= class_floor, p, 0.0)
     kept = vocab.label_index >= 0
     labels = np.bincount(vocab.label_index[kept], weights=p[kept], minlength=len(vocab.labels))
-    categories = np.zeros(len(vocab.categories))
+    if chance_discount:
+        labels = _above_chance(labels, vocab.label_share)
+    best = np.zeros(len(vocab.categories))
+    summed = np.zeros(len(vocab.categories))
     if len(vocab.group_starts):
         group_mass = np.add.reduceat(p[vocab.group_classes], vocab.group_starts)
+        if chance_discount:
+            group_mass = _above_chance(group_mass, vocab.group_share)
         # a label the file distrusts below its `min` (it fires falsely) backs no category either
         group_mass[labels[vocab.group_label] < vocab.label_min[vocab.group_label]] = 0.0
-        np.maximum.at(categories, vocab.group_category, group_mass)
+        np.maximum.at(best, vocab.group_category, group_mass)
         if member_floor < 1.0:
-            summed = np.zeros(len(vocab.categories))
             np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
-            categories = np.maximum(categories, summed)
     objects: dict[str, float] = {}
     cat_pos = {c: j for j, c in enumerate(vocab.categories)}
     for det in detections:
@@ -129,8 +145,8 @@ def evidence(
             continue
         objects[det.label] = max(objects.get(det.label, 0.0), score)
         for c in entry.categories:
-            categories[cat_pos[c]] = max(categories[cat_pos[c]], score)
-    return Evidence(labels, categories, objects)
+            best[cat_pos[c]] = max(best[cat_pos[c]], score)
+    return Evidence(labels, best, np.maximum(best, summed), objects)
 
 
 def consumer_tags(
@@ -148,7 +164,8 @@ def consumer_tags(
     vocab = vocab or default_consumer()
     params = params or default_params()
     p = np.asarray(probs, np.float64).ravel()
-    ev = evidence(p, detections, vocab, params.detection_min, params.member_floor)
+    ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
+                  params.chance_discount)  # fmt: skip
     return tags_from_evidence(ev, p, vocab, params)
 
 
@@ -170,7 +187,7 @@ def tags_from_evidence(ev: Evidence, probs: np.ndarray, vocab: ConsumerVocabular
     for name, score in ev.objects.items():
         offer(Tag(vocab.coco[name].label, score, f"coco:{name}", "object"))
     bars = np.array([params.per_category.get(c, params.category_bar) for c in vocab.categories])
-    for j in np.flatnonzero(ev.category_scores >= bars):
+    for j in np.flatnonzero(ev.category_best >= bars):
         offer(Tag(vocab.categories[j], float(ev.category_scores[j]), vocab.categories[j], "category"))
     if not best:
         return []
