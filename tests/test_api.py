@@ -1,4 +1,5 @@
-"""The HTTP API through FastAPI's TestClient with the real model, on SQLite and on real PostgreSQL.
+"""The HTTP API through FastAPI's TestClient, on SQLite and on real PostgreSQL: the real model where the
+answer is about the picture (tags, hashtags, hostile files, EXIF rotation), the fake encoder for plumbing.
 
 The hostile-input corpus is generated here: each file gets a clear 4xx JSON error or a correct
 result, the server keeps answering, and what was stored before is still there afterwards.
@@ -130,7 +131,7 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     assert all(f["reason"] for f in body["flagged_user_tags"])
 
 
-def test_tag_options_change_the_answer(make_client, sqlite_db, photos):
+def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_model):
     client = make_client(sqlite_db)
     one = client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "1", "threshold": "0.0"}).json()
     assert len(_leaf_names(one["tags"])) == 1
@@ -141,7 +142,7 @@ def test_tag_options_change_the_answer(make_client, sqlite_db, photos):
     assert "efficientnet_lite0" in unknown["detail"]  # the error lists the valid names
 
 
-def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_db, photos, tmp_path):
+def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_db, photos, tmp_path, fake_model):
     from urllib.parse import unquote
 
     from PIL import Image
@@ -167,7 +168,7 @@ def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_
     assert client.get("/v1/images").json()["items"] == []  # nothing stored
 
 
-def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, photos):
+def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, photos, fake_model):
     from concurrent.futures import ThreadPoolExecutor
 
     client = make_client(sqlite_db)
@@ -182,7 +183,7 @@ def test_model_loads_once_under_concurrent_requests(make_client, sqlite_db, phot
 # ---------------------------------------------------------------------------------------- the library
 
 
-def test_library_flow(make_client, db_url, photos):
+def test_library_flow(make_client, db_url, photos, fake_model):
     """Ingest, dedupe, get, page by tag, similar, feedback, delete: on SQLite and on PostgreSQL."""
     from autotag.store import open_store
 
@@ -211,7 +212,9 @@ def test_library_flow(make_client, db_url, photos):
     assert len(page1["items"]) == 3 and page1["next_offset"] == 3
     assert len(page2["items"]) == 1 and page2["next_offset"] is None
     assert {i["id"] for i in page1["items"] + page2["items"]} == ids
-    by_tag = client.get("/v1/images", params={"tag": "cat"}).json()["items"]
+    others = {t["name"] for i in page1["items"] + page2["items"] if i["id"] != cat["id"] for t in i["tags"]}
+    own_tag = next(t["name"] for t in cat["tags"] if t["name"] not in others)
+    by_tag = client.get("/v1/images", params={"tag": own_tag}).json()["items"]
     assert [i["id"] for i in by_tag] == [cat["id"]]
     assert [i["id"] for i in client.get("/v1/images", params={"tag": "kitty"}).json()["items"]] == [cat["id"]]
 
@@ -244,7 +247,7 @@ def test_library_flow(make_client, db_url, photos):
     assert coffee_id not in [h["id"] for h in after] and len(after) == 3
 
 
-def test_index_is_rebuilt_from_the_database_after_a_restart(make_client, sqlite_db, photos, tmp_path):
+def test_index_is_rebuilt_from_the_database_after_a_restart(make_client, sqlite_db, photos, tmp_path, fake_model):
     client = make_client(sqlite_db)
     ids = [client.post("/v1/images", files=_upload(photos[n])).json()["id"] for n in ("chelsea", "coffee")]
     client.__exit__(None, None, None)
@@ -258,7 +261,7 @@ def test_index_is_rebuilt_from_the_database_after_a_restart(make_client, sqlite_
     assert [h["id"] for h in hits] == [ids[1]]
 
 
-def test_api_keys_guard_writes_and_optionally_reads(make_client, sqlite_db, photos):
+def test_api_keys_guard_writes_and_optionally_reads(make_client, sqlite_db, photos, fake_model):
     client = make_client(sqlite_db, api_keys="alpha, beta")
     body = _is_error(client.post("/v1/images", files=_upload(photos["rocket"])), 401)
     assert "X-API-Key" in body["detail"]
@@ -277,7 +280,7 @@ def test_api_keys_guard_writes_and_optionally_reads(make_client, sqlite_db, phot
     assert locked.get("/healthz").status_code == 200
 
 
-def test_docs_openapi_and_web_page(make_client, sqlite_db):
+def test_docs_openapi_and_web_page(make_client, sqlite_db, fake_model):
     client = make_client(sqlite_db)
     schema = client.get("/openapi.json").json()
     for path in (
@@ -396,11 +399,19 @@ def test_exif_rotation_is_applied_before_tagging(make_client, sqlite_db, photos,
     assert hits["results"][0]["id"] == upright["id"] and hits["results"][0]["score"] > 0.95
 
 
-def test_bad_requests_are_json_errors(make_client, sqlite_db, photos):
+def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model):
     client = make_client(sqlite_db)
     _is_error(client.post("/v1/tag"), 422)  # no file
     _is_error(client.post("/v1/tag", content=b"raw bytes", headers={"content-type": "image/jpeg"}), 422)
     _is_error(client.get("/v1/images/not-a-number"), 422)
+    # past the database's 64-bit ids: a 422 naming the limit, not an OverflowError (500)
+    for url in ("/v1/images/99999999999999999999999", "/v1/images/99999999999999999999999/thumbnail",
+                "/v1/images/0", "/v1/images/-5"):
+        _is_error(client.get(url), 422)
+    _is_error(client.delete("/v1/images/99999999999999999999999"), 422)
+    _is_error(client.post("/v1/images/99999999999999999999999/feedback", json={"add": ["x"]}), 422)
+    _is_error(client.post("/v1/similar", data={"id": "99999999999999999999999"}), 422)
+    _is_error(client.get("/v1/images/9223372036854775807"), 404)  # the largest id is merely not there
     _is_error(client.get("/v1/images", params={"limit": 0}), 422)
     _is_error(
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
@@ -435,7 +446,7 @@ def _start_server(db: str, data_dir: Path, port: int):
     cmd = [
         sys.executable,
         "-c",
-        "from autotag.cli import main; main()",
+        "from autotag.testing.fake import register_fake_encoder as r; r(); from autotag.cli import main; main()",
         "serve",
         "--host",
         "127.0.0.1",
@@ -471,7 +482,7 @@ def _batch(photos: dict[str, Path], n: int) -> list[bytes]:
     return out
 
 
-def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(photos, tmp_path):
+def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(photos, tmp_path, fake_model):
     """SIGKILL the server while a client ingests a batch; restart; re-send the whole batch."""
     import signal
     import socket
@@ -485,7 +496,7 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    batch = _batch(photos, 10)
+    batch = _batch(photos, 24)  # the fake encoder is quick: enough images that the kill lands mid-batch
     base = f"http://127.0.0.1:{port}"
 
     server = _start_server(db, data_dir, port)

@@ -58,9 +58,12 @@ class FakeEncoder(Encoder):
         cells = np.asarray(batch, np.float32).reshape(n, 3, _GRID, s // _GRID, _GRID, s // _GRID).mean(axis=(3, 5))
         # the layout relative to the picture's own mean colour: brightness alone does not make two pictures alike
         layout = (cells - cells.mean(axis=(2, 3), keepdims=True)).reshape(n, -1)
-        embeddings = layout @ self._to_embedding
+        # one image at a time: a matrix product over the whole batch may sum in another order for another
+        # batch size, and an image's outputs must not depend on the company it was batched with
+        embeddings = np.stack([row @ self._to_embedding for row in layout])
         unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-6)
-        return (unit @ self._to_logits).astype(np.float32), embeddings.astype(np.float32)
+        logits = np.stack([row @ self._to_logits for row in unit])
+        return logits.astype(np.float32), embeddings.astype(np.float32)
 
 
 def _build(threads: int | None = None) -> Encoder:
