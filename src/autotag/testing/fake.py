@@ -46,7 +46,7 @@ class FakeEncoder(Encoder):
             np.float32
         )
         # peaked enough that the consumer vocabulary's decisions are sure of a label on most pictures
-        self._to_logits = (8.0 * rng.standard_normal((spec.embedding_dim, spec.num_logits))).astype(np.float32)
+        self._to_logits = (16.0 * rng.standard_normal((spec.embedding_dim, spec.num_logits))).astype(np.float32)
         self.calls = 0  # batches run, for tests that count encoder work
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
