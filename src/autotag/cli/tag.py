@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
@@ -56,12 +58,14 @@ def _tags_table(rows: list[dict]):  # -> rich Table
     table.add_column("image", overflow="fold")
     table.add_column("tags")
     table.add_column("objects, colours, picture")
-    for row in rows:
+    names = [Path(row["path"]).name for row in rows]
+    for row, name in zip(rows, names, strict=True):
+        shown = name if names.count(name) == 1 else row["path"]  # compact: the file name when it is unique
         if row["error"]:
-            table.add_row(row["path"], f"[red]error: {row['error']}[/red]", "")
+            table.add_row(shown, f"[red]error: {row['error']}[/red]", "")
             continue
         chips = ", ".join(_chip(t) for t in row["tags"])
-        table.add_row(row["path"], chips or "[dim]not sure[/dim]", _facets_cell(row))
+        table.add_row(shown, chips or "[dim]not sure[/dim]", _facets_cell(row))
     return table
 
 
