@@ -89,13 +89,14 @@ def _is_error(response, status: int) -> dict:
 
 
 def _leaf_names(tags: list[dict]) -> list[str]:
-    return [t["name"] for t in tags if t["kind"] == "leaf"]
+    """What is in the picture: labels and objects (top_k counts them), not the broader categories."""
+    return [t["name"] for t in tags if t["kind"] in ("label", "object")]
 
 
 # ---------------------------------------------------------------------------------------- tagging
 
 
-def test_tag_returns_leaf_and_ancestor_tags_and_stores_nothing(make_client, sqlite_db, photos):
+def test_tag_returns_labels_categories_and_facets_and_stores_nothing(make_client, sqlite_db, photos):
     client = make_client(sqlite_db)
     health = client.get("/healthz").json()
     assert health["status"] == "ok" and health["model_loaded"] is False  # lazy: nothing loaded yet
@@ -103,9 +104,13 @@ def test_tag_returns_leaf_and_ancestor_tags_and_stores_nothing(make_client, sqli
     assert response.status_code == 200, response.text
     body = response.json()
     kinds = {t["kind"] for t in body["tags"]}
-    assert kinds == {"leaf", "ancestor"}
-    assert any("cat" in name.lower() for name in _leaf_names(body["tags"]))
-    assert any(t["name"] == "cat" and t["kind"] == "ancestor" for t in body["tags"])
+    assert "label" in kinds and "category" in kinds and kinds <= {"label", "object", "category"}, body["tags"]
+    assert "cat" in _leaf_names(body["tags"]) and "dog" not in _leaf_names(body["tags"])
+    assert any(t["name"] == "animal" and t["kind"] == "category" for t in body["tags"])
+    # the facets, each in its own field
+    assert body["style"]["kind"] == "photo" and body["colors"] and body["properties"]["orientation"] == "landscape"
+    assert all(0 <= v <= max(451, 300) for o in body["objects"] for v in o["box"])
+    assert "dog" not in body["object_counts"]
     scores = [t["score"] for t in body["tags"]]
     assert scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
     assert (body["width"], body["height"]) == (451, 300)
@@ -131,7 +136,7 @@ def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_mode
     one = client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "1", "threshold": "0.0"}).json()
     assert len(_leaf_names(one["tags"])) == 1
     strict = client.post("/v1/tag", files=_upload(photos["coffee"]), data={"threshold": "0.99"}).json()
-    assert all(t["score"] >= 0.99 for t in strict["tags"] if t["kind"] == "leaf")
+    assert all(t["score"] >= 0.99 for t in strict["tags"])
     _is_error(client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "0"}), 422)
     unknown = _is_error(client.post("/v1/tag", files=_upload(photos["coffee"]), data={"model": "resnet9000"}), 400)
     assert "efficientnet_lite0" in unknown["detail"]  # the error lists the valid names
@@ -343,7 +348,7 @@ def hostile_corpus(tmp_path_factory) -> dict[str, tuple[bytes, str, str, object]
     frames[0].save(gif, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
 
     def is_cat(tags: list[dict]) -> bool:
-        return any(t["name"] == "cat" and t["kind"] == "ancestor" for t in tags)
+        return any(t["name"] == "cat" for t in tags)
 
     return {
         "truncated_jpeg": (photo[: len(photo) // 2], "cut.jpg", "image/jpeg", 422),

@@ -91,13 +91,18 @@ def test_upload_see_tags_accept_one_and_find_it_stored(live_server, browser, pho
     page.wait_for_selector("#tags li.chip", timeout=60_000)
     chips = page.locator("#tags li.chip")
     kinds = set(chips.evaluate_all("els => els.map(e => e.dataset.kind)"))
-    assert kinds == {"leaf", "ancestor"}  # leaf and ancestor tags are both shown, told apart
-    assert page.locator('#tags li.chip[data-tag="cat"][data-kind="ancestor"]').count() == 1
+    assert {"label", "category"} <= kinds  # what is in the picture and broader categories, told apart
+    assert page.locator('#tags li.chip[data-tag="animal"][data-kind="category"]').count() == 1
+    # the facets beside the tags: colour swatches, photo or art, object boxes over the preview
+    assert page.locator("#colors li.swatch").count() >= 1
+    assert page.inner_text("#picture-facts").startswith("photo")
+    boxes = page.locator("#boxes g.box").count()
+    assert (boxes > 0) == bool(page.inner_text("#objects-list").strip())
     bar = page.locator("#tags li.chip .bar span").first.get_attribute("style")
     assert bar and "width:" in bar and "%" in bar  # a confidence bar per chip
     assert "Stored as image" in page.inner_text("#status")
 
-    leaf = page.locator('#tags li.chip[data-kind="leaf"]').first
+    leaf = page.locator('#tags li.chip[data-kind="label"]').first
     leaf_name = leaf.get_attribute("data-tag")
     leaf.locator("button.vote.accept").click()
     page.wait_for_selector(f'#tags li.chip.accepted[data-tag="{leaf_name}"]', timeout=15_000)

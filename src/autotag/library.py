@@ -49,6 +49,24 @@ EXTENSIONS = {
 }
 
 
+def check_facet_filters(color: str | None, style: str | None, obj: str | None) -> None:
+    """A colour, style or object the tagger can never give is a user's mistake, not an empty answer."""
+    from autotag.read import COLOR_NAMES
+    from autotag.read.style import STYLE_NAMES
+
+    if color and color not in COLOR_NAMES:
+        raise AutotagError(f"unknown colour {color!r}; valid: {', '.join(COLOR_NAMES)}")
+    styles = ("art", *STYLE_NAMES)
+    if style and style not in styles:
+        raise AutotagError(f"unknown style {style!r}; valid: {', '.join(styles)}")
+    if obj:
+        from autotag.taxonomy.consumer import default_consumer
+
+        words = sorted({e.label for e in default_consumer().coco.values()} | set(default_consumer().coco))
+        if obj not in words:
+            raise AutotagError(f"unknown object {obj!r}; valid: {', '.join(words)}")
+
+
 class NotInLibrary(AutotagError):
     """No image with that id is stored."""
 
@@ -335,6 +353,7 @@ class Library:
                 model=model,
                 tags=item.tags,
                 user_tags=user_tags_for(user_tags, item.source),
+                facets=item.facets(),
             )
             report.ids.append(image_id)
             if image_id in index or image_id in new_ids:
@@ -385,6 +404,7 @@ class Library:
             model=label,
             tags=item.tags,
             user_tags=list(user_tags) or None,
+            facets=item.facets(),
         )
         self._index_one(image_id, embedding, item.phash or 0)
         stored = self.store.get_image(image_id)
@@ -465,6 +485,44 @@ class Library:
         return removed
 
     # ------------------------------------------------------------------ reading
+    def find(
+        self,
+        *,
+        tag: str | None = None,
+        color: str | None = None,
+        style: str | None = None,
+        object: str | None = None,  # noqa: A002 - the filter's public name
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredImage], int]:
+        """Stored images matching every given filter, newest first, and how many match in all.
+
+        tag: a tag (predicted and not rejected, typed or added by a person); color: a palette name
+        ("blue"); style: photo, art or an art style ("abstract"); object: a detected object ("person").
+        A colour, style or object no picture can have is an error listing the valid ones.
+        """
+        check_facet_filters(color, style, object)
+        filters = {"tag": tag or None, "color": color or None, "style": style or None, "object": object or None}
+        return self.store.list_images(limit=limit, offset=offset, **filters), self.store.count_images(**filters)
+
+    def describe(self, image: StoredImage) -> dict[str, Any]:
+        """A stored image as one record: id, path, its tags from the library's model (else from the
+        model that tagged it) and its facets."""
+        predictions = self.store.predictions(image.id)
+        models = list(dict.fromkeys(p.model for p in predictions))
+        chosen = self.model_name if self.model_name in models else (models[0] if models else None)
+        return {
+            "id": image.id,
+            "path": image.source,
+            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen],
+            **(self.facets(image.id) or {}),
+        }
+
+    def facets(self, image_id: int) -> dict[str, Any] | None:
+        """A stored image's objects, colours, style and properties (None when it has none stored)."""
+        found = self.store.facets(image_id)
+        return found.to_dict() if found is not None else None
+
     def _empty(self) -> EmptyIndex:
         return EmptyIndex(f"the library index in {self.store.index_dir} is empty; add images with `autotag index PATH`")
 

@@ -42,9 +42,52 @@ Text = Annotated[str, Field(pattern=NO_NUL)]
 
 class TagOut(BaseModel):
     name: str
-    id: str = ""
+    id: str = Field("", description="the source class: a WordNet id, coco:NAME, style:NAME, or the label itself")
     score: float
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style"] = "leaf"
+    detail: str | None = Field(None, description="a breed or species the model is sure of")
+
+
+class ObjectOut(BaseModel):
+    name: str = Field(description="the object in the vocabulary's words (table)")
+    label: str = Field(description="the detector's class (dining table)")
+    score: float
+    box: list[float] = Field(description="x0, y0, x1, y1 in the picture's pixels (upright), y down")
+
+
+class ColorOut(BaseModel):
+    name: str = Field(description="a palette name, or 'black and white'")
+    share: float = Field(description="fraction of the picture")
+    hex: str = Field(description="the mean colour of those pixels, #rrggbb")
+
+
+class StyleOut(BaseModel):
+    kind: Literal["photo", "art"]
+    style: str = Field(description="photo, or an art style: abstract, illustration, 3d render, pattern")
+    score: float | None = None
+    style_score: float | None = None
+
+
+class PropertiesOut(BaseModel):
+    width: int
+    height: int
+    orientation: str
+    shape: str
+    aspect_ratio: str
+    resolution: str
+    megapixels: float
+    lightness: float | None = None
+    tone: str | None = None
+
+
+class Facets(BaseModel):
+    """What else the picture has, kept apart from its tags."""
+
+    objects: list[ObjectOut] = []
+    object_counts: dict[str, int] = {}
+    colors: list[ColorOut] = []
+    style: StyleOut | None = None
+    properties: PropertiesOut | None = None
 
 
 class FlaggedTag(BaseModel):
@@ -53,7 +96,7 @@ class FlaggedTag(BaseModel):
     score: float | None = None
 
 
-class TagResponse(BaseModel):
+class TagResponse(Facets):
     model: str
     content_hash: str
     width: int
@@ -65,7 +108,7 @@ class TagResponse(BaseModel):
     ood_score: float | None = None
 
 
-class ImageOut(BaseModel):
+class ImageOut(Facets):
     id: int
     content_hash: str
     source: str
@@ -92,7 +135,11 @@ class ImagePage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None
+    total: int | None = None
     tag: str | None = None
+    color: str | None = None
+    style: str | None = None
+    object: str | None = None
 
 
 class SimilarHit(BaseModel):
@@ -300,6 +347,7 @@ def create_app(
         top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
         threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
         replace: bool = Form(False, description="drop the keywords the file already has"),
+        colors: bool = Form(False, description="also write the dominant colour names as keywords"),
     ) -> Response:
         """Tag one image and answer with the same file, its tags written in as XMP dc:subject and IPTC Keywords.
 
@@ -307,8 +355,8 @@ def create_app(
         """
         data = await read_upload(file, limit)
         tagged, names, media_type = await call(
-            service.tag_into_file, data, replace=replace, user_tags=parse_user_tags(user_tags), model=model,
-            top_k=top_k, threshold=threshold,
+            service.tag_into_file, data, replace=replace, colors=colors, user_tags=parse_user_tags(user_tags),
+            model=model, top_k=top_k, threshold=threshold,
         )  # fmt: skip
         return Response(tagged, media_type=media_type, headers={"X-Autotag-Tags": quote(",".join(names))})
 
@@ -336,11 +384,18 @@ def create_app(
     @app.get("/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"])
     async def list_images(
         tag: str | None = Query(None, max_length=200, pattern=NO_NUL, description="only images with this tag"),
+        color: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="only images with this dominant colour (blue)"),
+        style: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="photo, art, or an art style (abstract)"),
+        object: str | None = Query(None, max_length=200, pattern=NO_NUL,  # noqa: A002
+                                   description="only images with this object (person)"),
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=MAX_IMAGE_ID),
     ) -> dict[str, Any]:
-        """Page through the library, newest first, optionally by tag."""
-        return await call(service.list_images, tag=tag or None, limit=limit, offset=offset)
+        """Page through the library, newest first, optionally by tag, colour, style and object (all must match)."""
+        return await call(service.list_images, tag=tag or None, color=color or None, style=style or None,
+                          object=object or None, limit=limit, offset=offset)  # fmt: skip
 
     @app.get(
         "/v1/images/{image_id}",

@@ -93,9 +93,13 @@ def _flat(value: Any) -> Any:
 
 
 def emit(
-    records: Iterable[dict[str, Any]], fmt: Format, table: Callable[[list[dict]], Any] | None = None
+    records: Iterable[dict[str, Any]],
+    fmt: Format,
+    table: Callable[[list[dict]], Any] | None = None,
+    flat: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
-    """Write records to stdout in the chosen format. jsonl streams; the others collect first."""
+    """Write records to stdout in the chosen format. jsonl streams; the others collect first.
+    `flat`: how a record becomes one CSV row (default: nested values joined or as JSON)."""
     out = sys.stdout
     if fmt is Format.jsonl:
         for rec in records:
@@ -107,6 +111,8 @@ def emit(
         json.dump(rows, out, indent=2)
         out.write("\n")
     elif fmt is Format.csv:
+        if flat is not None:
+            rows = [flat(row) for row in rows]
         columns: list[str] = []
         for row in rows:
             columns.extend(k for k in row if k not in columns)

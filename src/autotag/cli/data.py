@@ -10,7 +10,8 @@ from autotag.cli.app import ADVANCED, FORMAT_HELP, Format, command, emit, resolv
 
 DATASET_HELP = (
     "Dataset spec: manifest:FILE.csv|jsonl, folder:DIR, coco:ANN.json[:IMAGES], nus-wide:DIR, "
-    "danbooru:FILE.jsonl, fashion-mnist[:DIR], fashion-mosaic:DIR, or a path to a manifest."
+    "danbooru:FILE.jsonl, fashion-mnist[:DIR], fashion-mosaic:DIR, realphotos[:DIR] (scored on the tags shown: "
+    "hit@5, precision, coverage, wrong-rate, jargon), or a path to a manifest."
 )
 
 
@@ -43,12 +44,24 @@ def eval_command(
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.data import load_dataset
-    from autotag.evaluate import evaluate
+    from autotag.evaluate import evaluate, evaluate_shown_tags, is_shown_tags_benchmark
     from autotag.report import write_report
 
     data = load_dataset(dataset)
     if split and split != "all":
         data = data.split(split)
+    if is_shown_tags_benchmark(data):  # the real-photo benchmark: scored on what a person sees
+        if rule:
+            typer.echo("note: --rule does not apply to the real-photo benchmark (the tags shown are scored)", err=True)
+        rows = evaluate_shown_tags(data, model, limit=limit, seed=seed, progress=True)
+        if out is not None:
+            import json
+
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "shown_tags.json").write_text(json.dumps(rows, indent=1) + "\n")
+            typer.echo(f"report written to {out}/shown_tags.json", err=True)
+        emit(rows, resolve_format(fmt))
+        return
     result = evaluate(data, model, rule or None, limit=limit, seed=seed, cache=not no_cache, progress=True)
     if out is not None:
         write_report(result, out, seed=seed)

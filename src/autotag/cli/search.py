@@ -1,4 +1,5 @@
-"""`autotag index`, `autotag similar`, `autotag duplicates`, `autotag map`: thin calls into autotag.library.Library."""
+"""`autotag index`, `autotag images`, `autotag similar`, `autotag duplicates`, `autotag map`: thin calls into
+autotag.library.Library."""
 
 from __future__ import annotations
 
@@ -53,6 +54,43 @@ def index_command(
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
     emit([report.to_dict()], resolve_format(fmt))
+
+
+@command(
+    "images",
+    help="List a library's images by tag, colour, style and object (every one given must match), newest first.\n\n"
+    "Example: autotag images --db library.db --color blue --style photo --object person",
+)
+def images_command(
+    tag: str | None = typer.Option(None, "--tag", "-t", help="A tag (predicted, typed or added)."),
+    color: str | None = typer.Option(None, "--color", "--colour", help="A dominant colour: red, blue, ..."),
+    style: str | None = typer.Option(None, "--style", help="photo, art, or an art style: abstract, illustration, ..."),
+    obj: str | None = typer.Option(None, "--object", help="A detected object: person, cup, car, ..."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many images."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many matches first (paging)."),
+    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
+) -> None:
+    with _open(db) as library:
+        found, total = library.find(tag=tag, color=color, style=style, object=obj, limit=limit, offset=offset)
+        rows = [library.describe(image) for image in found]
+    fmt = resolve_format(fmt)
+    if fmt in (Format.table, Format.csv):
+        rows = [_image_row(r) for r in rows]
+    emit(rows, fmt)
+    typer.echo(f"{len(rows)} of {total} matching images", err=True)
+
+
+def _image_row(record: dict) -> dict:
+    style = record.get("style") or {}
+    return {
+        "id": record["id"],
+        "path": record["path"],
+        "tags": ", ".join(t["name"] for t in record["tags"]),
+        "objects": ", ".join(f"{k} x{v}" if v > 1 else k for k, v in (record.get("object_counts") or {}).items()),
+        "colors": ", ".join(c["name"] for c in record.get("colors") or []),
+        "style": style.get("style", ""),
+    }
 
 
 @command(
