@@ -454,7 +454,7 @@ class ConsumerMapping:
             raise AutotagError(f"not a consumer mapping (missing {exc}); make one with `autotag vocab map`") from exc
 
 
-def _word_forms(word: str) -> list[str]:
+def word_forms(word: str) -> list[str]:
     """'#Dogs' -> ['dogs', 'dog']: a word as typed and its singular, for matching consumer words."""
     w = " ".join(re.sub(r"[#_]", " ", word.lower()).split())
     forms = [w]
@@ -476,7 +476,7 @@ def map_onto_consumer(vocab: Vocabulary, consumer: Any, classes: Mapping | None 
     reasons: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
     for t in vocab.tags:
         for word in t.words():
-            hit = next((f for f in _word_forms(word) if f in known), None)
+            hit = next((f for f in word_forms(word) if f in known), None)
             if hit and hit not in terms[t.name]:
                 terms[t.name].append(hit)
                 reasons[t.name].append(f"{hit!r} is the word {word!r}")
@@ -498,9 +498,9 @@ def tag_truth(mapping: ConsumerMapping, vocab: Vocabulary, words: Sequence[Seque
     keys = []
     for name in mapping.tag_names:
         t = vocab.tag(name)
-        keys.append({f for w in (*t.words(), *mapping.terms.get(name, [])) for f in _word_forms(w)})
+        keys.append({f for w in (*t.words(), *mapping.terms.get(name, [])) for f in word_forms(w)})
     out = np.zeros((len(words), len(keys)), bool)
     for i, ws in enumerate(words):
-        forms = {f for w in ws for f in _word_forms(w)}
+        forms = {f for w in ws for f in word_forms(w)}
         out[i] = [bool(forms & k) for k in keys]
     return out
