@@ -3,7 +3,7 @@
 Every ingest is one transaction (image + 10 predictions + 2 user tags), as the API and the
 kill-9 test use it. Tag search pages through `list_images(tag=...)` + `count_images(tag=...)` for
 a common tag (~10% of images) and a rare one (~0.3%). PostgreSQL is a throwaway local server
-(autotag.store.tempserver) with fsync off, so its figures are an upper bound.
+(autotag.testing.postgres) with fsync off, so its figures are an upper bound.
 
     nice -n 10 .venv/bin/python bench/bench_store.py --images 3000
 """
@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from autotag.store import open_library
-from autotag.store.tempserver import TempPostgres, postgres_bindir
+from autotag.store import open_store
+from autotag.testing.postgres import TempPostgres, postgres_bindir
 from autotag.types import Tag
 
 VOCAB = 300
@@ -64,7 +64,7 @@ def search_ms(lib, tag: str, repeats: int = 20) -> float:
 
 
 def run(name: str, url: str, images: int) -> dict:
-    with open_library(url) as lib:
+    with open_store(url) as lib:
         one = ingest(lib, 0, images // 2, threads=1)
         four = ingest(lib, images // 2, images - images // 2, threads=4)
         drawn = np.concatenate([tag_ids(0, images // 2), tag_ids(images // 2, images - images // 2)])

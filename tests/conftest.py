@@ -1,4 +1,5 @@
-"""Shared fixtures: real bundled photos, the real default encoder, skips with visible reasons."""
+"""Shared fixtures: real bundled photos, the real default encoder, the fake encoder for plumbing tests,
+skips with visible reasons."""
 
 from __future__ import annotations
 
@@ -50,12 +51,24 @@ def postgres_url():
     """A throwaway PostgreSQL server started from Debian's binaries for this test session.
 
     Yields the URL of its `postgres` database (user `autotag`, trust auth on loopback); tests create
-    their own databases in it (see autotag.store.tempserver). Skipped with a reason only when the
+    their own databases in it (see autotag.testing.postgres). Skipped with a reason only when the
     server binaries are absent.
     """
-    from autotag.store.tempserver import TempPostgres, postgres_bindir
+    from autotag.testing.postgres import TempPostgres, postgres_bindir
 
     if postgres_bindir() is None:
         pytest.skip("PostgreSQL server missing (/usr/lib/postgresql/*/bin): apt-get install postgresql")
     with TempPostgres() as server:
         yield server.url
+
+
+# --- the deterministic fake encoder (plumbing tests: API, store, index, distributed, CLI) -----------
+@pytest.fixture
+def fake_model(monkeypatch) -> str:
+    """Register the fake encoder and make it the configured model (AUTOTAG_MODEL) for this test: every
+    Tagger, Library, API and batch job loaded without an explicit model uses it."""
+    from autotag.testing.fake import register_fake_encoder
+
+    name = register_fake_encoder()
+    monkeypatch.setenv("AUTOTAG_MODEL", name)
+    return name

@@ -14,13 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Higher layers may import lower ones, never the reverse (DESIGN.md "Layers"). Within one package
 # anything goes. A new top-level module or package needs its place here.
 LAYERS = {
+    6: {"testing"},  # helpers for tests and benchmarks (a fake encoder, a throwaway PostgreSQL)
     5: {"cli", "api", "distributed"},  # thin: parse, call, print
     4: {"suggest", "evaluate", "report", "train", "refit"},  # built on tagging
     3: {"library"},  # store + index + pipeline
     2: {"pipeline"},  # decode -> encode -> decide
     1: {"encoders", "heads", "index", "store", "artifact", "data"},
     0: {"taxonomy", "ingest", "decide", "metrics", "types", "config", "registry", "keywords", "demo", "usertags",
-        "modelfolder", ""},
+        "modelfolder", "progress", ""},
 }
 LAYER_OF = {package: level for level, packages in LAYERS.items() for package in packages}
 

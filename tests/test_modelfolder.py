@@ -87,11 +87,15 @@ MALFORMED = {
 }
 
 
+READ_BY_THE_MAPPING = {"labels in a dict", "config of another program", "labels one short", "labels reordered",
+                       "no config"}  # the mapping reads config.json and labels.json only
+
+
 @pytest.mark.parametrize("case", list(MALFORMED))
 def test_loader_refit_and_mapping_refuse_the_same_folders(case, trained_folder, tmp_path):
     from autotag.artifact import load_model
     from autotag.refit import refit_model
-    from autotag.store import open_library
+    from autotag.store import open_store
     from autotag.taxonomy.mapping import source_labels
 
     folder = tmp_path / "pets"
@@ -101,11 +105,11 @@ def test_loader_refit_and_mapping_refuse_the_same_folders(case, trained_folder, 
     mutate(folder)
     with pytest.raises(AutotagError, match=message):
         load_model(folder)
-    with open_library(str(tmp_path / "lib.db")) as lib:
+    with open_store(str(tmp_path / "lib.db")) as lib:
         with pytest.raises(AutotagError, match=message):
             refit_model(lib, str(folder))
         assert lib.list_models() == []  # refused before registering anything
-    if "labels" in case or "config" in case:
+    if case in READ_BY_THE_MAPPING:
         with pytest.raises(AutotagError, match=message):
             source_labels(folder)
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from autotag.cli import app
 from autotag.refit import fit_threshold, read_thresholds, refit_model
-from autotag.store import open_library
+from autotag.store import open_store
 from autotag.types import AutotagError, Tag
 
 LABELS = ["cat", "dog", "car"]
@@ -48,7 +48,7 @@ def judged_library(tmp_path, make_model):
     """60 images tagged by model 'pets'; people accept 'cat' only above 0.7, accept every 'dog',
     and judged 'car' twice (too little to act on)."""
     model = make_model(tmp_path / "runs" / "pets")
-    lib = open_library(str(tmp_path / "library.db"))
+    lib = open_store(str(tmp_path / "library.db"))
     lib.register_model("pets", model)
     rng = np.random.default_rng(0)
     for i in range(60):
@@ -112,7 +112,7 @@ def test_cli_refit_by_folder_with_dry_run(judged_library, tmp_path):
 
 
 def test_refit_errors_are_one_clear_line(tmp_path, make_model):
-    with open_library(str(tmp_path / "lib.db")) as lib:
+    with open_store(str(tmp_path / "lib.db")) as lib:
         with pytest.raises(AutotagError, match="no model 'nope' in the library"):
             refit_model(lib, "nope")
         model = make_model(tmp_path / "fresh")
@@ -148,7 +148,7 @@ def test_refit_of_a_trained_model_folder_loads_and_decides_by_the_new_thresholds
     model = load_model(folder)
     scores = model.predict_scores(X)
     cut = float(np.median(scores[:, 0]))  # people accept 'cat' only on the upper half of its scores
-    with open_library(str(tmp_path / "lib.db")) as lib:
+    with open_store(str(tmp_path / "lib.db")) as lib:
         lib.register_model("pets", folder)
         for i, row in enumerate(scores):
             tags = [Tag(label, float(s), label, "label") for label, s in zip(LABELS, row, strict=True)]

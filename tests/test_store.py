@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from autotag.store import open_library
+from autotag.store import open_store
 from autotag.types import AutotagError, Tag
 
 
@@ -37,7 +37,7 @@ def db_url(request, tmp_path) -> str:
 
 @pytest.fixture
 def lib(db_url):
-    library = open_library(db_url)
+    library = open_store(db_url)
     yield library
     library.close()
 
@@ -47,11 +47,11 @@ def _hash(i: int) -> str:
 
 
 def test_opens_migrated_and_reopens_without_reapplying(db_url):
-    with open_library(db_url) as first:
+    with open_store(db_url) as first:
         assert first.schema_version >= 1
         assert first.dialect == ("sqlite" if "://" not in db_url else "postgresql")
         first.add_image(_hash(1), "/a.jpg")
-    with open_library(db_url) as second:  # migrations are idempotent and data survives
+    with open_store(db_url) as second:  # migrations are idempotent and data survives
         assert second.schema_version == first.schema_version
         assert second.count_images() == 1
         assert second.integrity_problems() == []
@@ -61,7 +61,7 @@ def test_sqlite_is_wal_with_index_dir_beside_it(tmp_path):
     import sqlite3
 
     path = tmp_path / "deep" / "lib.db"
-    with open_library(str(path)) as lib:
+    with open_store(str(path)) as lib:
         assert lib.index_dir == tmp_path / "deep" / "lib.index" and lib.index_dir.is_dir()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -71,19 +71,19 @@ def test_sqlite_is_wal_with_index_dir_beside_it(tmp_path):
 
 def test_postgres_index_dir_lives_in_data_dir(postgres_url, tmp_path):
     url = _new_postgres_database(postgres_url)
-    with open_library(url, data_dir=tmp_path) as lib:
+    with open_store(url, data_dir=tmp_path) as lib:
         assert lib.index_dir.is_dir()
         assert lib.index_dir.is_relative_to(tmp_path)
         assert url.rsplit("/", 1)[1] in lib.index_dir.name
 
 
 def test_processes_opening_a_fresh_database_at_once(db_url):
-    script = "import sys; from autotag.store import open_library; open_library(sys.argv[1]).close()"
+    script = "import sys; from autotag.store import open_store; open_store(sys.argv[1]).close()"
     procs = [subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE) for _ in range(4)]
     for proc in procs:
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err.decode()
-    with open_library(db_url) as lib:
+    with open_store(db_url) as lib:
         import sqlalchemy as sa
 
         with lib._engine.connect() as conn:  # the one place a test reads the version table directly
@@ -94,7 +94,7 @@ def test_processes_opening_a_fresh_database_at_once(db_url):
 def test_many_processes_creating_sqlite_libraries_at_once(tmp_path):
     # Switching a new file to WAL fails at once (no busy wait) while another process holds a lock; before
     # the retry, about one process in five of such a race failed with "database is locked".
-    script = "import sys; from autotag.store import open_library; open_library(sys.argv[1]).close()"
+    script = "import sys; from autotag.store import open_store; open_store(sys.argv[1]).close()"
     for round_ in range(8):  # pairs one after another: two processes started together collide most often
         db = str(tmp_path / str(round_) / "library.db")
         procs = [subprocess.Popen([sys.executable, "-c", script, db], stderr=subprocess.PIPE) for _ in range(2)]
@@ -106,7 +106,7 @@ def test_many_processes_creating_sqlite_libraries_at_once(tmp_path):
 def test_old_schema_is_upgraded_in_place_and_newer_is_refused(db_url, tmp_path):
     import sqlalchemy as sa
 
-    from autotag.store.library import resolve_url
+    from autotag.store.engine import resolve_url
     from autotag.store.migrations import apply_migrations
 
     if "://" not in db_url:
@@ -125,14 +125,14 @@ def test_old_schema_is_upgraded_in_place_and_newer_is_refused(db_url, tmp_path):
             ),
             {"t": "2026-01-01 00:00:00"},
         )
-    with open_library(db_url) as lib:
+    with open_store(db_url) as lib:
         assert lib.schema_version >= 2
         assert [im.source for im in lib.list_images(tag="dog")] == ["/old.jpg"]
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO schema_version (version, name, applied_at) VALUES (99, 'future', 'x')"))
     engine.dispose()
     with pytest.raises(AutotagError, match="newer than this autotag"):
-        open_library(db_url)
+        open_store(db_url)
 
 
 def test_same_content_twice_adds_nothing(lib):
@@ -276,11 +276,11 @@ def test_model_versions(lib):
 
 def test_bad_database_locations_are_one_line_errors(tmp_path):
     with pytest.raises(AutotagError, match="unsupported database"):
-        open_library("mysql://u@localhost/x")
+        open_store("mysql://u@localhost/x")
     with pytest.raises(AutotagError, match="is a folder"):
-        open_library(str(tmp_path))
+        open_store(str(tmp_path))
     with pytest.raises(AutotagError, match="cannot open library .*server is running") as info:
-        open_library("postgresql://nobody:secret@127.0.0.1:1/none")
+        open_store("postgresql://nobody:secret@127.0.0.1:1/none")
     assert "secret" not in str(info.value) and "\n" not in str(info.value)
 
 
@@ -294,11 +294,11 @@ INGEST_SCRIPT = textwrap.dedent(
     import numpy as np
 
     from autotag.ingest import content_hash, decode_image
-    from autotag.store import open_library
+    from autotag.store import open_store
     from autotag.types import Tag
 
     db, folder = sys.argv[1], Path(sys.argv[2])
-    with open_library(db) as lib:
+    with open_store(db) as lib:
         for n, path in enumerate(sorted(folder.glob("*.png")), start=1):
             data = path.read_bytes()
             image = decode_image(data)
@@ -327,7 +327,7 @@ def test_batch_ingest_killed_mid_way_resumes_cleanly(db_url, tmp_path):
     folder, script = tmp_path / "batch", tmp_path / "ingest.py"
     _write_batch(folder, 40)
     script.write_text(INGEST_SCRIPT)
-    open_library(db_url).close()  # migrate first so every run's kill lands in the ingest loop
+    open_store(db_url).close()  # migrate first so every run's kill lands in the ingest loop
     stored_after_kill = []
     for stop_after in (5, 17):
         proc = subprocess.Popen([sys.executable, str(script), db_url, str(folder)], stdout=subprocess.PIPE, text=True)
@@ -338,7 +338,7 @@ def test_batch_ingest_killed_mid_way_resumes_cleanly(db_url, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        with open_library(db_url) as lib:
+        with open_store(db_url) as lib:
             assert lib.integrity_problems() == []
             images = lib.list_images(limit=1000)
             stored_after_kill.append(len(images))
@@ -349,7 +349,7 @@ def test_batch_ingest_killed_mid_way_resumes_cleanly(db_url, tmp_path):
     assert stop_after <= stored_after_kill[-1] < 40, stored_after_kill
     done = subprocess.run([sys.executable, str(script), db_url, str(folder)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    with open_library(db_url) as lib:
+    with open_store(db_url) as lib:
         images = lib.list_images(limit=1000)
         assert sorted(Path(im.source).name for im in images) == sorted(p.name for p in folder.glob("*.png"))
         assert sum(len(lib.predictions(im.id)) for im in images) == 40 * 120

@@ -69,7 +69,7 @@ def imagenet_label_mapping(labels: Sequence[str]) -> tuple[np.ndarray, list[str]
 
 
 # ---------------------------------------------------------------------------------------------
-# encoder outputs, cached by (content hash, encoder)
+# encoder outputs (the pipeline caches them by content hash and encoder)
 
 
 @dataclass
@@ -84,12 +84,10 @@ class EncodedSet:
 def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True, progress: bool = False) -> EncodedSet:
     """Logits and embeddings of every readable source; unreadable ones are listed, never fatal.
 
-    With cache=True both outputs are kept in EmbeddingCaches (`<encoder>` and `<encoder>-logits`)
-    under settings.cache_dir/embeddings, so a second evaluation or training run reads them back.
+    With cache=True the pipeline's output cache (settings.cache_dir/embeddings) is read and filled,
+    so a second evaluation or training run reads them back.
     """
-    from autotag.encoders.cache import EmbeddingCache
-    from autotag.ingest import content_hash, load_source
-    from autotag.pipeline import ProgressBar
+    from autotag.progress import ProgressBar
 
     spec = tagger.encoder.spec
     n = len(sources)
@@ -97,47 +95,15 @@ def encode_records(tagger: Tagger, sources: Sequence[str], *, cache: bool = True
     embeddings = np.zeros((n, spec.embedding_dim), np.float32)
     ok = np.zeros(n, bool)
     errors: dict[str, str] = {}
-    todo = list(range(n))
     hits = 0
-    if cache:
-        root = tagger.settings.cache_dir / "embeddings"
-        emb_cache = EmbeddingCache(root, spec.name, spec.embedding_dim)
-        logit_cache = EmbeddingCache(root, f"{spec.name}-logits", spec.num_logits)
-        hashes: list[str] = []
-        for src in sources:
-            try:
-                hashes.append(content_hash(load_source(src)))
-            except (AutotagError, OSError) as exc:
-                hashes.append("")
-                errors[src] = str(exc)
-        found_e, vec_e = emb_cache.get(hashes)
-        found_l, vec_l = logit_cache.get(hashes)
-        hit = found_e & found_l & np.array([h != "" for h in hashes], bool)
-        embeddings[hit], logits[hit], ok[hit] = vec_e[hit], vec_l[hit], True
-        hits = int(hit.sum())
-        todo = [i for i in range(n) if not hit[i] and sources[i] not in errors]
-    new_hashes: list[str] = []
-    new_rows: list[int] = []
-
-    def flush() -> None:  # every so often, so an interrupted run keeps what it computed
-        if cache and new_rows:
-            emb_cache.put(new_hashes, embeddings[new_rows])
-            logit_cache.put(new_hashes, logits[new_rows])
-        new_hashes.clear()
-        new_rows.clear()
-
-    with ProgressBar(len(todo) if progress else 0, "encoding") as bar:
-        stream = tagger.encode_stream([sources[i] for i in todo], on_item=bar.advance)
-        for i, item in zip(todo, stream, strict=True):
+    with ProgressBar(n if progress else 0, "encoding") as bar:
+        stream = tagger.stream(sources, decide=False, cache=cache, on_item=bar.advance)
+        for i, item in enumerate(stream):
             if item.error is not None:
                 errors[sources[i]] = item.error
                 continue
             logits[i], embeddings[i], ok[i] = item.logits, item.embedding, True
-            new_hashes.append(item.content_hash)
-            new_rows.append(i)
-            if len(new_rows) >= 1024:
-                flush()
-    flush()
+            hits += item.from_cache
     return EncodedSet(logits[ok], embeddings[ok], ok, errors, hits)
 
 
@@ -302,14 +268,13 @@ def evaluate(
     encoded_by_encoder: dict[str, EncodedSet] = {}
     for model_name in models:
         tagger = Tagger.load(None if model_name == "default" else model_name, **settings)
-        # a registered (frozen) encoder's outputs are shared by every model built on it and cached;
+        # a registered (frozen) encoder's outputs are shared by every model built on it;
         # a fine-tuned encoder ("name@folder") is computed for that model alone
         spec_name = tagger.encoder.spec.name
-        shared = "@" not in spec_name
-        key = spec_name if shared else f"{spec_name}:{model_name}"
+        key = spec_name if "@" not in spec_name else f"{spec_name}:{model_name}"
         encoded = encoded_by_encoder.get(key)
         if encoded is None:
-            encoded = encode_records(tagger, dataset.sources, cache=cache and shared, progress=progress)
+            encoded = encode_records(tagger, dataset.sources, cache=cache, progress=progress)
             encoded_by_encoder[key] = encoded
         errors.update(encoded.errors)
         records = [r for r, keep in zip(dataset.records, encoded.ok, strict=True) if keep]

@@ -1,144 +1,68 @@
-"""Similar-image search over a library: decode + encode + store + index, shared by the CLI and the API.
+"""`Library`: one image collection, its database (autotag.store), its vector index (autotag.index) and
+the tagger (autotag.pipeline) that fills both. The CLI, the HTTP API and the Parquet import all go
+through it: ingest (always with tags), similar, duplicates, forget, delete, reconcile, thumbnails, maps.
 
-A library's vector index lives in `lib.index_dir`:
-  raw/          VectorIndex of the encoder's embeddings (duplicates; similar-search without a head)
-  head/         optional learned retrieval head (autotag.index.learned)
-  projected/    VectorIndex of head(embedding), used by similar-search when a head is present
-  phash.json    image id -> 64-bit perceptual hash (near-exact copy pre-check)
-  meta.json     encoder name and dimension, so vectors of another encoder are never mixed in
-Index ids are the library's image ids; the database stays the source of truth for paths.
+The database is the source of truth; the vector index is derived from it. Local paths are stored
+absolute and uploads are kept as content-addressed files beside the database (`<name>.images/`), so a
+library can be served from any working folder.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
+import io
+import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
-from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, find_duplicates, phash
-from autotag.index.learned import RetrievalHead, has_retrieval_head
-from autotag.index.vector import VectorIndex
+from autotag.config import Settings, load_settings
+from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, find_duplicates
+from autotag.index.library_index import LibraryIndex
+from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
+from autotag.pipeline import Item, Tagger, TagOptions, UserTags, user_tags_for
+from autotag.progress import ProgressBar
+from autotag.store import open_store
 from autotag.types import AutotagError
 
 if TYPE_CHECKING:
-    from autotag.pipeline import Source, Tagger
-    from autotag.store.library import Library
+    from autotag.store import Store, StoredImage
 
-_LOCKS: dict[str, threading.RLock] = {}
-_LOCKS_GUARD = threading.Lock()
+log = logging.getLogger("autotag.library")
 
-
-def _lock_for(folder: Path) -> threading.RLock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(str(folder.resolve()), threading.RLock())
-
-
-class LibraryIndex:
-    """The vector indexes, retrieval head and hashes of one library, loaded from `lib.index_dir`."""
-
-    def __init__(self, folder: Path, encoder_name: str, dim: int, kind: str = "auto") -> None:
-        self.folder = folder
-        self.lock = _lock_for(folder)
-        meta_path = folder / "meta.json"
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if meta["encoder"] != encoder_name or meta["dim"] != dim:
-                raise AutotagError(
-                    f"the index in {folder} holds {meta['encoder']} embeddings, not {encoder_name}; "
-                    f"use --model {meta['encoder']} or delete the folder to re-index"
-                )
-        self.encoder_name, self.dim = encoder_name, dim
-        has_raw = (folder / "raw" / "index.json").is_file()
-        self.raw = VectorIndex.load(folder / "raw") if has_raw else VectorIndex(dim, kind)
-        self.head = RetrievalHead.load(folder / "head") if has_retrieval_head(folder / "head") else None
-        self.projected: VectorIndex | None = None
-        if self.head is not None:
-            if (folder / "projected" / "index.json").is_file():
-                self.projected = VectorIndex.load(folder / "projected")
-            else:
-                self._project_all()
-        phash_path = folder / "phash.json"
-        self.phashes: dict[int, int] = (
-            {int(k): int(v, 16) for k, v in json.loads(phash_path.read_text()).items()} if phash_path.is_file() else {}
-        )
-
-    def _project_all(self) -> None:
-        assert self.head is not None
-        self.projected = VectorIndex(self.head.output_dim, self.raw.requested_kind)
-        ids, vectors = self.raw.vectors()
-        if len(ids):
-            self.projected.add(ids, self.head(vectors))
-
-    def set_head(self, head_folder: str | Path) -> None:
-        """Use the retrieval head in head_folder from now on (copied in; stored vectors re-projected)."""
-        head = RetrievalHead.load(head_folder)
-        if head.config.input_dim != self.dim:
-            raise AutotagError(f"retrieval head takes {head.config.input_dim}-dim vectors, the index holds {self.dim}")
-        if head.config.encoder and head.config.encoder != self.encoder_name:
-            raise AutotagError(
-                f"retrieval head was trained on {head.config.encoder} embeddings, not {self.encoder_name}"
-            )
-        head.save(self.folder / "head")
-        self.head = head
-        self._project_all()
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray, hashes: Sequence[int]) -> None:
-        self.raw.add(ids, vectors)
-        if self.head is not None and self.projected is not None:
-            self.projected.add(ids, self.head(vectors))
-        self.phashes.update({int(i): int(h) for i, h in zip(ids, hashes, strict=True)})
-
-    def remove(self, ids: Iterable[int]) -> int:
-        ids = np.asarray(list(ids), dtype=np.int64)
-        removed = self.raw.remove(ids)
-        if self.projected is not None:
-            self.projected.remove(ids)
-        for i in ids:
-            self.phashes.pop(int(i), None)
-        return removed
-
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.head is not None and self.projected is not None:
-            return self.projected.search(self.head(vectors), k)
-        return self.raw.search(vectors, k)
-
-    def __contains__(self, image_id: int) -> bool:
-        return int(image_id) in self.phashes
-
-    def __len__(self) -> int:
-        return len(self.raw)
-
-    def save(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.raw.save(self.folder / "raw")
-        if self.projected is not None:
-            self.projected.save(self.folder / "projected")
-        tmp = self.folder / "phash.json.tmp"
-        tmp.write_text(json.dumps({str(k): f"{v:016x}" for k, v in self.phashes.items()}))
-        tmp.replace(self.folder / "phash.json")
-        (self.folder / "meta.json").write_text(json.dumps({"encoder": self.encoder_name, "dim": self.dim}))
+INDEX_SAVE_INTERVAL_S = 5.0  # a served library's index on disk may trail the database by this much
+THUMBNAIL_CACHE = 256
+EXTENSIONS = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "HEIF": ".heic",
+}
 
 
-def _tagger(tagger: Tagger | None, model: str | None = None) -> Tagger:
-    if tagger is not None:
-        return tagger
-    from autotag.pipeline import Tagger
-
-    return Tagger.load(model)
+class NotInLibrary(AutotagError):
+    """No image with that id is stored."""
 
 
-def open_index(lib: Library, tagger: Tagger | None = None, kind: str = "auto") -> LibraryIndex:
-    tagger = _tagger(tagger)
-    spec = tagger.encoder.spec
-    return LibraryIndex(lib.index_dir, spec.name, spec.embedding_dim, kind)
+class FileGone(AutotagError):
+    """A stored image's file can no longer be read."""
+
+
+class EmptyIndex(AutotagError):
+    """Nothing is indexed yet."""
+
+
+class UnknownModel(AutotagError):
+    """A model name that is neither the library's model, a registered encoder, nor a stored model."""
 
 
 @dataclass
@@ -156,200 +80,521 @@ class IngestReport:
         }
 
 
-def _read_for_index(source: Any, tagger: Tagger) -> tuple[str, Image.Image, dict] | str:
-    from autotag.ingest import ImageError
-    from autotag.pipeline import read_image
-
-    try:
-        return read_image(source, tagger.settings, tagger.encoder.spec.input_size)
-    except (ImageError, AutotagError, OSError) as exc:
-        return str(exc)
+@dataclass(frozen=True)
+class Hit:
+    image: StoredImage
+    score: float
 
 
-def ingest_paths(
-    lib: Library,
-    sources: Iterable[Source],
-    *,
-    tagger: Tagger | None = None,
-    kind: str = "auto",
-    head: str | Path | None = None,
-    progress: bool = False,
-) -> IngestReport:
-    """Add images (paths, URLs, bytes or PIL images) to the library and its vector index.
+@dataclass
+class Upload:
+    """An uploaded image after `Library.add_upload`: the stored row, whether it is new, and (when it
+    went through the pipeline) the item with its tags and encoder outputs."""
 
-    Content already indexed is skipped by hash; a bad file is reported and the batch goes on.
-    `head`: a retrieval-head folder to use for similar-search from now on.
+    image: StoredImage
+    created: bool
+    item: Item | None = None
+
+
+class Library:
+    """One image collection. Open with `Library.open(db)`; close when done (saves the index).
+
+    model: the library's model (encoder name or model folder; default settings.model). Its encoder's
+    embeddings fill the vector index and its tags are stored under this name.
+    reconcile: when the index is first opened, make it hold exactly the stored images (a server does).
+    share_batches: concurrent callers share encoder batches of up to this many images (a server does).
     """
-    from autotag.pipeline import ProgressBar, source_name
 
-    tagger = _tagger(tagger)
-    index = open_index(lib, tagger, kind)
-    sources = list(sources)
-    report = IngestReport()
-    batch_size = tagger.settings.batch_size
-    with index.lock, ThreadPoolExecutor(max(1, tagger.settings.workers)) as pool, ProgressBar(
-        len(sources) if progress else 0, "indexing"
-    ) as bar:
-        if head is not None:
-            index.set_head(head)
-        for start in range(0, len(sources), batch_size):
-            chunk = sources[start : start + batch_size]
-            decoded = list(pool.map(lambda s: _read_for_index(s, tagger), chunk))
-            new_ids, arrays, hashes = [], [], []
-            for src, item in zip(chunk, decoded, strict=True):
-                if isinstance(item, str):
-                    report.failed.append((source_name(src), item))
-                    continue
-                digest, im, meta = item
-                image_id, _ = lib.add_image(
-                    digest,
-                    source_name(src),
-                    width=meta.get("width"),
-                    height=meta.get("height"),
-                    format=meta.get("format"),
-                    size_bytes=meta.get("size_bytes"),
-                )
-                report.ids.append(image_id)
-                if image_id in index or image_id in new_ids:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        settings: Settings | None = None,
+        model: str | None = None,
+        tagger: Tagger | None = None,
+        kind: str = "auto",
+        reconcile: bool = False,
+        share_batches: int | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or load_settings()
+        self.model_name = (tagger.model_name if tagger is not None else None) or model or self.settings.model
+        self.kind = kind
+        self._reconcile_on_open = reconcile
+        self._share_batches = share_batches
+        self._taggers: dict[str, Tagger] = {self.model_name: tagger} if tagger is not None else {}
+        self._index: LibraryIndex | None = None
+        self._dirty_since: float | None = None
+        self._lock = threading.RLock()  # guards lazy loading
+        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._decoding = threading.BoundedSemaphore(max(1, self.settings.workers))  # decoded images in memory
+
+    @classmethod
+    def open(
+        cls,
+        db: str | None = None,
+        *,
+        model: str | None = None,
+        tagger: Tagger | None = None,
+        kind: str = "auto",
+        reconcile: bool = False,
+        share_batches: int | None = None,
+        settings: Settings | None = None,
+    ) -> Library:
+        """Open (creating if needed) the library at `db` (a SQLite path or a postgresql:// URL)."""
+        settings = settings or load_settings()
+        store = open_store(db, data_dir=settings.data_dir)
+        return cls(store, settings=settings, model=model, tagger=tagger, kind=kind, reconcile=reconcile,
+                   share_batches=share_batches)  # fmt: skip
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._index is not None:
+            with self._index.lock:
+                if self._index.dirty:
+                    self._index.save()
+        self.store.close()
+
+    # ------------------------------------------------------------------ models and the index
+    @property
+    def tagger(self) -> Tagger:
+        """The library's own tagger, loaded on first use."""
+        return self.tagger_for(None)
+
+    def loaded_models(self) -> list[str]:
+        """Names of the models loaded so far (each is loaded once, however many callers asked at once)."""
+        return list(self._taggers)
+
+    def tagger_for(self, name: str | None) -> Tagger:
+        """The tagger for `name`: the library's model (None), a registered encoder, or a model
+        registered in the store; each is loaded once. Clients name models, they never point the
+        library at arbitrary folders."""
+        name = name or self.model_name
+        found = self._taggers.get(name)
+        if found is not None:
+            return found
+        with self._lock:
+            if name not in self._taggers:
+                self._taggers[name] = self._load_tagger(name)
+            return self._taggers[name]
+
+    def _load_tagger(self, name: str) -> Tagger:
+        from autotag.encoders import list_encoders
+
+        if name == self.model_name or name in list_encoders():
+            target = name
+        else:
+            stored = self.store.get_model(name)
+            if stored is None:
+                valid = sorted({self.model_name, *list_encoders(), *(m.name for m in self.store.list_models())})
+                raise UnknownModel(f"no model {name!r}; valid: {', '.join(valid)}")
+            target = stored.path
+        started = time.perf_counter()
+        overrides = {f.name: getattr(self.settings, f.name) for f in fields(self.settings) if f.name != "model"}
+        tagger = Tagger.load(target, **overrides)
+        if self._share_batches:
+            tagger.share_batches(self._share_batches)
+        log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
+        return tagger
+
+    @property
+    def index(self) -> LibraryIndex:
+        """The vector index of the library's encoder (opened, and reconciled if asked, on first use)."""
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    spec = self.tagger.encoder.spec
+                    index = LibraryIndex(self.store.index_dir, spec.name, spec.embedding_dim, self.kind)
+                    if self._reconcile_on_open:
+                        with index.lock:
+                            self._reconcile(index)
+                    self._index = index
+        return self._index
+
+    def use_index(self, encoder_name: str, dim: int) -> LibraryIndex:
+        """Open the index for vectors of `encoder_name` without loading a model (the Parquet import)."""
+        with self._lock:
+            if self._index is None:
+                self._index = LibraryIndex(self.store.index_dir, encoder_name, dim, self.kind)
+            elif (self._index.encoder_name, self._index.dim) != (encoder_name, dim):
+                raise AutotagError(f"the index in {self.store.index_dir} holds {self._index.encoder_name} embeddings")
+            return self._index
+
+    def save(self) -> None:
+        index = self._index
+        if index is not None:
+            with index.lock:
+                index.save()
+                self._dirty_since = None
+
+    def _save_if_due(self) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+        if time.monotonic() - self._dirty_since >= INDEX_SAVE_INTERVAL_S:
+            self.save()
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make the index hold exactly the stored images: drop ids no longer stored, embed stored
+        images missing from it from their files. Returns (removed, added)."""
+        index = self.index
+        with index.lock:
+            return self._reconcile(index)
+
+    def _reconcile(self, index: LibraryIndex) -> tuple[int, int]:
+        in_db = np.asarray(self.store.image_ids(), dtype=np.int64)
+        in_index = index.ids()
+        stale = in_index[~np.isin(in_index, in_db)]
+        if len(stale):
+            index.remove(stale)
+        missing = [im for i in in_db[~np.isin(in_db, in_index)] if (im := self.store.get_image(int(i))) is not None]
+        ids, vectors, hashes = [], [], []
+        for image, item in zip(missing, self.tagger.stream([m.source for m in missing], decide=False, phash=True),
+                               strict=True):  # fmt: skip
+            if item.error:
+                log.warning("image %s (%s) cannot be indexed: %s", image.id, image.source, item.error)
+                continue
+            ids.append(image.id)
+            vectors.append(item.embedding)
+            hashes.append(item.phash or 0)
+        if ids:
+            index.add(np.asarray(ids, np.int64), np.stack(vectors), hashes)
+        if len(stale) or ids:
+            log.info("vector index repaired: %d stale ids removed, %d images added", len(stale), len(ids))
+            index.save()
+        return len(stale), len(ids)
+
+    # ------------------------------------------------------------------ adding images
+    def ingest(
+        self,
+        sources: Iterable[Source],
+        *,
+        user_tags: UserTags = None,
+        options: TagOptions | None = None,
+        head: str | Path | None = None,
+        progress: bool = False,
+    ) -> IngestReport:
+        """Tag and add images (paths, URLs, bytes or PIL images): rows, tags and vector index.
+
+        Content already indexed with this model's tags is skipped by hash before it is decoded; a
+        bad file is reported and the batch goes on. `head`: a retrieval-head folder to use for
+        similar-search from now on.
+        """
+        sources = list(sources)
+        index, batch = self.index, max(1, self.settings.batch_size)
+        report = IngestReport()
+        with index.lock, ProgressBar(len(sources) if progress else 0, "indexing") as bar:
+            if head is not None:
+                index.set_head(head)
+            items = self.tagger.stream(sources, user_tags=user_tags, options=options, phash=True,
+                                       skip=self._indexed_with_tags, on_item=bar.advance)  # fmt: skip
+            chunk: list[Item] = []
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    self.add_items(chunk, self.model_name, report, user_tags=user_tags)
+                    chunk = []
+            self.add_items(chunk, self.model_name, report, user_tags=user_tags)
+            index.save()
+        return report
+
+    def _indexed_with_tags(self, digest: str) -> bool:
+        image = self.store.get_image_by_hash(digest)
+        return image is not None and image.id in self.index and bool(self.store.predictions(image.id, self.model_name))
+
+    def add_items(self, items: Sequence[Item], model: str, report: IngestReport, *, user_tags: UserTags = None) -> None:
+        """Store items that went through a pipeline (here, or in a batch job) and index the new ones.
+
+        Each image row is written with its tags and user tags in one transaction (all or nothing
+        after a crash); then the new vectors go into the index (not saved here).
+        """
+        index = self.index if self._index is None else self._index
+        new_ids: list[int] = []
+        vectors, hashes = [], []
+        for item in items:
+            if item.error is not None:
+                report.failed.append((item.source, item.error))
+                continue
+            if item.skipped:
+                image = self.store.get_image_by_hash(item.content_hash)
+                if image is not None:
+                    report.ids.append(image.id)
                     report.skipped += 1
                     continue
-                new_ids.append(image_id)
-                arrays.append(tagger.encoder.preprocess(im))
-                hashes.append(phash(im))
-            if new_ids:
-                _, embeddings = tagger.encoder.run(np.stack(arrays))
-                index.add(np.asarray(new_ids, np.int64), embeddings, hashes)
-                report.added += len(new_ids)
-            bar.advance(len(chunk))
-        index.save()
-    return report
+            image_id, _ = self.store.ingest(
+                item.content_hash,
+                stored_location(item.source),
+                width=item.meta.get("width"),
+                height=item.meta.get("height"),
+                format=item.meta.get("format"),
+                size_bytes=item.meta.get("size_bytes"),
+                model=model,
+                tags=item.tags,
+                user_tags=user_tags_for(user_tags, item.source),
+            )
+            report.ids.append(image_id)
+            if image_id in index or image_id in new_ids:
+                report.skipped += 1
+                continue
+            new_ids.append(image_id)
+            vectors.append(item.embedding)
+            hashes.append(item.phash or 0)
+        if new_ids:
+            with index.lock:
+                index.add(np.asarray(new_ids, np.int64), np.asarray(np.stack(vectors), np.float32), hashes)
+            report.added += len(new_ids)
 
+    def add_upload(
+        self,
+        data: bytes,
+        *,
+        user_tags: Sequence[str] = (),
+        model: str | None = None,
+        options: TagOptions | None = None,
+    ) -> Upload:
+        """Store, tag and index one uploaded file. The same content again returns the stored image.
 
-def _embed_query(query: Source | np.ndarray, tagger: Tagger) -> tuple[np.ndarray, str | None]:
-    if isinstance(query, np.ndarray):
-        return np.asarray(query, np.float32).reshape(1, -1), None
-    item = _read_for_index(query, tagger)
-    if isinstance(item, str):
-        raise AutotagError(item)
-    digest, im, _ = item
-    _, embedding = tagger.encoder.encode([im])
-    return embedding, digest
-
-
-def similar(
-    lib: Library, query: Source | np.ndarray, k: int = 10, *, tagger: Tagger | None = None
-) -> list[dict[str, Any]]:
-    """The k library images most similar to `query` (an image, or an embedding), best first.
-
-    The query itself is left out when it is in the library (same content hash).
-    """
-    if k <= 0:
-        raise AutotagError(f"k must be positive, got {k}")
-    tagger = _tagger(tagger)
-    index = open_index(lib, tagger)
-    if len(index) == 0:
-        raise AutotagError(f"the library index in {lib.index_dir} is empty; add images with `autotag index PATH`")
-    vector, digest = _embed_query(query, tagger)
-    own = lib.get_image_by_hash(digest) if digest else None
-    with index.lock:
-        scores, ids = index.search(vector, k + 1)
-    results = []
-    for score, image_id in zip(scores[0], ids[0], strict=True):
-        if image_id < 0 or (own is not None and image_id == own.id):
-            continue
-        image = lib.get_image(int(image_id))
-        if image is None:  # deleted from the library after indexing
-            continue
-        results.append({"id": int(image_id), "path": image.source, "similarity": round(float(score), 6)})
-    return results[:k]
-
-
-def duplicate_groups(
-    lib: Library,
-    threshold: float = DEFAULT_THRESHOLD,
-    *,
-    max_hash_distance: int = DEFAULT_HASH_DISTANCE,
-    tagger: Tagger | None = None,
-) -> list[dict[str, Any]]:
-    """Groups of near-duplicate library images with the pairs (and similarities) that join them."""
-    if not 0.0 < threshold <= 1.0:
-        raise AutotagError(f"threshold must be in (0, 1], got {threshold}")
-    index = open_index(lib, tagger)
-    with index.lock:
-        ids, vectors = index.raw.vectors()
-        hashes = np.array([index.phashes.get(int(i), 0) for i in ids], dtype=np.uint64)
-        groups = find_duplicates(
-            ids, vectors, hashes, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
+        Order matters for crashes: the file is written first (harmless if orphaned), then the image
+        row with its tags and user tags in one transaction, then the index entry (rebuilt from the
+        file by `reconcile` if the process dies before the index is saved).
+        """
+        tagger = self.tagger_for(model)  # an unknown model is refused before anything else happens
+        label = model or self.model_name
+        existing = self.store.get_image_by_hash(content_hash(data))
+        if existing is not None and self.store.predictions(existing.id, model=label):
+            self._ensure_indexed(existing)
+            return Upload(existing, created=False)
+        item = tagger.process(data, options=options, user_tags=user_tags, phash=True)
+        if item.error is not None:
+            raise ImageError(item.error)
+        embedding = item.embedding
+        if tagger.encoder is not self.tagger.encoder:  # the index holds the library encoder's vectors
+            embedding = self._embed(data).embedding
+        source = self._write_blob(item.content_hash, item.meta.get("format", ""), data)
+        image_id, created = self.store.ingest(
+            item.content_hash,
+            str(source),
+            width=item.meta.get("width"),
+            height=item.meta.get("height"),
+            format=item.meta.get("format"),
+            size_bytes=len(data),
+            model=label,
+            tags=item.tags,
+            user_tags=list(user_tags) or None,
         )
-    out = []
-    for group in groups:
-        images = {i: lib.get_image(i) for i in group.ids}
-        out.append(
-            {
-                "size": len(group.ids),
-                "images": [{"id": i, "path": im.source if im else None} for i, im in images.items()],
-                "pairs": [p.to_dict() for p in group.pairs],
-            }
-        )
-    return out
+        self._index_one(image_id, embedding, item.phash or 0)
+        stored = self.store.get_image(image_id)
+        if stored is None:  # deleted by a concurrent request in between
+            raise NotInLibrary(f"image {image_id} was deleted while being stored; retry")
+        return Upload(stored, created, item)
 
+    def _embed(self, source: Source) -> Item:
+        item = self.tagger.process(source, decide=False, phash=True)
+        if item.error is not None:
+            raise ImageError(item.error)
+        return item
 
-def forget(lib: Library, image_ids: Iterable[int], *, tagger: Tagger | None = None) -> int:
-    """Remove images from the vector index (not from the database); returns how many were indexed."""
-    index = open_index(lib, tagger)
-    with index.lock:
-        removed = index.remove(image_ids)
-        index.save()
-    return removed
+    def _index_one(self, image_id: int, embedding: Any, phash: int) -> None:
+        index = self.index
+        with index.lock:
+            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [phash])
+            self._save_if_due()
 
+    def _ensure_indexed(self, image: StoredImage) -> None:
+        index = self.index
+        with index.lock:
+            if image.id in index:
+                return
+        item = self._embed_stored(image)
+        self._index_one(image.id, item.embedding, item.phash or 0)
 
-def collection_map(
-    lib: Library,
-    out_html: str | Path,
-    *,
-    out_png: str | Path | None = None,
-    limit: int = 5000,
-    seed: int = 0,
-    tagger: Tagger | None = None,
-) -> dict[str, Any]:
-    """Write the t-SNE map of (up to `limit`) indexed images; points are coloured by their top tag."""
-    from autotag.index.projection import project_2d, render_html, render_png, thumbnail_data_uri
-    from autotag.ingest import decode_image, load_source
-
-    index = open_index(lib, tagger)
-    with index.lock:
-        ids, vectors = index.raw.vectors()
-    if len(ids) == 0:
-        raise AutotagError(f"the library index in {lib.index_dir} is empty; add images with `autotag index PATH`")
-    if len(ids) > limit:
-        keep = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
-        ids, vectors = ids[keep], vectors[keep]
-    if index.head is not None:
-        vectors = index.head(vectors)
-    coords = project_2d(vectors, seed=seed)
-    labels, titles, thumbs = [], [], []
-    for image_id in ids:
-        image = lib.get_image(int(image_id))
-        preds = [p for p in lib.predictions(int(image_id)) if getattr(p, "kind", "leaf") != "ancestor"]
-        user = lib.user_tags(int(image_id))
-        best = max(preds, key=lambda p: p.score).tag if preds else (user[0] if user else "")
-        labels.append(best)
-        titles.append(image.source if image else str(image_id))
+    def _embed_stored(self, image: StoredImage) -> Item:
         try:
-            thumbs.append(thumbnail_data_uri(decode_image(load_source(image.source), min_side=128)) if image else None)
-        except Exception:  # a moved or unreadable file still gets its point, just no picture
-            thumbs.append(None)
-    render_html(coords, labels, titles, thumbs, out_html, title=f"autotag map: {len(ids)} images")
-    if out_png is not None:
-        render_png(coords, labels, out_png)
-    return {"images": len(ids), "html": str(out_html), "png": str(out_png) if out_png else None}
+            return self._embed(image.source)
+        except ImageError as exc:
+            raise FileGone(f"the file of image {image.id} is gone or unreadable ({exc})") from exc
 
+    def blob_dir(self) -> Path:
+        """Where uploaded files are kept: beside the index folder (`library.images/` next to `library.db`)."""
+        index_dir = self.store.index_dir
+        return index_dir.with_name(index_dir.name.removesuffix(".index") + ".images")
 
-def delete_index(lib: Library) -> None:
-    """Forget the whole vector index of a library (the next `autotag index` rebuilds it)."""
-    folder = lib.index_dir
-    with _lock_for(folder):
-        for name in ("raw", "projected", "head"):
-            shutil.rmtree(folder / name, ignore_errors=True)
-        for name in ("phash.json", "meta.json"):
-            (folder / name).unlink(missing_ok=True)
+    def _write_blob(self, digest: str, fmt: str, data: bytes) -> Path:
+        """Content-addressed copy of an upload: written to a temporary name, then renamed into place."""
+        folder = self.blob_dir() / digest[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{digest}{EXTENSIONS.get(str(fmt).upper(), '.img')}"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return path
+
+    # ------------------------------------------------------------------ removing images
+    def require(self, image_id: int) -> StoredImage:
+        image = self.store.get_image(image_id)
+        if image is None:
+            raise NotInLibrary(f"image {image_id} is not in the library")
+        return image
+
+    def delete(self, image_id: int) -> None:
+        """Delete an image: its row (with tags and feedback), its index entry, and its uploaded file."""
+        image = self.require(image_id)
+        if not self.store.delete_image(image_id):
+            raise NotInLibrary(f"image {image_id} is not in the library")
+        index = self.index
+        with index.lock:
+            index.remove([image_id])
+            self._save_if_due()
+        for key in [k for k in list(self._thumbs) if k[0] == image_id]:
+            self._thumbs.pop(key, None)
+        blob = Path(image.source)
+        if blob.parent.parent == self.blob_dir() and self.store.get_image_by_hash(image.content_hash) is None:
+            blob.unlink(missing_ok=True)
+
+    def forget(self, image_ids: Iterable[int]) -> int:
+        """Remove images from the vector index (not from the database); returns how many were indexed."""
+        index = self.index
+        with index.lock:
+            removed = index.remove(image_ids)
+            index.save()
+        return removed
+
+    # ------------------------------------------------------------------ reading
+    def _empty(self) -> EmptyIndex:
+        return EmptyIndex(f"the library index in {self.store.index_dir} is empty; add images with `autotag index PATH`")
+
+    def similar(self, query: Source | int | np.ndarray, k: int = 10, *, include_query: bool = False) -> list[Hit]:
+        """The k stored images most similar to `query`: an image (path, URL, bytes, PIL), the id of a
+        stored image, or an embedding. The query's own image is left out unless `include_query`."""
+        if k <= 0:
+            raise AutotagError(f"k must be positive, got {k}")
+        stored = self.require(query) if isinstance(query, int) else None
+        index = self.index
+        if len(index) == 0:
+            raise self._empty()
+        own: int | None = None
+        if isinstance(query, np.ndarray):
+            vector = np.asarray(query, np.float32).reshape(1, -1)
+        elif stored is not None:
+            own = stored.id
+            vector = self._embed_stored(stored).embedding[None]
+        else:
+            item = self._embed(query)  # type: ignore[arg-type]
+            vector = item.embedding[None]
+            found = self.store.get_image_by_hash(item.content_hash)
+            own = found.id if found is not None else None
+        skip = None if include_query else own
+        with index.lock:
+            scores, ids = index.search(vector, k + (skip is not None))
+        hits = []
+        for score, image_id in zip(scores[0], ids[0], strict=True):
+            if image_id < 0 or int(image_id) == skip:
+                continue
+            image = self.store.get_image(int(image_id))
+            if image is not None:  # else deleted after indexing
+                hits.append(Hit(image, float(score)))
+        return hits[:k]
+
+    def duplicates(
+        self, threshold: float = DEFAULT_THRESHOLD, *, max_hash_distance: int = DEFAULT_HASH_DISTANCE
+    ) -> list[dict[str, Any]]:
+        """Groups of near-duplicate stored images with the pairs (and similarities) that join them."""
+        if not 0.0 < threshold <= 1.0:
+            raise AutotagError(f"threshold must be in (0, 1], got {threshold}")
+        index = self.index
+        with index.lock:
+            ids, vectors = index.vectors()
+            hashes = np.array([index.phashes.get(int(i), 0) for i in ids], dtype=np.uint64)
+            groups = find_duplicates(
+                ids, vectors, hashes, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
+            )
+        out = []
+        for group in groups:
+            images = {i: self.store.get_image(i) for i in group.ids}
+            out.append(
+                {
+                    "size": len(group.ids),
+                    "images": [{"id": i, "path": im.source if im else None} for i, im in images.items()],
+                    "pairs": [p.to_dict() for p in group.pairs],
+                }
+            )
+        return out
+
+    def thumbnail(self, image_id: int, size: int) -> bytes:
+        """A JPEG of a stored image, at most size x size (kept in a small in-memory cache)."""
+        key = (image_id, size)
+        cached = self._thumbs.get(key)
+        if cached is not None:
+            return cached
+        image = self.require(image_id)
+        try:
+            data = load_source(image.source)
+        except ImageError as exc:
+            raise FileGone(f"the file of image {image_id} is gone ({exc})") from exc
+        with self._decoding:
+            im = decode_image(data, min_side=size, max_pixels=self.settings.max_pixels)
+            im.thumbnail((size, size))
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=85)
+        out = buf.getvalue()
+        self._thumbs[key] = out
+        while len(self._thumbs) > THUMBNAIL_CACHE:
+            self._thumbs.popitem(last=False)
+        return out
+
+    def map(
+        self,
+        out_html: str | Path,
+        *,
+        out_png: str | Path | None = None,
+        limit: int = 5000,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """Write the t-SNE map of (up to `limit`) indexed images; points are coloured by their top tag."""
+        from autotag.index.projection import (
+            THUMB_SIDE,
+            project_2d,
+            render_html,
+            render_png,
+            thumbnail_data_uri,
+            thumbnail_sample,
+        )
+
+        index = self.index
+        with index.lock:
+            ids, vectors = index.vectors()
+        if len(ids) == 0:
+            raise self._empty()
+        if len(ids) > limit:
+            keep = np.sort(np.random.default_rng(seed).choice(len(ids), limit, replace=False))
+            ids, vectors = ids[keep], vectors[keep]
+        if index.head is not None:
+            vectors = index.head(vectors)
+        coords = project_2d(vectors, seed=seed)
+        labels, titles, thumbs = [], [], []
+        sample = set(thumbnail_sample(coords)) if out_png is not None else set()
+        pictures = {}  # the PNG's thumbnails
+        for row, image_id in enumerate(ids):
+            image = self.store.get_image(int(image_id))
+            preds = [p for p in self.store.predictions(int(image_id)) if p.kind != "ancestor"]
+            user = self.store.user_tags(int(image_id))
+            best = max(preds, key=lambda p: p.score).tag if preds else (user[0] if user else "")
+            labels.append(best)
+            titles.append(image.source if image else str(image_id))
+            try:
+                picture = decode_image(load_source(image.source), min_side=128) if image else None
+                thumbs.append(thumbnail_data_uri(picture) if picture else None)
+                if picture is not None and row in sample:
+                    pictures[row] = picture.copy()
+                    pictures[row].thumbnail((THUMB_SIDE, THUMB_SIDE))
+            except AutotagError:  # a moved or unreadable file still gets its point, just no picture
+                thumbs.append(None)
+        render_html(coords, labels, titles, thumbs, out_html, title=f"autotag map: {len(ids)} images")
+        if out_png is not None:
+            render_png(coords, labels, out_png, title=f"autotag map: {len(ids)} images", thumbnails=pictures)
+        return {"images": len(ids), "html": str(out_html), "png": str(out_png) if out_png else None}

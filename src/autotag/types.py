@@ -26,27 +26,20 @@ class Tag:
         return out
 
 
-@dataclass
-class Prediction:
-    path: str
-    content_hash: str = ""
-    tags: list[Tag] = field(default_factory=list)
-    error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels."""
 
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), x to the right, y down
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "path": self.path,
-            "content_hash": self.content_hash,
-            "tags": [t.to_dict() for t in self.tags],
-            "error": self.error,
+        return {
+            "label": self.label,
+            "score": round(float(self.score), 6),
+            "box": [round(float(v), 1) for v in self.box],
         }
-        out.update(self.extra)
-        return out
 
 
 @dataclass

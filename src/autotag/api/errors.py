@@ -59,6 +59,19 @@ class BodyLimit:
         await self.app(scope, limited_receive, send)
 
 
+def allowed_methods(request: Any) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 def install_error_handlers(app: Any) -> None:
     """Map our errors, FastAPI's validation errors and HTTP errors onto the one JSON shape.
 
@@ -71,6 +84,16 @@ def install_error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from autotag.ingest import ImageError
+    from autotag.library import FileGone, NotInLibrary, UnknownModel
+
+    # the library's own failures, by what they mean to a client
+    statuses = {NotInLibrary: (404, "not found"), FileGone: (404, "not found"), UnknownModel: (400, "unknown model")}
+    for kind, (status, title) in statuses.items():
+
+        async def _library_error(request: Request, exc: Exception, status: int = status, title: str = title) -> Any:
+            return JSONResponse(error_body(title, str(exc)), status_code=status)
+
+        app.add_exception_handler(kind, _library_error)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -97,11 +120,10 @@ def install_error_handlers(app: Any) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         names = {404: "not found", 405: "method not allowed", 413: "too large", 415: "unsupported media type"}
         error = names.get(exc.status_code, "http error")
-        return JSONResponse(
-            error_body(error, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(error_body(error, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

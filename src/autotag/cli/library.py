@@ -45,9 +45,9 @@ def refit_command(
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.refit import refit_model
-    from autotag.store import open_library
+    from autotag.store import open_store
 
-    with open_library(db) as lib:
+    with open_store(db) as lib:
         report = refit_model(
             lib, model, beta=beta, min_feedback=min_feedback, use_thresholds=use_thresholds, dry_run=dry_run
         )

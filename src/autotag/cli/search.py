@@ -1,4 +1,4 @@
-"""`autotag index`, `autotag similar`, `autotag duplicates`, `autotag map`: thin calls into autotag.library."""
+"""`autotag index`, `autotag similar`, `autotag duplicates`, `autotag map`: thin calls into autotag.library.Library."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, fail, r
 MODEL_HELP = "Encoder name (see `autotag models`) or model folder; must match the one the index was built with."
 
 
-def _open(db: str | None):  # -> autotag.store.Library
-    from autotag.store import open_library
+def _open(db: str | None, model: str | None = None, kind: str = "auto"):  # -> autotag.library.Library
+    from autotag.library import Library
 
-    return open_library(db)
+    return Library.open(db, model=model, kind=kind)
 
 
 @command(
@@ -36,8 +36,6 @@ def index_command(
 ) -> None:
     from autotag.index.vector import check_kind
     from autotag.ingest import discover
-    from autotag.library import ingest_paths
-    from autotag.pipeline import Tagger
 
     check_kind(kind)
     if from_parquet is not None:
@@ -45,13 +43,13 @@ def index_command(
             fail("--from-parquet takes no PATHS, --model or --head: the shards fix the images and the encoder")
         from autotag.distributed.index import index_from_parquet
 
-        with _open(db) as lib:
-            report = index_from_parquet(lib, from_parquet, kind=kind, progress=True)
+        with _open(db, kind=kind) as library:
+            report = index_from_parquet(library, from_parquet, progress=True)
     else:
         if not paths:
             fail("give image PATHS to index, or --from-parquet DEST")
-        with _open(db) as lib:
-            report = ingest_paths(lib, discover(paths), tagger=Tagger.load(model), kind=kind, head=head, progress=True)
+        with _open(db, model, kind) as library:
+            report = library.ingest(discover(paths), head=head, progress=True)
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
     emit([report.to_dict()], resolve_format(fmt))
@@ -69,11 +67,9 @@ def similar_command(
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
-    from autotag.library import similar
-    from autotag.pipeline import Tagger
-
-    with _open(db) as lib:
-        rows = similar(lib, image, k, tagger=Tagger.load(model))
+    with _open(db, model) as library:
+        hits = library.similar(image, k)
+    rows = [{"id": h.image.id, "path": h.image.source, "similarity": round(h.score, 6)} for h in hits]
     emit(rows, resolve_format(fmt))
 
 
@@ -91,11 +87,9 @@ def duplicates_command(
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.index.duplicates import DEFAULT_THRESHOLD
-    from autotag.library import duplicate_groups
-    from autotag.pipeline import Tagger
 
-    with _open(db) as lib:
-        groups = duplicate_groups(lib, threshold or DEFAULT_THRESHOLD, tagger=Tagger.load(model))
+    with _open(db, model) as library:
+        groups = library.duplicates(threshold or DEFAULT_THRESHOLD)
     fmt = resolve_format(fmt)
     if fmt in (Format.table, Format.csv):
         rows = []
@@ -126,9 +120,6 @@ def map_command(
     limit: int = typer.Option(5000, "--limit", min=2, help="Map at most this many images (a seeded sample)."),
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
 ) -> None:
-    from autotag.library import collection_map
-    from autotag.pipeline import Tagger
-
-    with _open(db) as lib:
-        info = collection_map(lib, out, out_png=png, limit=limit, tagger=Tagger.load(model))
+    with _open(db, model) as library:
+        info = library.map(out, out_png=png, limit=limit)
     typer.echo(f"wrote {info['html']}" + (f" and {info['png']}" if info["png"] else "") + f" ({info['images']} images)")

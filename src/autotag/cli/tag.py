@@ -30,19 +30,21 @@ def _tags_table(rows: list[dict]):  # -> rich Table
 
 @command(
     "tag",
-    help="Tag images: files, folders (recursive), globs, or - for paths on stdin.\n\n"
+    help="Tag images: files, folders (recursive), globs, http(s):// URLs, or - for paths on stdin.\n\n"
     "Example: autotag tag photos/ --format jsonl > tags.jsonl",
 )
 def tag_command(
     paths: list[str] = typer.Argument(
-        ..., help="Image files, folders, globs, or - to read paths from stdin."
+        ..., help="Image files, folders, globs, URLs, or - to read paths from stdin."
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="Encoder name (see `autotag models`) or model folder."
     ),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="At most this many labels per image."),
-    threshold: float = typer.Option(
-        0.05, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this."
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="At most this many labels per image (default: the top_k setting, 5)."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this (default: the threshold setting)."
     ),
     ancestor_threshold: float = typer.Option(
         0.3, help="Minimum summed probability for a WordNet ancestor tag."
@@ -52,7 +54,7 @@ def tag_command(
         False, "--no-ancestors", help="Only leaf labels, no WordNet ancestors."
     ),
     user_tags: str | None = typer.Option(
-        None, "--user-tags", help="Comma-separated tags typed by the uploader."
+        None, "--user-tags", help="Tags typed by the uploader, separated by commas or semicolons."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
@@ -70,11 +72,14 @@ def tag_command(
 ) -> None:
     from autotag.ingest import discover
     from autotag.pipeline import Tagger, TagOptions
+    from autotag.usertags import parse_user_tags
 
     files = discover(paths)
-    tagger = Tagger.load(model, batch_size=batch_size, workers=workers, max_pixels=max_pixels)
-    options = TagOptions(top_k, threshold, not no_ancestors, ancestor_threshold, max_tags)
-    tags = [t.strip() for t in user_tags.split(",") if t.strip()] if user_tags else None
+    tagger = Tagger.load(model, batch_size=batch_size, workers=workers, max_pixels=max_pixels, top_k=top_k,
+                         threshold=threshold)
+    settings = tagger.settings  # the flags over AUTOTAG_* over the config file over the defaults
+    options = TagOptions(settings.top_k, settings.threshold, not no_ancestors, ancestor_threshold, max_tags)
+    tags = parse_user_tags(user_tags) or None
     failed = 0
 
     def records():
@@ -99,11 +104,29 @@ def tag_command(
         raise typer.Exit(1)
 
 
-@command("models", help="List the registered encoders: input size, embedding size, label set, and what "
-         "`autotag train` can do with each.\n\nExample: autotag models")
+@command("models", help="List the registered encoders: which is the default, input size, parameters, speed "
+         "(relative to efficientnet_lite0), file size, embedding size, label set, and what `autotag train` can "
+         "do with each.\n\nExample: autotag models")
 def models_command(fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP)) -> None:
+    from autotag.config import load_settings
     from autotag.encoders import ENCODERS
 
-    emit(({"name": name, "input_size": e.spec.input_size, "embedding_dim": e.spec.embedding_dim,
-           "labels": e.spec.label_set, "training": "heads, fine-tuning" if e.trainable else "heads only"}
-          for name, e in ENCODERS.items()), resolve_format(fmt))
+    default = load_settings().model
+    emit(({"name": name, "default": name == default, "input_size": e.spec.input_size,
+           "params_m": e.spec.params_m, "speed": e.spec.relative_speed, "size_mb": e.spec.size_mb,
+           "embedding_dim": e.spec.embedding_dim, "labels": e.spec.label_set,
+           "training": "heads, fine-tuning" if e.trainable else "heads only"}
+          for name, e in ENCODERS.items()), resolve_format(fmt), table=_models_table)
+
+
+def _models_table(rows: list[dict]):  # -> rich Table
+    from rich.table import Table
+
+    t = Table(caption="speed: images/s relative to efficientnet_lite0 on the same CPU (BENCHMARKS.md)")
+    for column in ("", "name", "input", "parameters", "speed", "size", "labels", "training"):
+        t.add_column(column, justify="right" if column in ("input", "parameters", "speed", "size") else "left")
+    for r in rows:
+        t.add_row("default" if r["default"] else "", r["name"], f"{r['input_size']} px",
+                  f"{r['params_m']:.2f} M" if r["params_m"] else "", f"{r['speed']:.2f}x" if r["speed"] else "",
+                  f"{r['size_mb']:.1f} MB" if r["size_mb"] else "", r["labels"], r["training"])
+    return t

@@ -1,8 +1,9 @@
 """`autotag index --from-parquet DEST`: shards written by `autotag batch` -> a library and its index.
 
-Shards are streamed in chunks, so the collection never has to fit in memory at once. When the
-index will be IVF-PQ (large collections), its first chunk is a seeded random sample drawn from all
-shards: the quantisers train on that sample, and every later chunk is only added.
+Shards are streamed in chunks, so the collection never has to fit in memory at once; each chunk's
+rows become pipeline Items that `Library.add_items` stores and indexes, as `autotag index` does.
+When the index will be IVF-PQ (large collections), its first chunk is a seeded random sample drawn
+from all shards: the quantisers train on that sample, and every later chunk is only added.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from autotag.distributed.runner import SHARD_PATTERN, filesystem, shard_meta
-from autotag.types import AutotagError
+from autotag.index.vector import IVFPQ_MIN_TRAIN
+from autotag.types import AutotagError, Tag
 
 if TYPE_CHECKING:
-    from autotag.library import IngestReport
-    from autotag.store.library import Library
+    from autotag.library import IngestReport, Library
+    from autotag.pipeline import Item
 
 COLUMNS = ["path", "content_hash", "tags", "embedding", "phash", "width", "height", "error"]
 CHUNK_ROWS = 50_000
@@ -71,19 +73,17 @@ def iter_chunks(fs: Any, files: list[str], rows: int = CHUNK_ROWS) -> Iterator[p
 
 
 def index_from_parquet(
-    lib: Library, dest: str, *, kind: str = "auto", chunk_rows: int = CHUNK_ROWS, progress: bool = False
+    library: Library, dest: str, *, chunk_rows: int = CHUNK_ROWS, progress: bool = False
 ) -> IngestReport:
-    """Add every tagged image of the shards in `dest` to `lib`: rows, predictions and vector index."""
-    from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, check_kind, choose_kind, ivf_lists
-    from autotag.library import IngestReport, LibraryIndex
-    from autotag.pipeline import ProgressBar
+    """Add every tagged image of the shards in `dest` to `library`: rows, tags and vector index."""
+    from autotag.library import IngestReport
+    from autotag.progress import ProgressBar
 
-    check_kind(kind)
     fs, files = shard_files(dest)
     meta = shard_meta(fs, files[0])
     if meta is None:
         raise AutotagError(f"{files[0]} is not a readable shard written by `autotag batch`; rewrite it")
-    index = LibraryIndex(lib.index_dir, meta["encoder"], int(meta["dim"]), kind)
+    index = library.use_index(meta["encoder"], int(meta["dim"]))
     report = IngestReport()
     counts = []  # good rows per shard (failed images have no embedding)
     for path in files:
@@ -95,19 +95,18 @@ def index_from_parquet(
     chunks: Iterator[pa.Table] = iter_chunks(fs, files, chunk_rows)
     sampled: set[str] = set()
     first = None
-    target = choose_kind(total) if kind == "auto" else kind
-    if target == "ivfpq" and len(index) == 0 and total >= IVFPQ_MIN_TRAIN:
-        index.raw = VectorIndex(index.dim, "ivfpq", nlist=ivf_lists(total))
+    if index.expect(total, library.kind):
         first = sample_rows(fs, files, counts, max(chunk_rows, 2 * IVFPQ_MIN_TRAIN))
         chunks = _chain([first], chunks)  # the sample goes in first and trains the quantisers
 
     with index.lock, ProgressBar(total if progress else 0, "indexing") as bar:
         for table in chunks:
-            _add_chunk(lib, index, table, meta["model"], report, sampled)
+            items = [item for item in _items(table, int(meta["dim"])) if item.content_hash not in sampled]
+            library.add_items(items, meta["model"], report)
             if table is first:
                 sampled.update(table.column("content_hash").to_pylist())
             bar.advance(table.num_rows)
-        index.save()
+        library.save()
     return report
 
 
@@ -116,33 +115,23 @@ def _chain(*parts: Any) -> Iterator[pa.Table]:
         yield from part
 
 
-def _add_chunk(
-    lib: Library, index: Any, table: pa.Table, model: str, report: IngestReport, sampled: set[str]
-) -> None:
-    dim = index.dim
+def _items(table: pa.Table, dim: int) -> list[Item]:
+    """Rows of good images -> the Items the pipeline made of them (outputs only, no pixels)."""
+    from autotag.pipeline import Item
+
     vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    new_ids: dict[int, None] = {}  # ordered set
-    rows: list[int] = []
-    hashes: list[int] = []
     columns = {name: table.column(name).to_pylist() for name in COLUMNS if name != "embedding"}
-    for row in range(table.num_rows):
-        if columns["content_hash"][row] in sampled:  # already added with the training sample
-            continue
-        image_id, _ = lib.ingest(
-            columns["content_hash"][row],
+    return [
+        Item(
             columns["path"][row],
-            width=columns["width"][row],
-            height=columns["height"][row],
-            model=model,
-            tags=columns["tags"][row],
+            content_hash=columns["content_hash"][row],
+            meta={"width": columns["width"][row], "height": columns["height"][row]},
+            phash=int(columns["phash"][row]),
+            embedding=vectors[row],
+            tags=[
+                Tag(t["name"], float(t["score"]), t.get("id") or "", t.get("kind") or "leaf")
+                for t in columns["tags"][row] or []
+            ],
         )
-        report.ids.append(image_id)
-        if image_id in index or image_id in new_ids:
-            report.skipped += 1
-            continue
-        new_ids[image_id] = None
-        rows.append(row)
-        hashes.append(int(columns["phash"][row]))
-    if new_ids:
-        index.add(np.fromiter(new_ids, np.int64, len(new_ids)), np.ascontiguousarray(vectors[rows], np.float32), hashes)
-        report.added += len(new_ids)
+        for row in range(table.num_rows)
+    ]

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,20 +42,24 @@ TAG_TYPE = pa.struct([("name", pa.string()), ("id", pa.string()), ("score", pa.f
 class BatchJob:
     """Everything that decides a shard's content: two equal jobs on the same inputs write equal shards."""
 
-    model: str | None = None  # encoder name or trained-model folder; None = the configured default
-    top_k: int = 5
-    threshold: float = 0.05
+    # None = the setting (autotag.config): flags over AUTOTAG_* over the config file over the defaults
+    model: str | None = None  # encoder name or trained-model folder
+    top_k: int | None = None
+    threshold: float | None = None
     shard_size: int = 1000
-    batch_size: int = 32
+    batch_size: int | None = None
 
     def resolved(self) -> BatchJob:
+        """Every unset field filled from the settings, so the fingerprint records what was used."""
         from dataclasses import replace
 
         from autotag.config import load_settings
 
-        if self.shard_size < 1 or self.batch_size < 1:
+        settings = load_settings(model=self.model, top_k=self.top_k, threshold=self.threshold,
+                                 batch_size=self.batch_size)
+        if self.shard_size < 1 or settings.batch_size < 1:
             raise AutotagError("--shard-size and --batch-size must be at least 1")
-        model = self.model or load_settings().model
+        model = settings.model
         if not Path(model).is_dir():  # checked here, not first inside a remote actor
             from autotag.encoders import list_encoders
 
@@ -65,7 +67,8 @@ class BatchJob:
                 raise AutotagError(
                     f"unknown model {model!r}: give a model folder or one of {', '.join(list_encoders())}"
                 )
-        return replace(self, model=model)
+        return replace(self, model=model, top_k=settings.top_k, threshold=settings.threshold,
+                       batch_size=settings.batch_size)
 
 
 def shard_schema(dim: int) -> pa.Schema:
@@ -120,75 +123,45 @@ class ShardTagger:
     """
 
     def __init__(self, job: BatchJob, dest: str, threads: int | None = None) -> None:
-        if threads:
-            os.environ["AUTOTAG_THREADS"] = str(threads)
         from autotag.pipeline import Tagger, TagOptions
 
         self.job = job
-        self.tagger = Tagger.load(job.model)
+        self.tagger = Tagger.load(job.model, threads=threads, batch_size=job.batch_size)
         self.options = TagOptions(top_k=job.top_k, threshold=job.threshold)
         self.dest = dest
         self.fs, self.root = filesystem(dest)
         self.schema = shard_schema(self.tagger.encoder.spec.embedding_dim)
 
-    def _decode(self, ref: str) -> tuple[str, np.ndarray, int, dict] | str:
-        from autotag.index.duplicates import phash
-        from autotag.pipeline import read_image
-
-        try:
-            digest, im, meta = read_image(ref, self.tagger.settings, self.tagger.encoder.spec.input_size)
-            return digest, self.tagger.encoder.preprocess(im), phash(im), meta
-        except AutotagError as exc:
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - one bad file is recorded, never drops its batch
-            return f"{type(exc).__name__}: {exc}"
-
-    def tag_batch(self, refs: list[str], decoded: list[Any]) -> pa.Table:
-        """The per-batch step shared by both engines: decoded images -> encoder -> heads -> rows."""
-        good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+    def tag_shard(self, refs: list[str]) -> pa.Table:
+        """The shard's images through the pipeline (decode in threads, batched encoder, decide) -> rows."""
+        items = list(self.tagger.stream(refs, options=self.options, phash=True))
         dim = self.schema.field("embedding").type.list_size
-        embeddings = np.zeros((len(refs), dim), np.float32)
-        tags: list[list[dict] | None] = [None] * len(refs)
-        if good:
-            logits, emb = self.tagger.encoder.run(np.stack([decoded[i][1] for i in good]))
-            for i, row_tags in zip(good, self.tagger.tags_for(logits, emb, None, self.options), strict=True):
-                tags[i] = [{"name": t.name, "id": t.id, "score": t.score, "kind": t.kind} for t in row_tags]
-            embeddings[good] = emb
-        ok = np.zeros(len(refs), bool)
-        ok[good] = True
+        ok = np.array([i.ok for i in items], bool)
+        embeddings = np.zeros((len(items), dim), np.float32)
+        if ok.any():
+            embeddings[ok] = np.stack([i.embedding for i in items if i.ok])
 
         def column(pick: Any) -> list:
-            return [pick(d) if not isinstance(d, str) else None for d in decoded]
+            return [pick(i) if i.ok else None for i in items]
 
         return pa.table(
             {
                 "path": refs,
-                "content_hash": column(lambda d: d[0]),
-                "tags": pa.array(tags, pa.list_(TAG_TYPE)),
+                "content_hash": column(lambda i: i.content_hash),
+                "tags": pa.array(
+                    column(lambda i: [{"name": t.name, "id": t.id, "score": t.score, "kind": t.kind} for t in i.tags]),
+                    pa.list_(TAG_TYPE),
+                ),
                 "embedding": pa.FixedSizeListArray.from_arrays(
                     pa.array(embeddings.reshape(-1)), dim, mask=pa.array(~ok)
                 ),
-                "phash": pa.array(column(lambda d: d[2]), pa.uint64()),
-                "width": pa.array(column(lambda d: d[3].get("width")), pa.int32()),
-                "height": pa.array(column(lambda d: d[3].get("height")), pa.int32()),
-                "error": [d if isinstance(d, str) else None for d in decoded],
+                "phash": pa.array(column(lambda i: i.phash), pa.uint64()),
+                "width": pa.array(column(lambda i: i.meta.get("width")), pa.int32()),
+                "height": pa.array(column(lambda i: i.meta.get("height")), pa.int32()),
+                "error": [i.error for i in items],
             },
             schema=self.schema,
         )
-
-    def tag_shard(self, refs: list[str]) -> pa.Table:
-        """Batches of one shard; the next batch decodes in threads while the encoder runs."""
-        size = self.job.batch_size
-        chunks = [refs[i : i + size] for i in range(0, len(refs), size)]
-        parts = []
-        with ThreadPoolExecutor(max(1, self.tagger.settings.workers)) as pool:
-            pending = [pool.submit(self._decode, r) for r in chunks[0]] if chunks else []
-            for k, chunk in enumerate(chunks):
-                decoded = [f.result() for f in pending]
-                if k + 1 < len(chunks):
-                    pending = [pool.submit(self._decode, r) for r in chunks[k + 1]]
-                parts.append(self.tag_batch(chunk, decoded))
-        return pa.concat_tables(parts) if parts else self.schema.empty_table()
 
     def write_shard(self, index: int, refs: list[str]) -> dict[str, Any]:
         start = time.perf_counter()

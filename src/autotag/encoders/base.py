@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from autotag.config import load_settings
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,10 @@ class EncoderSpec:
     resize_to: int | None = (
         None  # shorter side before the crop; None means input_size (crop the centre square)
     )
+    # What `autotag models` shows to help choose (measured: BENCHMARKS.md, backbone trade-off and INT8).
+    params_m: float | None = None  # millions of parameters
+    relative_speed: float | None = None  # images/s relative to efficientnet_lite0 on the same CPU
+    size_mb: float | None = None  # the ONNX file the model runs from
 
 
 def preprocess(im: Image.Image, spec: EncoderSpec, size: int | None = None) -> np.ndarray:
@@ -54,7 +59,8 @@ class Encoder:
         self.onnx_path = onnx_path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = threads or int(os.environ.get("AUTOTAG_THREADS", "0"))
+        if threads is None:  # the `threads` setting (AUTOTAG_THREADS, the config file); 0 = ORT's choice
+            threads = load_settings().threads
         if threads:
             options.intra_op_num_threads = threads
         # Decoding threads share the cores with inference; ORT's spin-waiting threads would steal their

@@ -36,10 +36,15 @@ def load_source(source: str) -> bytes:
         try:
             import fsspec
         except ImportError as exc:
-            raise ImageError(f"{source}: reading URLs needs fsspec (pip install fsspec)") from exc
+            raise ImageError("reading URLs needs fsspec: pip install 'autotag[urls]'") from exc
         try:
             with fsspec.open(source, "rb") as fh:
                 return fh.read()
+        except ImportError as exc:  # fsspec's HTTP needs requests + aiohttp, the `urls` extra
+            raise ImageError(f"reading {source.split('://')[0]} URLs needs more packages: "
+                             f"pip install 'autotag[urls]' ({exc})") from exc
+        except FileNotFoundError as exc:
+            raise ImageError("nothing at that URL (not found)") from exc
         except Exception as exc:  # noqa: BLE001 - any transport failure is one line for the user
             raise ImageError(f"cannot read: {type(exc).__name__}: {exc}") from exc
     path = Path(source.removeprefix("file://"))
@@ -74,12 +79,13 @@ def decode_image(
 
 
 def decode_with_info(
-    data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes, *, min_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS, min_long_side: int = 0
 ) -> tuple[Image.Image, dict[str, object]]:
     """Decode image bytes to an upright 8-bit RGB PIL image, plus the file's format and full size.
 
     min_side: if given, JPEGs are decoded at a reduced scale (DCT draft) that keeps the shorter
     side at least this long, which is several times faster for large photos.
+    min_long_side: with min_side, also keep the longer side at least this long.
     """
     if not data:
         raise ImageError("empty file (0 bytes)")
@@ -100,8 +106,8 @@ def decode_with_info(
             f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels)"
         )
     try:
-        if min_side and im.format in ("JPEG", "MPO") and min(width, height) > 2 * min_side:
-            scale = min_side / min(width, height)
+        scale = max(min_side / min(width, height), min_long_side / max(width, height)) if min_side else 1.0
+        if scale < 0.5 and im.format in ("JPEG", "MPO"):
             im.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
         im.seek(0)  # first frame of animations
         im.load()

@@ -1,7 +1,8 @@
-"""The image library: a real database (SQLite by default, PostgreSQL by URL) behind one class.
+"""The image library's database: SQLite by default, PostgreSQL by URL, behind one class (`Store`).
 
-This package is the only code that speaks SQL. SQLAlchemy is imported lazily so that importing
-`autotag.store` stays cheap; `open_library` is the way in.
+This package is the only code that speaks SQL: `records` (what comes back), `engine` (connecting),
+`queries` (prebuilt statements), `database` (the Store), `schema` and numbered `migrations`.
+SQLAlchemy is imported lazily so that importing `autotag.store` stays cheap; `open_store` is the way in.
 """
 
 from __future__ import annotations
@@ -9,35 +10,39 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from autotag.store.library import Library
+    from autotag.store.database import Store
 
 __all__ = [
     "FEEDBACK_ACTIONS",
-    "Library",
+    "Store",
     "StoredFeedback",
     "StoredImage",
     "StoredModel",
     "StoredPrediction",
-    "open_library",
+    "open_store",
 ]
 
 FEEDBACK_ACTIONS = ("accepted", "rejected", "added")
 
 
-def open_library(db: str | None = None, **settings_overrides: Any) -> Library:
-    """Open (creating and migrating if needed) the library at `db`.
+def open_store(db: str | None = None, **settings_overrides: Any) -> Store:
+    """Open (creating and migrating if needed) the database at `db`.
 
     None -> the default SQLite file in settings.data_dir; a path or sqlite:/// URL -> SQLite in WAL
     mode; postgresql://user:pw@host:port/name -> PostgreSQL through psycopg 3.
     """
-    from autotag.store.library import Library
+    from autotag.store.database import Store
 
-    return Library.open(db, **settings_overrides)
+    return Store.open(db, **settings_overrides)
 
 
 def __getattr__(name: str) -> Any:
-    if name in {"Library", "StoredFeedback", "StoredImage", "StoredModel", "StoredPrediction"}:
-        from autotag.store import library
+    if name == "Store":
+        from autotag.store.database import Store
 
-        return getattr(library, name)
+        return Store
+    if name in {"StoredFeedback", "StoredImage", "StoredModel", "StoredPrediction"}:
+        from autotag.store import records
+
+        return getattr(records, name)
     raise AttributeError(name)

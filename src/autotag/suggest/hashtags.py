@@ -365,7 +365,7 @@ def iter_hashtags(
     if tagger.model is not None:
         raise AutotagError("hashtags need the default ImageNet model; pass no --model")
     suggester = suggester or default_suggester()
-    for item in tagger.encode_stream(sources):
+    for item in tagger.stream(sources, decide=False):
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]

@@ -1,194 +1,39 @@
-"""`Library`: the image library on SQLite or PostgreSQL, through SQLAlchemy Core.
+"""`Store`: the image library's database on SQLite or PostgreSQL, through SQLAlchemy Core: images,
+their predictions and user tags, feedback, and the model registry.
 
-Writes run one transaction per call. On SQLite every write transaction is BEGIN IMMEDIATE (it takes
-the write lock up front and waits for it up to the busy timeout), which avoids the deadlock where
-two readers both try to upgrade to writers. On PostgreSQL the get-or-create of an image relies on
+Writes run one transaction per call. On PostgreSQL the get-or-create of an image relies on
 INSERT ... ON CONFLICT DO NOTHING, which waits for a concurrent insert of the same hash to finish.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine
 
-from autotag.store import FEEDBACK_ACTIONS
 from autotag.store import schema as t
+from autotag.store.engine import create_engine, resolve_url
 from autotag.store.migrations import apply_migrations
+from autotag.store.queries import TAG_QUERIES, upsert
+from autotag.store.records import (
+    StoredFeedback,
+    StoredImage,
+    StoredModel,
+    StoredPrediction,
+    normal_action,
+    now,
+    tag_fields,
+)
 from autotag.types import AutotagError, Tag
 
-_ACTION_ALIASES = {
-    "accept": "accepted",
-    "accepted": "accepted",
-    "reject": "rejected",
-    "rejected": "rejected",
-    "add": "added",
-    "added": "added",
-}
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-@dataclass(frozen=True)
-class StoredImage:
-    id: int
-    content_hash: str
-    source: str
-    width: int | None
-    height: int | None
-    format: str | None
-    size_bytes: int | None
-    added_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["added_at"] = self.added_at.isoformat()
-        return out
-
-
-@dataclass(frozen=True)
-class StoredPrediction:
-    image_id: int
-    model: str
-    tag: str
-    tag_id: str
-    score: float
-    rank: int
-    kind: str
-
-    def to_tag(self) -> Tag:
-        return Tag(name=self.tag, score=self.score, id=self.tag_id, kind=self.kind)  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class StoredFeedback:
-    id: int
-    image_id: int
-    tag: str
-    action: str
-    who: str | None
-    model: str | None
-    score: float | None
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat()
-        return out
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    id: int
-    name: str
-    version: int
-    path: str
-    config: dict[str, Any] = field(default_factory=dict)
-    created_at: datetime | None = None
-    active: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["created_at"] = self.created_at.isoformat() if self.created_at else None
-        return out
-
-
-def _tag_fields(tag: Tag | dict[str, Any]) -> tuple[str, str, float, str]:
-    if isinstance(tag, Tag):
-        return tag.name, tag.id or "", float(tag.score), tag.kind
-    if isinstance(tag, dict) and "name" in tag:
-        return (
-            str(tag["name"]),
-            str(tag.get("id") or ""),
-            float(tag.get("score", 1.0)),
-            str(tag.get("kind", "leaf")),
-        )
-    raise AutotagError(f"a prediction must be a Tag or a dict with 'name' and 'score', got {tag!r}")
-
-
-def _image(row: Any) -> StoredImage:
-    return StoredImage(
-        id=row.id,
-        content_hash=row.content_hash,
-        source=row.source,
-        width=row.width,
-        height=row.height,
-        format=row.format,
-        size_bytes=row.size_bytes,
-        added_at=_utc(row.added_at),  # type: ignore[arg-type]
-    )
-
-
-def _model(row: Any) -> StoredModel:
-    return StoredModel(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        path=row.path,
-        config=json.loads(row.config or "{}"),
-        created_at=_utc(row.created_at),
-        active=bool(row.active),
-    )
-
-
-def _feedback(row: Any) -> StoredFeedback:
-    return StoredFeedback(
-        id=row.id,
-        image_id=row.image_id,
-        tag=row.tag,
-        action=row.action,
-        who=row.who,
-        model=row.model,
-        score=row.score,
-        created_at=_utc(row.created_at),  # type: ignore[arg-type]
-    )
-
-
-def resolve_url(db: str | None, data_dir: Path) -> URL:
-    """Turn what a user typed after --db into a SQLAlchemy URL (psycopg 3 for PostgreSQL)."""
-    if db is None or db == "":
-        return URL.create("sqlite", database=str(data_dir / "library.db"))
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", db):
-        try:
-            url = make_url(db)
-        except sa.exc.ArgumentError as exc:
-            raise AutotagError(f"--db {db!r} is not a valid database URL: {exc}") from exc
-        backend = url.get_backend_name()
-        if backend in ("postgresql", "postgres"):
-            return url.set(drivername="postgresql+psycopg")
-        if backend == "sqlite" and url.database and url.database != ":memory:":
-            return url.set(drivername="sqlite")
-        raise AutotagError(
-            f"--db {url.render_as_string(hide_password=True)!r}: unsupported database; "
-            "give a SQLite file path or a postgresql://user:password@host:port/name URL"
-        )
-    return URL.create("sqlite", database=str(Path(db).expanduser()))
-
-
-class Library:
-    """The image library. Open it with `autotag.store.open_library(db)`; close it when done."""
+class Store:
+    """The library's database. Open it with `autotag.store.open_store(db)`; close it when done."""
 
     def __init__(self, engine: Engine, url: URL, index_dir: Path) -> None:
         self._engine = engine
@@ -198,31 +43,15 @@ class Library:
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
-    def open(cls, db: str | None = None, **settings_overrides: Any) -> Library:
+    def open(cls, db: str | None = None, **settings_overrides: Any) -> Store:
         from autotag.config import load_settings
 
         settings = load_settings(**settings_overrides)
         url = resolve_url(db, settings.data_dir)
-        if url.get_backend_name() == "sqlite":
-            path = Path(url.database or "")
-            if path.is_dir():
-                raise AutotagError(f"--db {path} is a folder; give a database file path such as {path}/library.db")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                url,
-                connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-                pool_size=8,
-                max_overflow=24,
-            )
-            _configure_sqlite(engine)
-            index_dir = path.parent / f"{path.stem}.index"
-        else:
-            engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
-            name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{url.database}@{url.host or 'local'}_{url.port or 5432}")
-            index_dir = settings.data_dir / "postgresql-index" / name
-        library = cls(engine, url, index_dir)
+        engine, index_dir = create_engine(url, settings.data_dir)
+        store = cls(engine, url, index_dir)
         try:
-            library.schema_version = apply_migrations(engine)
+            store.schema_version = apply_migrations(engine)
         except sa.exc.OperationalError as exc:
             engine.dispose()
             reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
@@ -233,7 +62,7 @@ class Library:
         except BaseException:
             engine.dispose()
             raise
-        return library
+        return store
 
     @property
     def dialect(self) -> str:
@@ -248,14 +77,14 @@ class Library:
     def close(self) -> None:
         self._engine.dispose()
 
-    def __enter__(self) -> Library:
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Library({self.url.render_as_string(hide_password=True)!r})"
+        return f"Store({self.url.render_as_string(hide_password=True)!r})"
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -268,13 +97,6 @@ class Library:
     def _read(self) -> Iterator[Connection]:
         with self._engine.connect() as conn:
             yield conn
-
-    def _insert(self, table: sa.Table) -> Any:
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        return insert(table)
 
     def integrity_problems(self) -> list[str]:
         """Empty when the database is sound: SQLite's own integrity and foreign-key checks, plus
@@ -304,8 +126,8 @@ class Library:
         if not content_hash:
             raise AutotagError("an image needs its content hash (autotag.ingest.content_hash(bytes))")
         stmt = (
-            self._insert(t.images)
-            .values(content_hash=content_hash, source=str(source), added_at=_now(), **values)
+            upsert(self.dialect, t.images)
+            .values(content_hash=content_hash, source=str(source), added_at=now(), **values)
             .on_conflict_do_nothing(index_elements=["content_hash"])
             .returning(t.images.c.id)
         )
@@ -378,12 +200,12 @@ class Library:
     def get_image(self, image_id: int) -> StoredImage | None:
         with self._read() as conn:
             row = conn.execute(sa.select(t.images).where(t.images.c.id == int(image_id))).first()
-        return _image(row) if row else None
+        return StoredImage.from_row(row) if row else None
 
     def get_image_by_hash(self, content_hash: str) -> StoredImage | None:
         with self._read() as conn:
             row = conn.execute(sa.select(t.images).where(t.images.c.content_hash == content_hash)).first()
-        return _image(row) if row else None
+        return StoredImage.from_row(row) if row else None
 
     def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
         """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
@@ -391,16 +213,16 @@ class Library:
         page = {"limit": max(0, int(limit)), "offset": max(0, int(offset))}
         with self._read() as conn:
             if tag:
-                rows = conn.execute(_QUERIES.list_by_tag, {"tag": tag, **page})
+                rows = conn.execute(TAG_QUERIES.list_by_tag, {"tag": tag, **page})
             else:
-                rows = conn.execute(_QUERIES.list_all, page)
-            return [_image(r) for r in rows]
+                rows = conn.execute(TAG_QUERIES.list_all, page)
+            return [StoredImage.from_row(r) for r in rows]
 
     def count_images(self, tag: str | None = None) -> int:
         with self._read() as conn:
             if tag:
-                return int(conn.execute(_QUERIES.count_by_tag, {"tag": tag}).scalar() or 0)
-            return int(conn.execute(_QUERIES.count_all).scalar() or 0)
+                return int(conn.execute(TAG_QUERIES.count_by_tag, {"tag": tag}).scalar() or 0)
+            return int(conn.execute(TAG_QUERIES.count_all).scalar() or 0)
 
     def image_ids(self) -> list[int]:
         with self._read() as conn:
@@ -419,10 +241,10 @@ class Library:
     def _insert_predictions(
         self, conn: Connection, image_id: int, model: str, tags: Iterable[Tag | dict[str, Any]]
     ) -> int:
-        now = _now()
+        created = now()
         rows = []
         for rank, tag in enumerate(tags, start=1):
-            name, tag_id, score, kind = _tag_fields(tag)
+            name, tag_id, score, kind = tag_fields(tag)
             rows.append(
                 {
                     "image_id": image_id,
@@ -432,7 +254,7 @@ class Library:
                     "score": score,
                     "rank": rank,
                     "kind": kind,
-                    "created_at": now,
+                    "created_at": created,
                 }
             )
         if rows:
@@ -471,10 +293,7 @@ class Library:
         if model is not None:
             stmt = stmt.where(t.predictions.c.model == model)
         with self._read() as conn:
-            return [
-                StoredPrediction(r.image_id, r.model, r.tag, r.tag_id, float(r.score), r.rank, r.kind)
-                for r in conn.execute(stmt)
-            ]
+            return [StoredPrediction.from_row(r) for r in conn.execute(stmt)]
 
     def set_user_tags(self, image_id: int, tags: Iterable[str]) -> None:
         """Replace the tags the uploader typed (order kept, duplicates and blanks dropped)."""
@@ -506,9 +325,7 @@ class Library:
         The score the model gave the tag is kept with the feedback (looked up from the stored
         predictions when not given) so thresholds can be re-fitted later even if predictions change.
         """
-        normal = _ACTION_ALIASES.get(str(action).strip().lower())
-        if normal is None:
-            raise AutotagError(f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}")
+        normal = normal_action(action)
         tag = str(tag).strip()
         if not tag:
             raise AutotagError("feedback needs a tag name")
@@ -544,11 +361,11 @@ class Library:
                     who=who,
                     model=model,
                     score=score,
-                    created_at=_now(),
+                    created_at=now(),
                 )
                 .returning(*t.feedback.c)
             ).one()
-            return _feedback(row)
+            return StoredFeedback.from_row(row)
 
     def feedback(
         self,
@@ -567,12 +384,9 @@ class Library:
         if tag is not None:
             stmt = stmt.where(t.feedback.c.tag == tag)
         if action is not None:
-            normal = _ACTION_ALIASES.get(action.strip().lower())
-            if normal is None:
-                raise AutotagError(f"unknown feedback action {action!r}; valid: {', '.join(FEEDBACK_ACTIONS)}")
-            stmt = stmt.where(t.feedback.c.action == normal)
+            stmt = stmt.where(t.feedback.c.action == normal_action(action))
         with self._read() as conn:
-            return [_feedback(r) for r in conn.execute(stmt)]
+            return [StoredFeedback.from_row(r) for r in conn.execute(stmt)]
 
     # ---------------------------------------------------------------- models
     def register_model(
@@ -593,12 +407,12 @@ class Library:
                     version=(latest or 0) + 1,
                     path=str(path),
                     config=json.dumps(config or {}),
-                    created_at=_now(),
+                    created_at=now(),
                     active=activate,
                 )
                 .returning(*t.models.c)
             ).one()
-            return _model(row)
+            return StoredModel.from_row(row)
 
     def get_model(self, name: str, version: int | None = None) -> StoredModel | None:
         """A given version, or else the active one, or else the newest."""
@@ -609,14 +423,14 @@ class Library:
             stmt = stmt.order_by(t.models.c.active.desc(), t.models.c.version.desc())
         with self._read() as conn:
             row = conn.execute(stmt.limit(1)).first()
-        return _model(row) if row else None
+        return StoredModel.from_row(row) if row else None
 
     def list_models(self, name: str | None = None) -> list[StoredModel]:
         stmt = sa.select(t.models).order_by(t.models.c.name, t.models.c.version)
         if name is not None:
             stmt = stmt.where(t.models.c.name == name)
         with self._read() as conn:
-            return [_model(r) for r in conn.execute(stmt)]
+            return [StoredModel.from_row(r) for r in conn.execute(stmt)]
 
     def activate_model(self, name: str, version: int) -> StoredModel:
         with self._write() as conn:
@@ -630,70 +444,3 @@ class Library:
         model = self.get_model(name, version)
         assert model is not None
         return model
-
-
-class _Queries:
-    """Statements built once with bound parameters: building a union per call cost more than running it."""
-
-    def __init__(self) -> None:
-        tag = sa.bindparam("tag")
-        f, p = t.feedback, t.predictions
-        # Ids gathered from the (tag, image_id) indexes first, then matched to images: a correlated
-        # EXISTS per image would scan the whole library for a rare tag.
-        rejected = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action == "rejected")
-        predicted = sa.select(p.c.image_id).where(
-            sa.or_(p.c.tag == tag, p.c.tag_id == tag), p.c.image_id.not_in(rejected)
-        )
-        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
-        added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
-        matching = sa.union(predicted, typed, added).subquery()
-        has_tag = t.images.c.id.in_(sa.select(matching.c[0]))
-        newest = sa.select(t.images).order_by(t.images.c.id.desc())
-        self.list_all = newest.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
-        self.list_by_tag = newest.where(has_tag).limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
-        self.count_all = sa.select(sa.func.count()).select_from(t.images)
-        self.count_by_tag = self.count_all.where(has_tag)
-
-
-_QUERIES = _Queries()
-
-
-def _retry_while_locked(statement: Any) -> None:
-    """Run `statement`, retrying for up to the busy timeout while SQLite says the database is locked.
-
-    Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is locked" at
-    once there instead of waiting through the busy timeout: two processes opening a new library at the
-    same moment failed about one time in five.
-    """
-    import sqlite3
-    import time
-
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            statement()
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control away from the sqlite3 module so BEGIN IMMEDIATE is ours to issue.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        _retry_while_locked(lambda: cursor.execute("PRAGMA journal_mode=WAL"))
-        # In WAL mode NORMAL never corrupts and loses no committed transaction when a process dies;
-        # only a power cut may drop the last few.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("autotag_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

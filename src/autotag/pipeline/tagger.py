@@ -1,0 +1,319 @@
+"""The one road from an image to its tags, used by the CLI, the HTTP API, the library, batch jobs and
+evaluation: sources -> decode (worker threads) -> encode (batched ONNX Runtime) -> read -> decide.
+
+Decoding runs in worker threads while the calling thread runs the encoder on the previous batch;
+PIL and ONNX Runtime both release the GIL, so the two overlap on a multi-core machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from autotag.config import Settings, load_settings
+from autotag.encoders import Encoder, create_encoder
+from autotag.ingest import ImageError, Source, content_hash, decode_with_info, source_bytes, source_name
+from autotag.ingest.read import pixels_hash
+from autotag.pipeline.decide import TagOptions, default_tags
+from autotag.pipeline.encode import EncoderBatcher, OutputCache
+from autotag.pipeline.item import Item
+from autotag.progress import ProgressBar
+from autotag.types import AutotagError, Tag
+
+if TYPE_CHECKING:
+    from autotag.artifact import TrainedModel
+
+UserTags = Sequence[str] | Mapping[str, Sequence[str]] | None
+Reader = Callable[[Item], None]  # a signal read from the decoded picture (colours, objects, ...)
+KEPT_SIDE = 512  # the decoded picture kept for readers is scaled down to at most this long side
+
+
+class Tagger:
+    """Tags images with the default ImageNet model or a trained model folder.
+
+    >>> tagger = Tagger.default()
+    >>> [t.name for t in tagger.tag("cat.jpg")][:3]
+
+    `readers`: functions run on every decoded item (with `item.image`, long side 512 or the file's own
+    size if smaller) after the encoder, filling a facet such as `item.colors`; the picture is decoded
+    once for the encoder and all of them (JPEGs at a reduced scale that still gives the long side 512).
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        model: TrainedModel | None = None,
+        settings: Settings | None = None,
+        readers: Sequence[Reader] = (),
+    ) -> None:
+        self.encoder = encoder
+        self.model = model
+        self.settings = settings or load_settings()
+        self.readers = list(readers)
+        self._run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = encoder.run
+        self._batcher: EncoderBatcher | None = None
+        self._cache: OutputCache | None = None
+        self._lock = threading.Lock()
+        # caps how many callers of `process` hold a decoded full-size image at once
+        self._decoding = threading.BoundedSemaphore(max(1, self.settings.workers))
+
+    @classmethod
+    def load(cls, model: str | None = None, **settings_overrides: Any) -> Tagger:
+        """`model`: a registered encoder name (see `autotag models`) or a trained model folder."""
+        settings = load_settings(**settings_overrides)
+        name = model or settings.model
+        if Path(name).is_dir():
+            from autotag.artifact import load_model
+
+            trained = load_model(name)
+            return cls(trained.make_encoder(settings.threads), trained, settings)
+        if "/" in name or name.startswith("."):
+            raise AutotagError(f"model folder {name} does not exist")
+        return cls(create_encoder(name, threads=settings.threads), None, settings)
+
+    @classmethod
+    def default(cls) -> Tagger:
+        return cls.load()
+
+    @property
+    def model_name(self) -> str:
+        return str(self.model.path) if self.model is not None else self.encoder.spec.name
+
+    def share_batches(self, max_batch: int) -> EncoderBatcher:
+        """From now on, concurrent callers share encoder batches of up to `max_batch` images (a server)."""
+        with self._lock:
+            if self._batcher is None:
+                self._batcher = EncoderBatcher(self.encoder, max_batch)
+                self._run = self._batcher.run
+            return self._batcher
+
+    def output_cache(self) -> OutputCache | None:
+        """The on-disk cache of this encoder's outputs, or None when its outputs are not cached."""
+        if not OutputCache.usable(self.encoder.spec):
+            return None
+        with self._lock:
+            if self._cache is None:
+                self._cache = OutputCache(self.settings.cache_dir / "embeddings", self.encoder.spec)
+            return self._cache
+
+    # -- the steps ---------------------------------------------------------------------------------
+    def decode(
+        self,
+        source: Source,
+        *,
+        phash: bool = False,
+        keep_image: bool = False,
+        cache: OutputCache | None = None,
+        skip: Callable[[str], bool] | None = None,
+    ) -> Item:
+        """One source -> an Item with its hash, metadata and encoder input (or its outputs from the
+        cache, or `skipped` when `skip(content_hash)` says so, or the reason it cannot be used).
+        Never raises for a bad image: one file never stops a batch."""
+        item = Item(source_name(source))
+        try:
+            if isinstance(source, Image.Image):
+                im = source.convert("RGB")
+                item.content_hash = pixels_hash(im)
+                item.meta = {"format": "PIL", "width": im.width, "height": im.height, "size_bytes": 0}
+            else:
+                data = source_bytes(source)
+                item.content_hash = content_hash(data)
+                if skip is not None and skip(item.content_hash):
+                    item.skipped = True
+                    return item
+                if cache is not None and not (phash or keep_image) and cache.fill(item):
+                    return item
+                im, item.meta = decode_with_info(
+                    data,
+                    min_side=self.encoder.spec.input_size,
+                    max_pixels=self.settings.max_pixels,
+                    min_long_side=KEPT_SIDE if keep_image else 0,  # readers get a picture of about KEPT_SIDE
+                )
+            item.array = self.encoder.preprocess(im)
+            if phash:
+                from autotag.index.duplicates import phash as perceptual_hash
+
+                item.phash = perceptual_hash(im)
+            if keep_image:
+                item.image = _scaled_down(im, KEPT_SIDE)
+        except AutotagError as exc:
+            item.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
+            item.error = f"{type(exc).__name__}: {exc}"
+        return item
+
+    def encode(self, items: Sequence[Item], cache: OutputCache | None = None) -> None:
+        """Run the encoder on every item that has an input, as one batch; fill logits and embedding."""
+        todo = [i for i in items if i.array is not None and i.embedding is None]
+        if not todo:
+            return
+        logits, embeddings = self._run(np.stack([i.array for i in todo]))
+        for item, lg, emb in zip(todo, logits, embeddings, strict=True):
+            item.logits, item.embedding, item.array = lg, emb, None
+        if cache is not None:
+            cache.put(todo)
+
+    def decide(self, items: Sequence[Item], user_tags: UserTags = None, options: TagOptions | None = None) -> None:
+        """Fill the tags of every encoded item: the default decision, or the trained model's heads."""
+        options = options or TagOptions(self.settings.top_k, self.settings.threshold)
+        done = [i for i in items if i.ok and i.embedding is not None and not i.skipped]
+        if not done:
+            return
+        if self.model is None:
+            for item in done:
+                item.tags = default_tags(item, options)
+            return
+        typed = [user_tags_for(user_tags, i.source) for i in done]
+        # the stored rule is usually top-k-predicted: k comes from the model's label-count head
+        rows = self.model.tag(
+            np.stack([i.embedding for i in done]),
+            np.stack([i.logits for i in done]),
+            [t or [] for t in typed] if any(t is not None for t in typed) else None,
+        )
+        for item, row in zip(done, rows, strict=True):
+            item.tags = list(row[: options.max_tags])
+
+    def read(self, items: Sequence[Item]) -> None:
+        for item in items:
+            if item.ok and item.image is not None:
+                for reader in self.readers:
+                    reader(item)
+
+    # -- whole road ----------------------------------------------------------------------------------
+    def stream(
+        self,
+        sources: Iterable[Source],
+        *,
+        options: TagOptions | None = None,
+        user_tags: UserTags = None,
+        decide: bool = True,
+        cache: bool = False,
+        phash: bool = False,
+        keep_images: bool = False,
+        skip: Callable[[str], bool] | None = None,
+        on_item: Callable[[], None] | None = None,
+    ) -> Iterator[Item]:
+        """Yield one Item per source, in input order; a bad source carries its error.
+
+        decide: fill tags (else only encoder outputs). cache: read and fill the output cache.
+        phash: compute perceptual hashes. keep_images: leave `item.image` on the yielded items.
+        skip(content_hash) -> True: the caller has this content already; it is neither decoded nor encoded.
+        """
+        batch_size, workers = self.settings.batch_size, max(1, self.settings.workers)
+        store = self.output_cache() if cache else None
+        need_image = keep_images or bool(self.readers)
+        with ThreadPoolExecutor(workers) as pool:
+            pending: deque[Future[Item]] = deque()
+            source_iter = iter(sources)
+            exhausted = False
+
+            def submit() -> None:
+                nonlocal exhausted
+                while not exhausted and len(pending) < 2 * batch_size:
+                    try:
+                        src = next(source_iter)
+                    except StopIteration:
+                        exhausted = True
+                        return
+                    pending.append(pool.submit(self.decode, src, phash=phash, keep_image=need_image,
+                                               cache=store, skip=skip))  # fmt: skip
+
+            submit()
+            try:
+                while pending:
+                    batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
+                    submit()  # the next images decode while the encoder runs on this batch
+                    self.encode(batch, store)
+                    self.read(batch)
+                    if decide:
+                        self.decide(batch, user_tags, options)
+                    for item in batch:
+                        if not keep_images:
+                            item.image = None
+                        if on_item:
+                            on_item()
+                        yield item
+            finally:
+                if store is not None:
+                    store.flush()  # also when the consumer stops early: what was computed is kept
+
+    def process(
+        self,
+        source: Source,
+        *,
+        options: TagOptions | None = None,
+        user_tags: Sequence[str] | None = None,
+        decide: bool = True,
+        phash: bool = False,
+        keep_image: bool = False,
+    ) -> Item:
+        """One source through the whole road in the calling thread (a server request); the encoder
+        batch is shared with concurrent callers once `share_batches` was called."""
+        with self._decoding:
+            item = self.decode(source, phash=phash, keep_image=keep_image or bool(self.readers))
+        if item.ok:
+            self.encode([item])
+            self.read([item])
+            if decide:
+                self.decide([item], list(user_tags) if user_tags else None, options)
+        if not keep_image:
+            item.image = None
+        return item
+
+    def tag_many(
+        self,
+        sources: Iterable[Source],
+        *,
+        user_tags: UserTags = None,
+        options: TagOptions | None = None,
+        progress: bool = False,
+    ) -> Iterator[Item]:
+        """Stream a tagged Item per source, in order; a bad image yields an Item with .error."""
+        sources = list(sources) if progress else sources
+        with ProgressBar(len(sources) if progress else 0) as bar:  # type: ignore[arg-type]
+            yield from self.stream(sources, user_tags=user_tags, options=options, on_item=bar.advance)
+
+    def tag(
+        self, image: Source, *, user_tags: Sequence[str] | None = None, options: TagOptions | None = None
+    ) -> list[Tag]:
+        """Tags of one image (path, bytes or PIL image). Raises ImageError if it cannot be read."""
+        item = next(self.stream([image], user_tags=list(user_tags) if user_tags else None, options=options))
+        if item.error:
+            raise ImageError(f"{item.source}: {item.error}")
+        return item.tags
+
+    def embed(self, sources: Iterable[Source], *, cache: bool = False, progress: bool = False) -> np.ndarray:
+        """(N, D) float32 embeddings, in input order. Raises on the first unreadable image."""
+        sources = list(sources)
+        rows = []
+        with ProgressBar(len(sources) if progress else 0) as bar:
+            for item in self.stream(sources, decide=False, cache=cache, on_item=bar.advance):
+                if item.error:
+                    raise ImageError(f"{item.source}: {item.error}")
+                rows.append(item.embedding)
+        dim = self.encoder.spec.embedding_dim
+        return np.stack(rows).astype(np.float32) if rows else np.zeros((0, dim), np.float32)
+
+
+def user_tags_for(user_tags: UserTags, source: str) -> list[str] | None:
+    if user_tags is None:
+        return None
+    if isinstance(user_tags, Mapping):
+        found = user_tags.get(source)
+        return list(found) if found is not None else None
+    return list(user_tags)
+
+
+def _scaled_down(im: Image.Image, side: int) -> Image.Image:
+    if max(im.size) <= side:
+        return im
+    scale = side / max(im.size)
+    return im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR,
+                     reducing_gap=2.0)  # fmt: skip

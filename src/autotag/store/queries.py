@@ -1,0 +1,48 @@
+"""Statements built once with bound parameters: building a union per call cost more than running it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from autotag.store import schema as t
+
+
+def upsert(dialect: str, table: sa.Table) -> Any:
+    """An INSERT that can take ON CONFLICT DO NOTHING on this database."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+class TagQueries:
+    """Listing and counting images, all or by tag.
+
+    An image has a tag when it was predicted (by name or id) and no person rejected it, or its
+    uploader typed it, or a person added or accepted it.
+    """
+
+    def __init__(self) -> None:
+        tag = sa.bindparam("tag")
+        f, p = t.feedback, t.predictions
+        # Ids gathered from the (tag, image_id) indexes first, then matched to images: a correlated
+        # EXISTS per image would scan the whole library for a rare tag.
+        rejected = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action == "rejected")
+        predicted = sa.select(p.c.image_id).where(
+            sa.or_(p.c.tag == tag, p.c.tag_id == tag), p.c.image_id.not_in(rejected)
+        )
+        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
+        added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
+        matching = sa.union(predicted, typed, added).subquery()
+        has_tag = t.images.c.id.in_(sa.select(matching.c[0]))
+        newest = sa.select(t.images).order_by(t.images.c.id.desc())
+        self.list_all = newest.limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
+        self.list_by_tag = newest.where(has_tag).limit(sa.bindparam("limit")).offset(sa.bindparam("offset"))
+        self.count_all = sa.select(sa.func.count()).select_from(t.images)
+        self.count_by_tag = self.count_all.where(has_tag)
+
+
+TAG_QUERIES = TagQueries()

@@ -1,0 +1,65 @@
+"""Everything suggested for one tagged image at once (what the HTTP API answers next to its tags):
+hashtags with abstention, whether the image is out of domain, and which user-typed tags look wrong."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autotag.pipeline import Item, Tagger, softmax
+from autotag.types import AutotagError, Tag
+
+log = logging.getLogger("autotag.suggest")
+
+
+@dataclass
+class Suggestions:
+    hashtags: list[Tag] = field(default_factory=list)
+    flagged_user_tags: list[dict[str, Any]] = field(default_factory=list)  # tag, reason, score
+    out_of_domain: bool | None = None
+    ood_score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hashtags": [t.to_dict() for t in self.hashtags],
+            "flagged_user_tags": self.flagged_user_tags,
+            "out_of_domain": self.out_of_domain,
+            "ood_score": self.ood_score,
+        }
+
+
+def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -> Suggestions:
+    """Hashtags and the user-tag audit read ImageNet probabilities: the default model only (empty
+    otherwise). They are extras: if they fail, the log says why and the answer goes on without them."""
+    if tagger.model is not None or tagger.encoder.spec.label_set != "imagenet-1k" or item.logits is None:
+        return Suggestions()
+    try:
+        return _imagenet_suggestions(item.logits[None], user_tags)
+    except AutotagError:
+        raise
+    except Exception:  # noqa: BLE001 - an optional feature never fails the request
+        log.exception("hashtag suggestion / user-tag audit failed; answering without them")
+        return Suggestions()
+
+
+def _imagenet_suggestions(logits: Any, user_tags: Sequence[str]) -> Suggestions:
+    from autotag.suggest.audit import imagenet_auditor, imagenet_concepts
+    from autotag.suggest.hashtags import default_suggester
+
+    probs = softmax(logits)
+    suggester = default_suggester()
+    scores = suggester.ood_scores(logits)
+    out = Suggestions(
+        hashtags=suggester.suggest(probs, logits=logits)[0],
+        out_of_domain=bool(suggester.out_of_domain(logits)[0]),
+        ood_score=round(float(scores[0]), 4) if scores is not None else None,
+    )
+    if user_tags:
+        _, concept_scores = imagenet_concepts(probs)
+        audits = imagenet_auditor().audit(concept_scores[0], list(user_tags))
+        out.flagged_user_tags = [
+            {"tag": a.tag, "reason": a.evidence, "score": round(float(a.relevance), 4)} for a in audits if a.flagged
+        ]
+    return out
