@@ -144,7 +144,7 @@ def default_tagger():
 def real_probs(tagger, image) -> np.ndarray:
     from autotag.pipeline import softmax
 
-    item = next(tagger.encode_stream([image]))
+    item = next(tagger.stream([image], decide=False))
     return softmax(item.logits[None])[0]
 
 

@@ -201,7 +201,7 @@ class ConsumerAuditor:
         from autotag.taxonomy.mapping import word_forms
 
         found = []
-        for form in word_forms(normalize_user_tag(tag)):
+        for form in word_forms(normalise_user_tag(tag)):
             for hit in (form if form in self._label_pos or form in self._cat_pos else None, self._details.get(form)):
                 if hit and hit not in found:
                     found.append(hit)

@@ -24,6 +24,7 @@ import numpy as np
 
 from autotag.taxonomy.vocabulary import Vocabulary, read_structured
 from autotag.types import AutotagError
+from autotag.usertags import normalise_user_tag
 
 # Similarity thresholds on the combined score (mean of Wu-Palmer and text cosine, each 0..1).
 ACCEPT_SCORE = 0.80  # at or above, with a clear margin over the runner-up: mapped
@@ -456,7 +457,7 @@ class ConsumerMapping:
 
 def word_forms(word: str) -> list[str]:
     """'#Dogs' -> ['dogs', 'dog']: a word as typed and its singular, for matching consumer words."""
-    w = " ".join(re.sub(r"[#_]", " ", word.lower()).split())
+    w = normalise_user_tag(word)
     forms = [w]
     if w.endswith("ies"):
         forms.append(w[:-3] + "y")
