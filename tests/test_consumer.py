@@ -144,7 +144,7 @@ def default_tagger():
 def real_probs(tagger, image) -> np.ndarray:
     from autotag.pipeline import softmax
 
-    item = next(tagger.encode_stream([image]))
+    item = next(tagger.stream([image], decide=False))
     return softmax(item.logits[None])[0]
 
 
@@ -214,3 +214,19 @@ def test_shipped_hashtags_go_through_the_consumer_vocabulary(default_tagger):
 
     grass = real_probs(default_tagger, Image.fromarray(data.grass()).convert("RGB"))
     assert "animals" not in {t.name for t in suggester.suggest(grass[None])[0]}
+
+
+def test_audit_cannot_judge_what_the_model_has_no_concept_for(default_tagger):
+    from autotag.demo import bundled_photo
+    from autotag.suggest.audit import ConsumerAuditor
+
+    auditor = ConsumerAuditor(flag_below=0.15)
+    assert auditor.terms("Cats") == ["cat"] and auditor.terms("golden retriever") == ["dog"]
+    assert auditor.terms("sunset") == [] and auditor.terms("instagood") == []  # no member class / no word
+    cat = {a.tag: a for a in auditor.audit(real_probs(default_tagger, bundled_photo("chelsea")),
+                                           ["cat", "pet", "dog", "car", "sunset", "instagood"])}  # fmt: skip
+    assert not cat["cat"].flagged and not cat["pet"].flagged and cat["cat"].judged
+    assert cat["dog"].flagged and cat["car"].flagged  # the model could see them and does not
+    for unknown in ("sunset", "instagood"):
+        assert not cat[unknown].judged and not cat[unknown].flagged
+        assert cat[unknown].to_dict()["cannot_judge"] is True

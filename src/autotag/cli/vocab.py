@@ -153,8 +153,8 @@ def hashtags_command(
 def audit_command(
     image: str = typer.Argument(..., help="One image file."),
     user_tags: str = typer.Option(..., "--user-tags", "-u", help="Comma-separated tags typed by the uploader."),
-    flag_below: float = typer.Option(
-        0.15, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this."
+    flag_below: float | None = typer.Option(
+        None, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this (default: fitted)."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="A trained model folder (default: ImageNet)."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),

@@ -416,7 +416,7 @@ def fit_vocabulary(
     if tagger.model is not None:
         raise AutotagError("fitting a vocabulary over the consumer vocabulary needs the default ImageNet model")
     probs, words = [], []
-    for record, item in zip(records, tagger.encode_stream([r.source for r in records]), strict=True):
+    for record, item in zip(records, tagger.stream([r.source for r in records], decide=False), strict=True):
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)

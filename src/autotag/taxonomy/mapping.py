@@ -24,6 +24,7 @@ import numpy as np
 
 from autotag.taxonomy.vocabulary import Vocabulary, read_structured
 from autotag.types import AutotagError
+from autotag.usertags import normalise_user_tag
 
 # Similarity thresholds on the combined score (mean of Wu-Palmer and text cosine, each 0..1).
 ACCEPT_SCORE = 0.80  # at or above, with a clear margin over the runner-up: mapped
@@ -454,9 +455,9 @@ class ConsumerMapping:
             raise AutotagError(f"not a consumer mapping (missing {exc}); make one with `autotag vocab map`") from exc
 
 
-def _word_forms(word: str) -> list[str]:
+def word_forms(word: str) -> list[str]:
     """'#Dogs' -> ['dogs', 'dog']: a word as typed and its singular, for matching consumer words."""
-    w = " ".join(re.sub(r"[#_]", " ", word.lower()).split())
+    w = normalise_user_tag(word)
     forms = [w]
     if w.endswith("ies"):
         forms.append(w[:-3] + "y")
@@ -476,7 +477,7 @@ def map_onto_consumer(vocab: Vocabulary, consumer: Any, classes: Mapping | None 
     reasons: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
     for t in vocab.tags:
         for word in t.words():
-            hit = next((f for f in _word_forms(word) if f in known), None)
+            hit = next((f for f in word_forms(word) if f in known), None)
             if hit and hit not in terms[t.name]:
                 terms[t.name].append(hit)
                 reasons[t.name].append(f"{hit!r} is the word {word!r}")
@@ -498,9 +499,9 @@ def tag_truth(mapping: ConsumerMapping, vocab: Vocabulary, words: Sequence[Seque
     keys = []
     for name in mapping.tag_names:
         t = vocab.tag(name)
-        keys.append({f for w in (*t.words(), *mapping.terms.get(name, [])) for f in _word_forms(w)})
+        keys.append({f for w in (*t.words(), *mapping.terms.get(name, [])) for f in word_forms(w)})
     out = np.zeros((len(words), len(keys)), bool)
     for i, ws in enumerate(words):
-        forms = {f for w in ws for f in _word_forms(w)}
+        forms = {f for w in ws for f in word_forms(w)}
         out[i] = [bool(forms & k) for k in keys]
     return out
