@@ -140,10 +140,12 @@ class Library:
         reconcile: bool = False,
         share_batches: int | None = None,
         settings: Settings | None = None,
+        create: bool = True,
     ) -> Library:
-        """Open (creating if needed) the library at `db` (a SQLite path or a postgresql:// URL)."""
+        """Open the library at `db` (a SQLite path or a postgresql:// URL), creating it if needed;
+        create=False (commands that only read) makes a missing library an error instead."""
         settings = settings or load_settings()
-        store = open_store(db, data_dir=settings.data_dir)
+        store = open_store(db, create=create, data_dir=settings.data_dir)
         return cls(store, settings=settings, model=model, tagger=tagger, kind=kind, reconcile=reconcile,
                    share_batches=share_batches)  # fmt: skip
 

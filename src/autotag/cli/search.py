@@ -11,10 +11,11 @@ from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, fail, r
 MODEL_HELP = "Encoder name (see `autotag models`) or model folder; must match the one the index was built with."
 
 
-def _open(db: str | None, model: str | None = None, kind: str = "auto"):  # -> autotag.library.Library
+def _open(db: str | None, model: str | None = None, kind: str = "auto", *, create: bool = False):
+    """The library (autotag.library.Library); only `index` may create one."""
     from autotag.library import Library
 
-    return Library.open(db, model=model, kind=kind)
+    return Library.open(db, model=model, kind=kind, create=create)
 
 
 @command(
@@ -43,12 +44,12 @@ def index_command(
             fail("--from-parquet takes no PATHS, --model or --head: the shards fix the images and the encoder")
         from autotag.distributed.index import index_from_parquet
 
-        with _open(db, kind=kind) as library:
+        with _open(db, kind=kind, create=True) as library:
             report = index_from_parquet(library, from_parquet, progress=True)
     else:
         if not paths:
             fail("give image PATHS to index, or --from-parquet DEST")
-        with _open(db, model, kind) as library:
+        with _open(db, model, kind, create=True) as library:
             report = library.ingest(discover(paths), head=head, progress=True)
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
