@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotag.config import Settings, load_settings
-from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, find_duplicates
+from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, Fingerprint, find_duplicates
 from autotag.index.library_index import LibraryIndex
 from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
 from autotag.pipeline import Item, Tagger, TagOptions, UserTags, user_tags_for
@@ -262,7 +262,7 @@ class Library:
                 continue
             ids.append(image.id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if ids:
             index.add(np.asarray(ids, np.int64), np.stack(vectors), hashes)
         if len(stale) or ids:
@@ -344,7 +344,7 @@ class Library:
                 continue
             new_ids.append(image_id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if new_ids:
             with index.lock:
                 index.add(np.asarray(new_ids, np.int64), np.asarray(np.stack(vectors), np.float32), hashes)
@@ -388,7 +388,7 @@ class Library:
             tags=item.tags,
             user_tags=list(user_tags) or None,
         )
-        self._index_one(image_id, embedding, item.phash or 0)
+        self._index_one(image_id, embedding, item.fingerprint or item.phash or 0)
         stored = self.store.get_image(image_id)
         if stored is None:  # deleted by a concurrent request in between
             raise NotInLibrary(f"image {image_id} was deleted while being stored; retry")
@@ -400,10 +400,10 @@ class Library:
             raise ImageError(item.error)
         return item
 
-    def _index_one(self, image_id: int, embedding: Any, phash: int) -> None:
+    def _index_one(self, image_id: int, embedding: Any, print_: Fingerprint | int) -> None:
         index = self.index
         with index.lock:
-            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [phash])
+            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [print_])
             self._save_if_due()
 
     def _ensure_indexed(self, image: StoredImage) -> None:
@@ -412,7 +412,7 @@ class Library:
             if image.id in index:
                 return
         item = self._embed_stored(image)
-        self._index_one(image.id, item.embedding, item.phash or 0)
+        self._index_one(image.id, item.embedding, item.fingerprint or item.phash or 0)
 
     def _embed_stored(self, image: StoredImage) -> Item:
         try:
@@ -511,9 +511,9 @@ class Library:
         index = self.index
         with index.lock:
             ids, vectors = index.vectors()
-            hashes = np.array([index.phashes.get(int(i), 0) for i in ids], dtype=np.uint64)
+            prints = [index.prints.get(int(i), 0) for i in ids]
             groups = find_duplicates(
-                ids, vectors, hashes, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
+                ids, vectors, prints, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
             )
         out = []
         for group in groups:

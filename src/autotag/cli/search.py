@@ -82,7 +82,8 @@ def similar_command(
 def duplicates_command(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     threshold: float | None = typer.Option(
-        None, "--threshold", "-t", min=0.01, max=1.0, help="Cosine similarity that makes a duplicate (default 0.80)."
+        None, "--threshold", "-t", min=0.01, max=1.0,
+        help="Cosine similarity at which the embedding alone makes a duplicate (default 0.84).",
     ),
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
@@ -91,7 +92,11 @@ def duplicates_command(
 
     with _open(db, model) as library:
         groups = library.duplicates(threshold or DEFAULT_THRESHOLD)
+        indexed = len(library.index)
     fmt = resolve_format(fmt)
+    if not groups and fmt is Format.table:  # an empty table is a blank line: say what was looked at
+        typer.echo(f"no duplicates among {indexed} images")
+        return
     if fmt in (Format.table, Format.csv):
         rows = []
         for number, group in enumerate(groups, 1):
