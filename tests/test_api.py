@@ -129,6 +129,12 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     flagged = {f["tag"] for f in body["flagged_user_tags"]}
     assert "car" in flagged and "cat" not in flagged
     assert all(f["reason"] for f in body["flagged_user_tags"])
+    # storing it, and storing it again, answers the same suggestions /v1/tag gives for the picture
+    tagged = client.post("/v1/tag", files=_upload(photos["chelsea"])).json()
+    first = client.post("/v1/images", files=_upload(photos["chelsea"])).json()
+    again = client.post("/v1/images", files=_upload(photos["chelsea"], name="copy.jpg")).json()
+    assert first["created"] is True and again["created"] is False
+    assert tagged["hashtags"] and again["hashtags"] == first["hashtags"] == tagged["hashtags"]
 
 
 def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_model):
@@ -422,7 +428,8 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
     _is_error(client.put("/v1/tag"), 405)
     # Far over the limit: refused from its Content-Length, and when streamed without one.
     huge = b"\xff\xd8" + b"\0" * (MAX_UPLOAD + 3_000_000)
-    _is_error(client.post("/v1/images", files=_upload(huge)), 413)
+    body = _is_error(client.post("/v1/images", files=_upload(huge)), 413)
+    assert f"over the limit of {MAX_UPLOAD} bytes" in body["detail"]  # the configured limit, not limit + slack
 
     form = client.build_request("POST", "/v1/tag", files=_upload(huge))
     body = form.read()
@@ -431,7 +438,9 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
         for start in range(0, len(body), 1 << 20):
             yield body[start : start + (1 << 20)]
 
-    _is_error(client.post("/v1/tag", content=chunks(), headers={"content-type": form.headers["content-type"]}), 413)
+    headers = {"content-type": form.headers["content-type"]}
+    streamed = _is_error(client.post("/v1/tag", content=chunks(), headers=headers), 413)
+    assert f"over the limit of {MAX_UPLOAD} bytes" in streamed["detail"]
     assert client.get("/healthz").json()["status"] == "ok"
 
 

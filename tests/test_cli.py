@@ -39,3 +39,16 @@ def test_models_marks_the_default_and_shows_size_and_speed(monkeypatch):
     assert int8["size_mb"] < lite0["size_mb"] < lite2["size_mb"] and lite0["params_m"] > 4
     table = CliRunner().invoke(app, ["models", "--format", "table"], env={"COLUMNS": "160"}).output
     assert "default" in table and "1.84x" in table and "MB" in table
+
+
+def test_read_only_commands_never_create_a_library(tmp_path, photos):
+    typo = tmp_path / "nodb2.db"
+    missing_dir = tmp_path / "no" / "such" / "dir" / "x.db"
+    for args in (["duplicates", "--db", str(typo)], ["similar", str(photos["chelsea"]), "--db", str(missing_dir)],
+                 ["map", "--db", str(typo), "--out", str(tmp_path / "m.html")],
+                 ["refit", "--db", str(typo), "--model", "x"]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert res.output.strip().startswith("autotag: error: no library at ") and "autotag index" in res.output
+        assert len(res.output.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no nodb2.db, no nodb2.index, no folders

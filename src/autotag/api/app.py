@@ -295,7 +295,8 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     # A body past this is refused while it streams in, before it is spooled to disk.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    limit = settings.max_upload_bytes
+    app.add_middleware(BodyLimit, max_bytes=limit + MULTIPART_SLACK, limit=limit)
 
     def require_key(request: Request) -> None:
         if not keys:

@@ -31,9 +31,10 @@ class BodyLimit:
     is cut off once it passes the limit. Starlette's own limit answers in plain text, hence this.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, limit: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # what the body may hold: the upload limit plus the form around the file
+        self.limit = max_bytes if limit is None else limit  # the configured upload limit, named to the client
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         from starlette.datastructures import Headers
@@ -42,7 +43,7 @@ class BodyLimit:
 
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        detail = f"request body is over the limit of {self.max_bytes} bytes (server setting max_upload_bytes)"
+        detail = f"upload is over the limit of {self.limit} bytes (server setting max_upload_bytes)"
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await JSONResponse(error_body("too large", detail), status_code=413)(scope, receive, send)
