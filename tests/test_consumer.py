@@ -230,3 +230,22 @@ def test_audit_cannot_judge_what_the_model_has_no_concept_for(default_tagger):
     for unknown in ("sunset", "instagood"):
         assert not cat[unknown].judged and not cat[unknown].flagged
         assert cat[unknown].to_dict()["cannot_judge"] is True
+
+
+def test_views_of_wide_pictures_and_their_merge():
+    from PIL import Image
+
+    from autotag.encoders.efficientnet_lite import SPECS
+    from autotag.encoders.views import letterbox, merge_views, views
+
+    spec = SPECS["efficientnet_lite0"]
+    wide = Image.new("RGB", (1600, 900), (200, 30, 30))
+    assert views(wide, spec, "center").shape == (1, 3, spec.input_size, spec.input_size)
+    assert views(wide, spec, "thirds+full").shape == (4, 3, spec.input_size, spec.input_size)
+    assert views(Image.new("RGB", (500, 480)), spec, "thirds+full").shape[0] == 1  # near-square: one view
+    box = letterbox(wide, spec)
+    assert np.allclose(box[:, 0, :], 0.0) and not np.allclose(box[:, spec.input_size // 2, :], 0.0)  # padded
+    with pytest.raises(AutotagError, match="unknown view set 'fourths'; valid: center"):
+        views(wide, spec, "fourths")
+    merged = merge_views(np.array([[0.8, 0.2, 0.0], [0.0, 0.2, 0.8]]), "max")
+    assert merged.sum() == pytest.approx(1.0) and merged[0] == pytest.approx(merged[2])
