@@ -1,4 +1,5 @@
-"""autotag.distributed on real photos: a local Ray (2 CPUs) and the local engine write equal shards."""
+"""autotag.distributed on real photos with the fake encoder (the plumbing, not the model, is under test):
+a local Ray (2 CPUs) and the local engine write equal shards, equal to what the pipeline gives directly."""
 
 from __future__ import annotations
 
@@ -13,17 +14,20 @@ import pytest
 
 from autotag.distributed import BatchJob, run_batch
 from autotag.distributed.inputs import resolve_inputs
+from autotag.testing.fake import FAKE_SPEC, register_fake_encoder
 from autotag.types import AutotagError
 
 ray = pytest.importorskip("ray", reason="Ray missing: pip install 'ray[data]'")
 
-JOB = BatchJob(shard_size=4, batch_size=3)
-CAT_WORDS = ("cat", "feline", "tabby")
+FAKE = register_fake_encoder()
+JOB = BatchJob(model=FAKE, shard_size=4, batch_size=3)
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray's worker processes learn the fake encoder the way this one did
+    hook = {"worker_process_setup_hook": "autotag.testing.fake.register_fake_encoder"}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=hook)
     yield
     ray.shutdown()
 
@@ -61,7 +65,7 @@ def local_run(collection, tmp_path_factory) -> tuple[Path, dict]:
     return dest, run_batch([str(collection)], str(dest), engine="local", job=JOB)
 
 
-def test_local_engine_tags_photos_and_records_bad_files(local_run, photos) -> None:
+def test_local_engine_tags_photos_and_records_bad_files(local_run, photos, collection) -> None:
     dest, summary = local_run
     rows = read_shards(dest)
     assert summary["images"] == len(rows) == len(photos) + 2
@@ -71,9 +75,15 @@ def test_local_engine_tags_photos_and_records_bad_files(local_run, photos) -> No
     assert json.loads((dest / "_summary.json").read_text())["failed"] == 2
     by_name = {Path(r["path"]).stem: r for r in rows}
     assert by_name["truncated"]["error"] and by_name["truncated"]["embedding"] is None
+    from autotag.pipeline import Tagger
+
+    direct = Tagger.load(FAKE).process(str(collection / "set0" / "chelsea.jpg"), phash=True)
     cat = by_name["chelsea"]
-    assert any(w in t["name"] for t in cat["tags"] for w in CAT_WORDS), cat["tags"]
-    assert len(cat["embedding"]) == 1280 and len(cat["content_hash"]) == 64
+    assert [(t["name"], t["kind"]) for t in cat["tags"]] == [(t.name, t.kind) for t in direct.tags] and cat["tags"]
+    np.testing.assert_allclose([t["score"] for t in cat["tags"]], [t.score for t in direct.tags], atol=1e-6)
+    np.testing.assert_allclose(cat["embedding"], direct.embedding, atol=1e-6)
+    assert len(cat["embedding"]) == FAKE_SPEC.embedding_dim and cat["content_hash"] == direct.content_hash
+    assert (cat["phash"], cat["width"], cat["height"]) == (direct.phash, 451, 300)
     assert by_name["chelsea"]["embedding"] != by_name["coffee"]["embedding"]
 
 
@@ -123,10 +133,10 @@ def test_rerun_skips_finished_shards(local_ray, collection, tmp_path) -> None:
         assert p.stat().st_mtime_ns == before[p.name]  # untouched
     assert_same_rows(first_rows, pq.read_table(shards[1]).to_pylist())
     assert not list(tmp_path.glob("*.tmp-*"))
-    changed = run_batch([str(collection)], str(tmp_path), engine="local", job=BatchJob(shard_size=6, top_k=2))
+    changed = run_batch([str(collection)], str(tmp_path), engine="local", job=BatchJob(FAKE, shard_size=6, top_k=2))
     assert changed["shards_written"] == 2  # other settings: no shard counts as finished
     assert changed["shards_removed"] == 1 and not shards[2].exists()  # part-00002 belonged to the old cut
-    assert max(sum(t["kind"] == "leaf" for t in r["tags"] or []) for r in read_shards(tmp_path)) <= 2
+    assert max(sum(t["kind"] in ("label", "object") for t in r["tags"] or []) for r in read_shards(tmp_path)) <= 2
 
 
 def test_index_from_parquet_builds_a_searchable_library(local_run, tmp_path) -> None:
@@ -143,7 +153,7 @@ def test_index_from_parquet_builds_a_searchable_library(local_run, tmp_path) -> 
         hits = library.similar(np.array(rows["chelsea"]["embedding"], np.float32), 1)
         found = hits[0].image
         assert found.source == rows["chelsea"]["path"]
-        assert any(w in p.tag for p in library.store.predictions(found.id) for w in CAT_WORDS)
+        assert [p.tag for p in library.store.predictions(found.id)] == [t["name"] for t in rows["chelsea"]["tags"]]
 
 
 def test_cli_batch_and_errors(collection, tmp_path) -> None:
@@ -152,7 +162,9 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     from autotag.cli import app
 
     runner = CliRunner()
-    result = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--shard-size", "6", "-f", "json"])
+    result = runner.invoke(
+        app, ["batch", str(collection), "--out", str(tmp_path), "--shard-size", "6", "-m", FAKE, "-f", "json"]
+    )
     assert result.exit_code == 0, result.output
     assert '"shards_written": 2' in result.stdout
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
@@ -168,7 +180,7 @@ def test_index_sample_and_chunks_cover_all_shards(tmp_path) -> None:
     import pyarrow as pa
 
     from autotag.distributed.index import iter_chunks, sample_rows, shard_files
-    from autotag.distributed.runner import TAG_TYPE, shard_schema
+    from autotag.distributed.runner import FACET_TYPES, TAG_TYPE, shard_schema
 
     n, dim = 50, 4
     for shard in range(3):
@@ -182,6 +194,7 @@ def test_index_sample_and_chunks_cover_all_shards(tmp_path) -> None:
                     "phash": pa.array([0] * n, pa.uint64()),
                     "width": pa.array([1] * n, pa.int32()),
                     "height": pa.array([1] * n, pa.int32()),
+                    **{name: pa.array([None] * n, kind) for name, kind in FACET_TYPES.items()},
                     "error": [None if i % 10 else "broken" for i in range(n)],
                 },
                 schema=shard_schema(dim),

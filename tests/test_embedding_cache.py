@@ -101,14 +101,15 @@ def test_concurrent_writers_in_processes(tmp_path):
     np.testing.assert_array_equal(got[:, 0], [float(int(h[:6], 16)) for h in expected])
 
 
-def test_pipeline_embed_uses_the_cache(tmp_path, photos):
+def test_pipeline_embed_uses_the_cache(tmp_path, photos, fake_model):
     from autotag.pipeline import Tagger
+    from autotag.testing.fake import FAKE_SPEC
 
-    tagger = Tagger.load(cache_dir=tmp_path)  # the ONNX export stays in the shared test cache
+    tagger = Tagger.load(cache_dir=tmp_path)
     sources = [str(photos["chelsea"]), str(photos["coffee"])]
     direct = tagger.embed(sources)
     cached_first = tagger.embed(sources, cache=True)
-    store = EmbeddingCache(tmp_path / "embeddings", tagger.encoder.spec.name, 1280)
+    store = EmbeddingCache(tmp_path / "embeddings", tagger.encoder.spec.name, FAKE_SPEC.embedding_dim)
     assert len(store) == 2
     cached_again = tagger.embed(sources, cache=True)
     np.testing.assert_allclose(cached_first, direct, atol=1e-5)
