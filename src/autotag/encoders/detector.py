@@ -28,7 +28,7 @@ from autotag.types import AutotagError, Detection
 DEFAULT_DETECTOR = "centernet-coco"
 # Chosen on the real-photo benchmark's FIT half (bench/bench_detector.py, BENCHMARKS.md): at 384 px the
 # float model finds as many labelled objects as at 512 px with the best F1 and no false person, and runs
-# ~1.7x faster; 0.4 is its best-F1 score threshold there. INT8 variants lost too many objects.
+# ~2x faster; 0.4 is its best-F1 score threshold there. INT8 variants lost too many objects.
 DEFAULT_INPUT_SIZE = 384
 DEFAULT_MIN_SCORE = 0.4
 
