@@ -211,8 +211,8 @@ class Store:
         return StoredImage.from_row(row) if row else None
 
     def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
-        """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
-        it, plus images whose uploader typed it or a person added or accepted it."""
+        """Newest first. With `tag`: images predicted with it (by name or id) or whose uploader typed it
+        (unless flagged as not fitting), unless a person rejected it; plus images a person gave it."""
         page = {"limit": max(0, int(limit)), "offset": max(0, int(offset))}
         with self._read() as conn:
             if tag:
@@ -304,6 +304,20 @@ class Store:
             self._require_image(conn, image_id)
             conn.execute(sa.delete(t.user_tags).where(t.user_tags.c.image_id == int(image_id)))
             self._insert_user_tags(conn, int(image_id), tags)
+
+    def flag_user_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        """Mark typed tags that do not fit the picture: kept and shown, but no longer found by tag search."""
+        names = [str(x).strip() for x in tags if str(x).strip()]
+        if not names:
+            return
+        with self._write() as conn:
+            conn.execute(sa.update(t.user_tags).where(t.user_tags.c.image_id == int(image_id),
+                                                      t.user_tags.c.tag.in_(names)).values(flagged=True))
+
+    def flagged_user_tags(self, image_id: int) -> list[str]:
+        stmt = sa.select(t.user_tags.c.tag).where(t.user_tags.c.image_id == int(image_id), t.user_tags.c.flagged)
+        with self._read() as conn:
+            return list(conn.execute(stmt.order_by(t.user_tags.c.position)).scalars())
 
     def user_tags(self, image_id: int) -> list[str]:
         stmt = (

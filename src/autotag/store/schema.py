@@ -43,6 +43,7 @@ user_tags = sa.Table(
     sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tag", sa.String(200), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),  # judged not to fit (0003)
 )
 
 feedback = sa.Table(
