@@ -178,6 +178,8 @@ class Store:
         values = {"width": width, "height": height, "format": format, "size_bytes": size_bytes}
         with self._write() as conn:
             image_id, created = self._get_or_create_image(conn, content_hash, source, values)
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=image_id, path=str(source))
+                         .on_conflict_do_nothing())
             if model is not None and tags:
                 has = (
                     not created
@@ -199,6 +201,29 @@ class Store:
                 if not has:
                     self._insert_user_tags(conn, image_id, user_tags)
             return image_id, created
+
+    def add_path(self, image_id: int, path: str) -> None:
+        """Remember another path of an image's content (a byte copy elsewhere); nothing if known."""
+        with self._write() as conn:
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=int(image_id), path=str(path))
+                         .on_conflict_do_nothing())
+
+    def paths(self, image_id: int) -> list[str]:
+        """Every path this content was seen at, the first (images.source) first."""
+        image = self.get_image(image_id)
+        with self._read() as conn:
+            seen = conn.execute(sa.select(t.image_paths.c.path).where(t.image_paths.c.image_id == int(image_id))
+                                .order_by(t.image_paths.c.path)).scalars()
+            rest = [p for p in seen if image is None or p != image.source]
+        return ([image.source] if image else []) + rest
+
+    def images_with_copies(self) -> dict[int, list[str]]:
+        """Images seen at more than one path (byte-identical copies): id -> paths, the first first."""
+        several = (sa.select(t.image_paths.c.image_id).group_by(t.image_paths.c.image_id)
+                   .having(sa.func.count() > 1))
+        with self._read() as conn:
+            ids = [int(i) for i in conn.execute(several).scalars()]
+        return {i: self.paths(i) for i in sorted(ids)}
 
     def get_image(self, image_id: int) -> StoredImage | None:
         with self._read() as conn:
