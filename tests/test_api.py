@@ -137,6 +137,29 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     assert tagged["hashtags"] and again["hashtags"] == first["hashtags"] == tagged["hashtags"]
 
 
+def test_search_and_captions_follow_accepted_tags(make_client, sqlite_db, photos):
+    """Search by tag finds what the picture is tagged with after the server's audit and people's feedback:
+    a typed tag the server flagged does not match, a rejected model tag no longer does, an added one does."""
+    client = make_client(sqlite_db)
+    cat = client.post("/v1/images", files=_upload(photos["chelsea"]), data={"user_tags": "car, kitty"}).json()
+    assert "car" in {f["tag"] for f in cat["flagged_user_tags"]}
+    assert "car" not in cat["accepted_tags"] and "kitty" in cat["accepted_tags"]
+
+    def found(tag: str) -> list[int]:
+        return [im["id"] for im in client.get("/v1/images", params={"tag": tag}).json()["items"]]
+
+    assert found("car") == []  # the uploader typed it, the server flagged it: not a search hit
+    assert found("kitty") == [cat["id"]]  # typed and not flagged
+    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "leaf")
+    assert cat["accepted_tags"][0] == leaf and found(leaf) == [cat["id"]]
+    feedback = client.post(f"/v1/images/{cat['id']}/feedback", json={"reject": [leaf], "add": ["dandelion"]})
+    assert feedback.status_code == 200, feedback.text
+    assert found(leaf) == [] and found("dandelion") == [cat["id"]]
+    page = client.get("/v1/images").json()["items"]
+    assert page[0]["accepted_tags"][0] == "dandelion" and leaf not in page[0]["accepted_tags"]  # the caption
+    assert client.get(f"/v1/images/{cat['id']}").json()["accepted_tags"][0] == "dandelion"
+
+
 def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_model):
     client = make_client(sqlite_db)
     one = client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "1", "threshold": "0.0"}).json()
@@ -222,7 +245,10 @@ def test_library_flow(make_client, db_url, photos, fake_model):
     own_tag = next(t["name"] for t in cat["tags"] if t["name"] not in others)
     by_tag = client.get("/v1/images", params={"tag": own_tag}).json()["items"]
     assert [i["id"] for i in by_tag] == [cat["id"]]
-    assert [i["id"] for i in client.get("/v1/images", params={"tag": "kitty"}).json()["items"]] == [cat["id"]]
+    # a typed tag is found unless the audit flagged it (with the fake encoder's scores it may)
+    kitty_flagged = "kitty" in {f["tag"] for f in cat["flagged_user_tags"]}
+    by_kitty = [i["id"] for i in client.get("/v1/images", params={"tag": "kitty"}).json()["items"]]
+    assert by_kitty == ([] if kitty_flagged else [cat["id"]])
 
     by_upload = client.post("/v1/similar", files=_upload(photos["coffee"]), data={"k": "2"}).json()["results"]
     assert by_upload[0]["id"] == id_of["coffee"] and by_upload[0]["score"] > 0.99 and len(by_upload) == 2

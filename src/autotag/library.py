@@ -89,11 +89,13 @@ class IngestReport:
     skipped: int = 0  # already indexed (same content hash)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     ids: list[int] = field(default_factory=list)  # library ids of every readable source, in order
+    skipped_files: list[tuple[str, int]] = field(default_factory=list)  # (source, id of the image it already is)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "skipped": self.skipped,
+            "skipped_files": [{"path": p, "same_as_image": i} for p, i in self.skipped_files],
             "failed": [{"path": p, "error": e} for p, e in self.failed],
         }
 
@@ -342,8 +344,10 @@ class Library:
             if item.skipped:
                 image = self.store.get_image_by_hash(item.content_hash)
                 if image is not None:
+                    self.store.add_path(image.id, stored_location(item.source))  # a byte copy: one more path
                     report.ids.append(image.id)
                     report.skipped += 1
+                    report.skipped_files.append((item.source, image.id))
                     continue
             image_id, _ = self.store.ingest(
                 item.content_hash,
@@ -360,6 +364,7 @@ class Library:
             report.ids.append(image_id)
             if image_id in index or image_id in new_ids:
                 report.skipped += 1
+                report.skipped_files.append((item.source, image_id))
                 continue
             new_ids.append(image_id)
             vectors.append(item.embedding)
@@ -573,12 +578,22 @@ class Library:
             groups = find_duplicates(
                 ids, vectors, prints, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
             )
-        out = []
+        # exact copies first: one image (one content) seen at several paths
+        out = [
+            {
+                "size": len(paths),
+                "exact": True,
+                "images": [{"id": image_id, "path": p} for p in paths],
+                "pairs": [],
+            }
+            for image_id, paths in self.store.images_with_copies().items()
+        ]
         for group in groups:
             images = {i: self.store.get_image(i) for i in group.ids}
             out.append(
                 {
                     "size": len(group.ids),
+                    "exact": group.exact,
                     "images": [{"id": i, "path": im.source if im else None} for i, im in images.items()],
                     "pairs": [p.to_dict() for p in group.pairs],
                 }

@@ -120,6 +120,7 @@ class ImageOut(Facets):
     model: str | None = None
     tags: list[TagOut] = []
     user_tags: list[str] = []
+    accepted_tags: list[str] = Field([], description="tags after feedback: added first, rejected and flagged out")
     feedback: list[dict[str, Any]] = []
     thumbnail_url: str
 
@@ -148,6 +149,7 @@ class SimilarHit(BaseModel):
     source: str
     thumbnail_url: str
     tags: list[TagOut] = []
+    accepted_tags: list[str] = []
 
 
 class SimilarResponse(BaseModel):
