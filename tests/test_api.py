@@ -382,6 +382,14 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
     _is_error(client.post("/v1/tag"), 422)  # no file
     _is_error(client.post("/v1/tag", content=b"raw bytes", headers={"content-type": "image/jpeg"}), 422)
     _is_error(client.get("/v1/images/not-a-number"), 422)
+    # past the database's 64-bit ids: a 422 naming the limit, not an OverflowError (500)
+    for url in ("/v1/images/99999999999999999999999", "/v1/images/99999999999999999999999/thumbnail",
+                "/v1/images/0", "/v1/images/-5"):
+        _is_error(client.get(url), 422)
+    _is_error(client.delete("/v1/images/99999999999999999999999"), 422)
+    _is_error(client.post("/v1/images/99999999999999999999999/feedback", json={"add": ["x"]}), 422)
+    _is_error(client.post("/v1/similar", data={"id": "99999999999999999999999"}), 422)
+    _is_error(client.get("/v1/images/9223372036854775807"), 404)  # the largest id is merely not there
     _is_error(client.get("/v1/images", params={"limit": 0}), 422)
     _is_error(
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422

@@ -11,7 +11,7 @@ from PIL import Image
 
 from autotag.index import VectorIndex, find_duplicates, phash
 from autotag.index import vector as vector_module
-from autotag.index.duplicates import hamming, hash_pairs
+from autotag.index.duplicates import Fingerprint, fingerprint, hamming, hash_pairs
 from autotag.types import AutotagError
 
 
@@ -124,15 +124,73 @@ def test_transformed_copy_of_a_real_photo_is_found_as_duplicate(photos, encoder)
     edited.save(buf, "JPEG", quality=30)
     images.append(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     _, vectors = encoder.encode(images)
-    hashes = [phash(im) for im in images]
+    prints = [fingerprint(im) for im in images]
     ids = np.arange(10, 10 + len(images))
-    groups = find_duplicates(ids, vectors, hashes)
+    groups = find_duplicates(ids, vectors, prints)
     assert [g.ids for g in groups] == [[10, 15]]  # the cat and its edited copy, nothing else
     assert groups[0].pairs[0].similarity >= 0.8
     # similar-search from the copy finds the original first
     index = VectorIndex(vectors.shape[1], "exact")
     index.add(ids[:5], vectors[:5])
     assert index.search(vectors[5], 1)[1][0, 0] == 10
+
+
+def _smooth_wallpapers() -> list[Image.Image]:
+    """Flat colours and soft gradients: the pictures whose pHash bits are decided by noise."""
+    ramp = np.linspace(0, 1, 480)[None, :, None]
+    out = [Image.new("RGB", (640, 480), c) for c in ((30, 30, 40), (120, 120, 120), (40, 160, 90), (90, 40, 130))]
+    for a, b in (((20, 30, 90), (40, 60, 160)), ((80, 20, 20), (200, 90, 40)), ((10, 80, 80), (20, 160, 140))):
+        grad = np.array(a)[None, None] + (np.array(b) - np.array(a))[None, None] * ramp
+        out.append(Image.fromarray(np.repeat(grad, 640, axis=0).transpose(1, 0, 2).astype(np.uint8)))
+    return out
+
+
+def test_flat_and_smooth_pictures_are_not_duplicates_of_each_other(photos, encoder):
+    smooth = _smooth_wallpapers()
+    prints = [fingerprint(im) for im in smooth]
+    assert all(p.detail < 0.5 and not p.trusted for p in prints)  # their hashes are noise ...
+    assert int(hamming(prints[0].phash, prints[1].phash)) <= 8  # ... and flat pictures collide
+    cat = Image.open(photos["chelsea"]).convert("RGB")
+    assert fingerprint(cat).trusted
+    ids = np.arange(len(smooth))
+    assert find_duplicates(ids, None, prints) == []  # an untrusted hash alone joins nothing
+    _, vectors = encoder.encode(smooth)
+    assert find_duplicates(ids, vectors, prints) == []
+
+
+def test_groups_do_not_chain_through_look_alikes():
+    # a~b and b~c are strong pairs (cosine 0.85), a and c are not alike (0.44): no group holds both
+    angles = np.radians([0.0, 32.0, 64.0])
+    vectors = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    groups = find_duplicates([1, 2, 3], vectors)
+    assert len(groups) == 1 and len(groups[0].ids) == 2
+    # when a and c count as alike too (a threshold below their cosine), the three are one group
+    assert [g.ids for g in find_duplicates([1, 2, 3], vectors, threshold=0.43)] == [[1, 2, 3]]
+
+
+def test_exact_copies_are_listed_first(photos, encoder):
+    names = ["chelsea", "coffee", "rocket"]
+    images = [Image.open(photos[n]).convert("RGB") for n in names]
+    cat_small = images[0].resize((images[0].width // 2, images[0].height // 2))
+    images += [cat_small, images[2]]  # a near copy of the cat, a byte copy of the rocket
+    digests = ["c", "k", "r", "c-small", "r"]
+    _, vectors = encoder.encode(images)
+    groups = find_duplicates([1, 2, 3, 4, 5], vectors, [fingerprint(im) for im in images], digests=digests)
+    assert [g.ids for g in groups] == [[3, 5], [1, 4]]
+    assert groups[0].exact and groups[0].pairs[0].exact and not groups[1].exact
+    assert groups[0].to_dict()["pairs"][0]["exact"] is True
+
+
+def test_brightness_edits_are_copies_but_a_dark_edition_is_another_picture(photos, encoder):
+    from PIL import ImageEnhance
+
+    cat = Image.open(photos["chelsea"]).convert("RGB")
+    images = [cat, ImageEnhance.Brightness(cat).enhance(0.8), ImageEnhance.Brightness(cat).enhance(0.3)]
+    prints = [fingerprint(im) for im in images]
+    _, vectors = encoder.encode(images)
+    groups = find_duplicates([1, 2, 3], vectors, prints)
+    assert [g.ids for g in groups] == [[1, 2]]
+    assert Fingerprint.from_dict(prints[0].to_dict()).phash == prints[0].phash
 
 
 def _fashion_embeddings(fashion_mnist_dir, encoder, split: str, per_class: int, seed: int):
@@ -177,6 +235,26 @@ def test_map_html_and_png(tmp_path):
     assert "http" not in text.replace("http://www.w3.org/2000/svg", "")  # self-contained
     png = render_png(coords, labels, tmp_path / "m.png")
     assert Image.open(png).size[0] > 400
+
+
+def test_map_png_is_readable_thumbnails_and_a_legend_of_the_top_tags(tmp_path):
+    from autotag.index.projection import OTHER, legend_entries, project_2d, render_png, thumbnail_sample
+
+    vectors = _clustered(300, 24, seed=5, clusters=20)
+    coords = project_2d(vectors, seed=0)
+    labels = [f"tag{i % 20:02d}" for i in range(300)]
+    labels[:40] = ["dog"] * 40  # the most frequent tag
+    entries = legend_entries(labels)
+    assert entries[0][:2] == ("dog", 40) and len(entries) == 13 and entries[-1][0] == OTHER
+    assert sum(count for _, count, _ in entries) == 300
+    sample = thumbnail_sample(coords)
+    assert 10 <= len(sample) <= 49  # spread over a 7 x 7 grid, at most one per cell
+    magenta = Image.new("RGB", (120, 90), (255, 0, 255))
+    png = render_png(coords, labels, tmp_path / "map.png", thumbnails={i: magenta for i in sample})
+    pixels = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    assert Image.open(png).size[0] >= 1200
+    on_map = np.all(pixels == (255, 0, 255), axis=1).sum()
+    assert on_map >= 0.8 * len(sample) * 96 * 72  # every thumbnail drawn, at its full 96 px
 
 
 def test_cli_index_similar_duplicates(photos, tmp_path, fake_model):

@@ -118,3 +118,30 @@ def test_build_reuses_pictures_and_rewrites_labels(tmp_path):
 def test_reader_without_a_build_is_one_clear_line(tmp_path):
     with pytest.raises(AutotagError, match="make realphotos"):
         load_dataset(f"realphotos:{tmp_path}")
+
+
+def test_shown_tags_evaluation_groups_by_split_and_kind():
+    from autotag.data import Dataset
+    from autotag.evaluate import shown_tags_evaluation
+    from autotag.types import ImageRecord
+
+    records = [
+        ImageRecord("a.jpg", ["cat", "animal"], [], "fit"),
+        ImageRecord("b.jpg", ["leaf", "plant"], [], "test"),
+        ImageRecord("c.png", ["abstract"], [], "test"),
+    ]
+    pictures = {
+        "a.jpg": {"kind": "photo", "wrong": ["dog"]},
+        "b.jpg": {"kind": "photo", "wrong": ["animal"]},
+        "c.png": {"kind": "art", "wrong": ["animal"]},
+    }
+    ds = Dataset(records, ["abstract", "animal", "cat", "leaf", "plant"], "t", info={"pictures": pictures})
+    shown = {"a.jpg": ["cat"], "b.jpg": ["animal", "leaf"], "c.png": []}
+    r = shown_tags_evaluation(ds, shown, allowed=["cat", "animal", "leaf"])
+    assert set(r) == {"all", "fit", "test", "fit/photo", "test/photo", "test/art"}
+    assert r["test/photo"]["wrong-rate"] == 0.5 and r["test/photo"]["hit@5"] == 1
+    assert r["test/art"]["coverage"] == 0 and r["fit"]["precision"] == 1
+    assert r["all"]["counts"] == {"pictures": 3, "shown": 3, "right": 2, "wrong": 1, "other": 0, "jargon": 0,
+                                  "hits": 2, "covered": 2}  # fmt: skip
+    with pytest.raises(AutotagError, match="no shown tags for 1 of 3"):
+        shown_tags_evaluation(ds, {"a.jpg": [], "b.jpg": []})

@@ -107,3 +107,35 @@ def test_upload_see_tags_accept_one_and_find_it_stored(live_server, browser, pho
     page.wait_for_selector("#library figure.thumb", timeout=15_000)
     assert page.locator("#library figure.thumb").count() == 1
     assert errors == []
+
+
+def _offline(page, base: str) -> list[str]:
+    """Refuse every request that leaves the server under test; returns the list of refused URLs."""
+    refused: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(base):
+            r.continue_()
+        else:
+            refused.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    return refused
+
+
+def test_api_docs_render_offline(live_server, browser, tmp_path):
+    base, _ = live_server
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    refused = _offline(page, base)
+    page.goto(base + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)  # Swagger UI drew the operations
+    assert page.locator(".swagger-ui .opblock").count() >= 8
+    assert "/v1/tag" in page.inner_text(".swagger-ui")
+    page.screenshot(path=str(tmp_path / "docs.png"))
+    page.goto(base + "/redoc")
+    page.wait_for_selector("[data-section-id]", timeout=30_000)  # ReDoc drew its sections
+    assert "/v1/images" in page.inner_text("body")
+    page.screenshot(path=str(tmp_path / "redoc.png"))
+    # nothing fetched from a CDN, but ReDoc's footer logo (it hides itself when it cannot load)
+    assert [u for u in refused if u != "https://cdn.redoc.ly/redoc/logo-mini.svg"] == []

@@ -1,7 +1,9 @@
 """Typed settings in one place: defaults < config file < AUTOTAG_* environment < CLI flags.
 
 The config file is TOML at $AUTOTAG_CONFIG or <user config dir>/autotag/config.toml, flat keys
-named like the fields below. CLI flags override by passing keyword arguments to `load_settings`.
+named like the fields below. CLI options default to None ("unset") and are passed as keyword
+arguments to `load_settings`, so an unset flag falls back to the environment, the file, the default.
+Every default a command shares (model, top_k, threshold, batch size, threads) is written here once.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ class Settings:
     model: str = "efficientnet_lite0"
     cache_dir: Path = Path()  # ONNX exports and embedding caches; filled from platformdirs
     data_dir: Path = Path()  # default image library database
-    batch_size: int = 8  # smaller batches first run sooner and were no slower on 2 cores (bench_tagging)
+    batch_size: int = 8  # images per encoder batch; small batches run sooner, no slower on 2 cores (bench_tagging)
     workers: int = 4  # decoding threads
+    threads: int = 0  # ONNX Runtime threads per encoder; 0 = its own choice (every core)
     max_pixels: int = 100_000_000
-    top_k: int = 5
-    threshold: float = 0.05
+    top_k: int = 5  # at most this many leaf labels per image
+    threshold: float = 0.05  # labels scoring below this are dropped
     max_upload_bytes: int = 25_000_000
     api_keys: str = ""  # comma-separated; empty means no key needed
 
@@ -53,9 +56,14 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
 
 
 def load_settings(**overrides: Any) -> Settings:
+    """The settings after every layer; `overrides` are the command's flags (None = not given)."""
     known = {f.name: f.type for f in fields(Settings)}
     values: dict[str, Any] = {"cache_dir": _user_dir("cache"), "data_dir": _user_dir("data")}
-    config_file = Path(os.environ.get("AUTOTAG_CONFIG", _user_dir("config") / "config.toml"))
+    named = os.environ.get("AUTOTAG_CONFIG")
+    config_file = Path(named).expanduser() if named else _user_dir("config") / "config.toml"
+    if named and not config_file.is_file():
+        raise AutotagError(f"config file {config_file} (named by AUTOTAG_CONFIG) not found; create it or unset "
+                           "AUTOTAG_CONFIG")
     if config_file.is_file():
         try:
             from_file = tomllib.loads(config_file.read_text())
@@ -71,5 +79,8 @@ def load_settings(**overrides: Any) -> Settings:
         env = os.environ.get(f"AUTOTAG_{name.upper()}")
         if env is not None:
             values[name] = env
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise TypeError(f"unknown settings {sorted(unknown)}")  # a programming error, not a user's
     values.update({k: v for k, v in overrides.items() if v is not None})
     return replace(Settings(), **{k: _coerce(v, known[k], k) for k, v in values.items()})

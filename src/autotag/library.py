@@ -556,7 +556,14 @@ class Library:
         seed: int = 0,
     ) -> dict[str, Any]:
         """Write the t-SNE map of (up to `limit`) indexed images; points are coloured by their top tag."""
-        from autotag.index.projection import project_2d, render_html, render_png, thumbnail_data_uri
+        from autotag.index.projection import (
+            THUMB_SIDE,
+            project_2d,
+            render_html,
+            render_png,
+            thumbnail_data_uri,
+            thumbnail_sample,
+        )
 
         index = self.index
         with index.lock:
@@ -570,7 +577,9 @@ class Library:
             vectors = index.head(vectors)
         coords = project_2d(vectors, seed=seed)
         labels, titles, thumbs = [], [], []
-        for image_id in ids:
+        sample = set(thumbnail_sample(coords)) if out_png is not None else set()
+        pictures = {}  # the PNG's thumbnails
+        for row, image_id in enumerate(ids):
             image = self.store.get_image(int(image_id))
             preds = [p for p in self.store.predictions(int(image_id)) if p.kind != "ancestor"]
             user = self.store.user_tags(int(image_id))
@@ -580,9 +589,12 @@ class Library:
             try:
                 picture = decode_image(load_source(image.source), min_side=128) if image else None
                 thumbs.append(thumbnail_data_uri(picture) if picture else None)
+                if picture is not None and row in sample:
+                    pictures[row] = picture.copy()
+                    pictures[row].thumbnail((THUMB_SIDE, THUMB_SIDE))
             except AutotagError:  # a moved or unreadable file still gets its point, just no picture
                 thumbs.append(None)
         render_html(coords, labels, titles, thumbs, out_html, title=f"autotag map: {len(ids)} images")
         if out_png is not None:
-            render_png(coords, labels, out_png)
+            render_png(coords, labels, out_png, title=f"autotag map: {len(ids)} images", thumbnails=pictures)
         return {"images": len(ids), "html": str(out_html), "png": str(out_png) if out_png else None}

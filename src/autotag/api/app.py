@@ -10,23 +10,28 @@ import os
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
-from fastapi.responses import FileResponse, Response
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from autotag.api.errors import ApiError, BodyLimit, install_error_handlers
 from autotag.api.service import Service
 from autotag.config import Settings, load_settings
+from autotag.usertags import parse_user_tags
 
 WEB_DIR = Path(__file__).parent / "web"
 ACCEPTED_UPLOAD_TYPES = ("image/", "application/octet-stream")
 CHUNK = 1 << 16
 MULTIPART_SLACK = 1 << 20  # form fields and multipart framing around the file itself
+MAX_IMAGE_ID = 2**63 - 1  # database ids are signed 64-bit; a bigger number is no id at all (422, not 500)
+
+ImageId = Annotated[int, PathParam(ge=1, le=MAX_IMAGE_ID, description="a stored image's id")]
 
 
 # ----- response and request bodies (they also document the API at /docs) -----
@@ -158,20 +163,43 @@ async def read_upload(upload: Any, max_bytes: int) -> bytes:
     return b"".join(parts)
 
 
-def split_tags(text: str | None) -> list[str]:
-    """User tags come as one form field: comma- or newline-separated, '#' prefixes dropped."""
-    if not text:
-        return []
-    seen: dict[str, None] = {}
-    for raw in text.replace("\n", ",").split(","):
-        tag = raw.strip().lstrip("#").strip()
-        if tag:
-            seen.setdefault(tag[:200], None)
-    return list(seen)[:100]
-
-
 def parse_keys(value: str | None) -> frozenset[str]:
     return frozenset(k.strip() for k in (value or "").split(",") if k.strip())
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the copies the fastapi-offline package ships, so the API's
+    documentation works on a machine without a network (FastAPI's defaults fetch both from a CDN).
+    ReDoc still asks for its own small footer logo, and hides it when that fails."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    assets = files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+    title = f"{app.title} API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=title,
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+            # the default asks validator.swagger.io to check the schema (a badge) from every non-local host
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=title,
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 # ----- the app -----
@@ -209,9 +237,11 @@ def create_app(
         lifespan=lifespan,
         version=service.version,
         summary="Tag images automatically, keep a searchable library, learn from corrections.",
-        docs_url="/docs",
+        docs_url=None,  # served below from local files: the defaults load Swagger UI / ReDoc from a CDN
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    _serve_docs_offline(app)
     app.state.service = service
     install_error_handlers(app)
     # A body past this is refused while it streams in, before it is spooled to disk.
@@ -248,7 +278,7 @@ def create_app(
         """Tag one image without storing anything."""
         data = await read_upload(file, limit)
         return await call(
-            service.tag, data, user_tags=split_tags(user_tags), model=model, top_k=top_k, threshold=threshold
+            service.tag, data, user_tags=parse_user_tags(user_tags), model=model, top_k=top_k, threshold=threshold
         )
 
     @app.post(
@@ -272,7 +302,7 @@ def create_app(
         """
         data = await read_upload(file, limit)
         tagged, names, media_type = await call(
-            service.tag_into_file, data, replace=replace, user_tags=split_tags(user_tags), model=model,
+            service.tag_into_file, data, replace=replace, user_tags=parse_user_tags(user_tags), model=model,
             top_k=top_k, threshold=threshold,
         )  # fmt: skip
         return Response(tagged, media_type=media_type, headers={"X-Autotag-Tags": quote(",".join(names))})
@@ -293,7 +323,7 @@ def create_app(
         """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
         data = await read_upload(file, limit)
         result = await call(
-            service.ingest, data, filename=file.filename or "", user_tags=split_tags(user_tags), model=model
+            service.ingest, data, filename=file.filename or "", user_tags=parse_user_tags(user_tags), model=model
         )
         response.status_code = 201 if result["created"] else 200
         return result
@@ -314,7 +344,7 @@ def create_app(
         dependencies=read_guard,
         tags=["library"],
     )
-    async def get_image(image_id: int) -> dict[str, Any]:
+    async def get_image(image_id: ImageId) -> dict[str, Any]:
         return await call(service.get_image, image_id)
 
     @app.get(
@@ -323,7 +353,7 @@ def create_app(
         dependencies=read_guard,
         tags=["library"],
     )
-    async def thumbnail(image_id: int, size: int = Query(256, ge=16, le=1024)) -> Response:
+    async def thumbnail(image_id: ImageId, size: int = Query(256, ge=16, le=1024)) -> Response:
         """A small JPEG of a stored image (for grids)."""
         data = await call(service.thumbnail, image_id, size)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=86400"})
@@ -337,7 +367,7 @@ def create_app(
         dependencies=write_guard,
         tags=["library"],
     )
-    async def delete_image(image_id: int) -> Response:
+    async def delete_image(image_id: ImageId) -> Response:
         await call(service.delete_image, image_id)
         return Response(status_code=204)
 
@@ -350,7 +380,7 @@ def create_app(
     )
     async def similar(
         file: UploadFile | None = File(None, description="an image to search with"),
-        id: int | None = Form(None, description="or the id of a stored image"),  # noqa: A002
+        id: int | None = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
         k: int = Form(10, ge=1, le=100),
     ) -> dict[str, Any]:
         """Images in the library that look like an uploaded image or a stored one."""
@@ -366,7 +396,7 @@ def create_app(
         dependencies=write_guard,
         tags=["library"],
     )
-    async def feedback(image_id: int, body: FeedbackIn) -> dict[str, Any]:
+    async def feedback(image_id: ImageId, body: FeedbackIn) -> dict[str, Any]:
         """Accept, reject or add tags; stored for re-fitting thresholds (`autotag refit`)."""
         return await call(
             service.feedback, image_id, accept=body.accept, reject=body.reject, add=body.add, who=body.who

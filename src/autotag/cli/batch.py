@@ -23,9 +23,15 @@ def batch_command(
     engine: str = typer.Option("local", "--engine", "-e", help="local (this process) or ray."),
     model: str | None = typer.Option(None, "--model", "-m", help="Encoder name (`autotag models`) or model folder."),
     shard_size: int = typer.Option(1000, "--shard-size", min=1, help="Images per shard (the unit of resume)."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per encoder batch."),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="At most this many labels per image."),
-    threshold: float = typer.Option(0.05, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this."),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Images per encoder batch (default: the batch_size setting)."
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="At most this many labels per image (default: the top_k setting, 5)."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this (default: the threshold setting)."
+    ),
     actors: int | None = typer.Option(None, "--actors", min=1, help="Model actors for --engine ray (default: 1/CPU)."),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: RAY_ADDRESS, else local)."

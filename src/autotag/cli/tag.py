@@ -40,9 +40,11 @@ def tag_command(
     model: str | None = typer.Option(
         None, "--model", "-m", help="Encoder name (see `autotag models`) or model folder."
     ),
-    top_k: int = typer.Option(5, "--top-k", min=1, help="At most this many labels per image."),
-    threshold: float = typer.Option(
-        0.05, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this."
+    top_k: int | None = typer.Option(
+        None, "--top-k", min=1, help="At most this many labels per image (default: the top_k setting, 5)."
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this (default: the threshold setting)."
     ),
     ancestor_threshold: float = typer.Option(
         0.3, help="Minimum summed probability for a WordNet ancestor tag."
@@ -52,7 +54,7 @@ def tag_command(
         False, "--no-ancestors", help="Only leaf labels, no WordNet ancestors."
     ),
     user_tags: str | None = typer.Option(
-        None, "--user-tags", help="Comma-separated tags typed by the uploader."
+        None, "--user-tags", help="Tags typed by the uploader, separated by commas or semicolons."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per encoder batch."),
     workers: int | None = typer.Option(None, "--workers", min=1, help="Decoding threads."),
@@ -70,11 +72,14 @@ def tag_command(
 ) -> None:
     from autotag.ingest import discover
     from autotag.pipeline import Tagger, TagOptions
+    from autotag.usertags import parse_user_tags
 
     files = discover(paths)
-    tagger = Tagger.load(model, batch_size=batch_size, workers=workers, max_pixels=max_pixels)
-    options = TagOptions(top_k, threshold, not no_ancestors, ancestor_threshold, max_tags)
-    tags = [t.strip() for t in user_tags.split(",") if t.strip()] if user_tags else None
+    tagger = Tagger.load(model, batch_size=batch_size, workers=workers, max_pixels=max_pixels, top_k=top_k,
+                         threshold=threshold)
+    settings = tagger.settings  # the flags over AUTOTAG_* over the config file over the defaults
+    options = TagOptions(settings.top_k, settings.threshold, not no_ancestors, ancestor_threshold, max_tags)
+    tags = parse_user_tags(user_tags) or None
     failed = 0
 
     def records():

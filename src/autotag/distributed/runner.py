@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -43,20 +42,24 @@ TAG_TYPE = pa.struct([("name", pa.string()), ("id", pa.string()), ("score", pa.f
 class BatchJob:
     """Everything that decides a shard's content: two equal jobs on the same inputs write equal shards."""
 
-    model: str | None = None  # encoder name or trained-model folder; None = the configured default
-    top_k: int = 5
-    threshold: float = 0.05
+    # None = the setting (autotag.config): flags over AUTOTAG_* over the config file over the defaults
+    model: str | None = None  # encoder name or trained-model folder
+    top_k: int | None = None
+    threshold: float | None = None
     shard_size: int = 1000
-    batch_size: int = 32
+    batch_size: int | None = None
 
     def resolved(self) -> BatchJob:
+        """Every unset field filled from the settings, so the fingerprint records what was used."""
         from dataclasses import replace
 
         from autotag.config import load_settings
 
-        if self.shard_size < 1 or self.batch_size < 1:
+        settings = load_settings(model=self.model, top_k=self.top_k, threshold=self.threshold,
+                                 batch_size=self.batch_size)
+        if self.shard_size < 1 or settings.batch_size < 1:
             raise AutotagError("--shard-size and --batch-size must be at least 1")
-        model = self.model or load_settings().model
+        model = settings.model
         if not Path(model).is_dir():  # checked here, not first inside a remote actor
             from autotag.encoders import list_encoders
 
@@ -64,7 +67,8 @@ class BatchJob:
                 raise AutotagError(
                     f"unknown model {model!r}: give a model folder or one of {', '.join(list_encoders())}"
                 )
-        return replace(self, model=model)
+        return replace(self, model=model, top_k=settings.top_k, threshold=settings.threshold,
+                       batch_size=settings.batch_size)
 
 
 def shard_schema(dim: int) -> pa.Schema:
@@ -119,12 +123,10 @@ class ShardTagger:
     """
 
     def __init__(self, job: BatchJob, dest: str, threads: int | None = None) -> None:
-        if threads:
-            os.environ["AUTOTAG_THREADS"] = str(threads)
         from autotag.pipeline import Tagger, TagOptions
 
         self.job = job
-        self.tagger = Tagger.load(job.model, batch_size=job.batch_size)
+        self.tagger = Tagger.load(job.model, threads=threads, batch_size=job.batch_size)
         self.options = TagOptions(top_k=job.top_k, threshold=job.threshold)
         self.dest = dest
         self.fs, self.root = filesystem(dest)

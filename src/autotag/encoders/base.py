@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from autotag.config import load_settings
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class Encoder:
         self.onnx_path = onnx_path
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        threads = threads or int(os.environ.get("AUTOTAG_THREADS", "0"))
+        if threads is None:  # the `threads` setting (AUTOTAG_THREADS, the config file); 0 = ORT's choice
+            threads = load_settings().threads
         if threads:
             options.intra_op_num_threads = threads
         # Decoding threads share the cores with inference; ORT's spin-waiting threads would steal their

@@ -18,6 +18,7 @@ import numpy as np
 
 from autotag.heads.training import StageConfig, train_stage
 from autotag.types import AutotagError
+from autotag.usertags import normalise_user_tag
 
 # The user-tag head sees a sparse 0/1 bag (about two tags an image), so a logit moves by only a couple
 # of weights per image, where the visual head sums 1280 standardised inputs. At the shared learning
@@ -36,13 +37,9 @@ def check_is_fitted(estimator: Any, attribute: str = "module_") -> None:
         raise NotFittedError(f"{type(estimator).__name__} is not fitted yet; call fit(...) first")
 
 
-def normalise_tag(tag: str) -> str:
-    return tag.strip().lstrip("#").lower()
-
-
 def build_tag_vocabulary(user_tags: Sequence[Sequence[str]], max_tags: int = 1000, min_count: int = 2) -> list[str]:
     """The `max_tags` most frequent user tags (seen at least `min_count` times), most frequent first."""
-    counts = Counter(normalise_tag(t) for tags in user_tags for t in tags if normalise_tag(t))
+    counts = Counter(normalise_user_tag(t) for tags in user_tags for t in tags if normalise_user_tag(t))
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return [t for t, c in ranked if c >= min_count][:max_tags]
 
@@ -57,7 +54,7 @@ def tag_bags(user_tags: Sequence[Sequence[str]] | None, vocabulary: Sequence[str
     column = {t: j for j, t in enumerate(vocabulary)}
     for i, tags in enumerate(user_tags):
         for t in tags or ():
-            j = column.get(normalise_tag(t))
+            j = column.get(normalise_user_tag(t))
             if j is not None:
                 out[i, j] = 1
     return out

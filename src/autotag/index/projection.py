@@ -1,5 +1,6 @@
-"""A 2-D map of a collection: openTSNE projection of the embeddings, drawn as a PNG coloured by label
-and as one self-contained HTML page (inline SVG, base64 JPEG thumbnails shown on hover, no network).
+"""A 2-D map of a collection: openTSNE projection of the embeddings, drawn as a PNG (dots coloured by
+tag, a legend of the top tags, thumbnails of a spread-out sample) and as one self-contained HTML page
+(inline SVG, base64 JPEG thumbnails shown on hover, no network).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def project_2d(vectors: np.ndarray, *, seed: int = 0, perplexity: float = 30.0, 
 def _palette(labels: Sequence[str]) -> dict[str, str]:
     import matplotlib
 
-    names = sorted(set(labels), key=lambda s: (s == UNLABELLED, s))
+    names = sorted(set(labels), key=lambda s: (s in (UNLABELLED, OTHER), s))
     cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     colours = {}
     for i, name in enumerate(names):
@@ -59,28 +60,93 @@ def _palette(labels: Sequence[str]) -> dict[str, str]:
         colours[name] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
     if UNLABELLED in colours:
         colours[UNLABELLED] = "#9e9e9e"
+    if OTHER in colours:
+        colours[OTHER] = "#c8c8c8"
     return colours
 
 
-def render_png(coords: np.ndarray, labels: Sequence[str], out: str | Path, title: str = "") -> Path:
-    """Scatter plot of the map, one colour per label, legend outside the axes."""
+OTHER = "(other tags)"
+LEGEND_TOP = 12  # tags with their own colour on the PNG; the rest share one grey
+THUMB_SIDE = 96  # px, the PNG's thumbnails
+
+
+def legend_entries(labels: Sequence[str], top: int = LEGEND_TOP) -> list[tuple[str, int, str]]:
+    """(tag, images, colour) for the PNG legend: the `top` most frequent tags, then one entry for the rest."""
+    from collections import Counter
+
+    counts = Counter(lab or UNLABELLED for lab in labels)
+    ranked = [name for name, _ in sorted(counts.items(), key=lambda kv: (kv[0] == UNLABELLED, -kv[1], kv[0]))]
+    shown = [n for n in ranked if n != UNLABELLED][:top]
+    rest = sum(c for n, c in counts.items() if n not in shown and n != UNLABELLED)
+    names = shown + ([OTHER] if rest else []) + ([UNLABELLED] if UNLABELLED in counts else [])
+    colours = _palette(names)
+    sizes = {**counts, OTHER: rest}
+    return [(n, sizes[n], colours[n]) for n in names]
+
+
+def thumbnail_sample(coords: np.ndarray, cells: int = 7) -> list[int]:
+    """Indices of points spread over the map, at most one per cell of a cells x cells grid: the point
+    nearest its cell's centre, so the thumbnails drawn on the PNG do not pile up on each other."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if len(coords) == 0:
+        return []
+    lo, hi = coords.min(axis=0), coords.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    unit = (coords - lo) / span
+    cell = np.minimum((unit * cells).astype(int), cells - 1)
+    centre_dist = np.linalg.norm(unit - (cell + 0.5) / cells, axis=1)
+    chosen: dict[tuple[int, int], int] = {}
+    for i in np.argsort(centre_dist, kind="stable"):
+        chosen.setdefault((int(cell[i, 0]), int(cell[i, 1])), int(i))
+    return sorted(chosen.values())
+
+
+def render_png(
+    coords: np.ndarray,
+    labels: Sequence[str],
+    out: str | Path,
+    title: str = "",
+    thumbnails: dict[int, Image.Image] | None = None,
+) -> Path:
+    """The map as a picture: every image a dot coloured by its tag (the top tags named in the legend with
+    their counts, the rest grey), and thumbnails of a spread-out sample (`thumbnails`: point index ->
+    picture, e.g. for `thumbnail_sample(coords)`) drawn at their points with a border of their tag's colour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 
     labels = [lab or UNLABELLED for lab in labels]
-    colours = _palette(labels)
-    fig, ax = plt.subplots(figsize=(8, 6.5), dpi=120)
-    arr = np.asarray(labels)
-    for name, colour in colours.items():
+    entries = legend_entries(labels)
+    colour_of = {name: colour for name, _, colour in entries}
+    shown = {name for name, _, _ in entries}
+    drawn = [lab if lab in shown else OTHER for lab in labels]
+    coords = np.asarray(coords, dtype=np.float64)
+    dpi = 110
+    fig, ax = plt.subplots(figsize=(13, 9), dpi=dpi)
+    arr = np.asarray(drawn)
+    for name, count, colour in reversed(entries):  # the biggest tags drawn last, on top
         pts = coords[arr == name]
-        ax.scatter(pts[:, 0], pts[:, 1], s=8, c=colour, label=f"{name} ({len(pts)})", alpha=0.8, linewidths=0)
+        ax.scatter(pts[:, 0], pts[:, 1], s=14, c=colour, label=f"{name} ({count})", alpha=0.85, linewidths=0)
+    for i, picture in sorted((thumbnails or {}).items()):
+        im = picture.convert("RGB")
+        im.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.BILINEAR)
+        box = AnnotationBbox(
+            OffsetImage(np.asarray(im), zoom=72 / dpi),  # one image pixel per output pixel: sharp
+            (coords[i, 0], coords[i, 1]),
+            frameon=True,
+            pad=0.15,
+            bboxprops={"edgecolor": colour_of[drawn[i]], "linewidth": 2.5},
+        )
+        ax.add_artist(box)
+    ax.margins(0.08)  # room for the thumbnails of points on the edge
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title or f"{len(coords)} images")
-    if len(colours) <= 30:
-        ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, markerscale=2, frameon=False)
+    ax.set_title(title or f"{len(coords)} images", fontsize=14)
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=11,
+              markerscale=2.5, frameon=False, title="top tags (images)", title_fontsize=11)
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autotag.config import Settings
 from autotag.pipeline.item import Item
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Tag
@@ -17,8 +18,8 @@ from autotag.types import Tag
 
 @dataclass(frozen=True)
 class TagOptions:
-    top_k: int = 5  # at most this many leaf labels
-    threshold: float = 0.05  # leaf labels below this score are dropped
+    top_k: int = Settings.top_k  # at most this many leaf labels
+    threshold: float = Settings.threshold  # leaf labels below this score are dropped
     ancestors: bool = True  # add WordNet ancestors (default ImageNet model only)
     ancestor_threshold: float = 0.3  # an ancestor needs at least this much probability mass
     max_tags: int = 15

@@ -73,10 +73,10 @@ class Tagger:
             from autotag.artifact import load_model
 
             trained = load_model(name)
-            return cls(trained.make_encoder(), trained, settings)
+            return cls(trained.make_encoder(settings.threads), trained, settings)
         if "/" in name or name.startswith("."):
             raise AutotagError(f"model folder {name} does not exist")
-        return cls(create_encoder(name), None, settings)
+        return cls(create_encoder(name, threads=settings.threads), None, settings)
 
     @classmethod
     def default(cls) -> Tagger:
@@ -162,7 +162,7 @@ class Tagger:
 
     def decide(self, items: Sequence[Item], user_tags: UserTags = None, options: TagOptions | None = None) -> None:
         """Fill the tags of every encoded item: the default decision, or the trained model's heads."""
-        options = options or TagOptions()
+        options = options or TagOptions(self.settings.top_k, self.settings.threshold)
         done = [i for i in items if i.ok and i.embedding is not None and not i.skipped]
         if not done:
             return

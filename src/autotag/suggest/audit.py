@@ -13,13 +13,13 @@ A tag's relevance is the best evidence for it among the model's concepts:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from autotag.types import AutotagError
+from autotag.usertags import normalise_user_tag, parse_user_tags
 
 TEXT_FLOOR = 0.5  # cosine similarity at or below this counts as unrelated ("car" vs "cats" is 0.47)
 FLAG_BELOW = 0.15  # default: a tag whose relevance is below this is flagged
@@ -42,15 +42,11 @@ class TagAudit:
         }
 
 
-def normalize_user_tag(tag: str) -> str:
-    return re.sub(r"\s+", " ", tag.strip().lstrip("#").replace("_", " ")).lower()
-
-
 def text_affinity(tags: Sequence[str], concepts: Sequence[str], floor: float = TEXT_FLOOR) -> np.ndarray:
     """(len(tags), len(concepts)) in 0..1: cosine similarity above `floor`, rescaled."""
     from autotag.taxonomy.text import text_similarity
 
-    sims = text_similarity([normalize_user_tag(t) for t in tags], [c.replace("_", " ") for c in concepts])
+    sims = text_similarity([normalise_user_tag(t) for t in tags], [c.replace("_", " ") for c in concepts])
     return np.clip((sims - floor) / (1.0 - floor), 0.0, 1.0)
 
 
@@ -68,7 +64,7 @@ def fit_grounding(
     base = y.mean(axis=0)
     rows: dict[str, list[int]] = {}
     for i, tags in enumerate(user_tags):
-        for t in dict.fromkeys(normalize_user_tag(t) for t in tags):
+        for t in dict.fromkeys(normalise_user_tag(t) for t in tags):
             rows.setdefault(t, []).append(i)
     out = {}
     for tag, idx in rows.items():
@@ -102,7 +98,7 @@ class TagAuditor:
         """(T, C') affinities to the concepts in `columns` (default all), and per tag where they came
         from ('grounding' or 'text')."""
         cols = np.arange(len(self.concepts)) if columns is None else np.asarray(columns, int)
-        keys = [normalize_user_tag(t) for t in tags]
+        keys = [normalise_user_tag(t) for t in tags]
         out = np.zeros((len(keys), len(cols)), np.float32)
         how = ["none"] * len(keys)
         unseen = [i for i, k in enumerate(keys) if k not in self.grounding]
@@ -184,8 +180,7 @@ def audit_user_tags(
     from autotag.ingest import ImageError
     from autotag.pipeline import Tagger, softmax
 
-    if isinstance(user_tags, str):
-        user_tags = [t for t in re.split(r"[,;]", user_tags) if t.strip()]
+    user_tags = parse_user_tags(user_tags)
     if not user_tags:
         raise AutotagError('no user tags to audit: pass them like --user-tags "cat, beach, instagood"')
     tagger = tagger or Tagger.default()

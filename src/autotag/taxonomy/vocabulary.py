@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from autotag.types import AutotagError
+from autotag.usertags import loose_tag_key
 
 _SYNSET_NAME = re.compile(r"^[\w'.\-]+\.[nvasr]\.\d+$")
 _SYNSET_ID = re.compile(r"^[nvasr]\d{8}$")
@@ -73,18 +74,13 @@ class Vocabulary:
 
     def resolve(self, word: str) -> str | None:
         """A tag name, alias or '#hashtag' as typed by a person -> the tag's name (or None)."""
-        key = normalize_tag(word)
-        if key == normalize_tag(self.other):
+        key = loose_tag_key(word)
+        if key == loose_tag_key(self.other):
             return self.other
         for t in self.tags:
-            if key == normalize_tag(t.name) or key in {normalize_tag(a) for a in t.aliases}:
+            if key == loose_tag_key(t.name) or key in {loose_tag_key(a) for a in t.aliases}:
                 return t.name
         return None
-
-
-def normalize_tag(word: str) -> str:
-    """'#Street_Photography ' -> 'streetphotography' (how people type hashtags varies)."""
-    return re.sub(r"[\s_\-#]+", "", word.strip().lower())
 
 
 def _as_tuple(value: Any, where: str) -> tuple[str, ...]:
