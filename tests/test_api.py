@@ -120,6 +120,15 @@ def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_mode
     assert "efficientnet_lite0" in unknown["detail"]  # the error lists the valid names
 
 
+def test_tagging_needs_no_database(make_client, photos, tmp_path, fake_model):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    client = make_client(str(blocker / "library.db"))  # this library can never be opened
+    assert client.post("/v1/tag", files=_upload(photos["coffee"])).status_code == 200
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["images"] is None and health["model_loaded"] is True
+
+
 def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_db, photos, tmp_path, fake_model):
     from urllib.parse import unquote
 

@@ -8,7 +8,6 @@ index it is reconciled with the database, so a crash loses no image and leaves n
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,8 +20,6 @@ from autotag.types import AutotagError
 if TYPE_CHECKING:
     from autotag.config import Settings
     from autotag.store import StoredImage
-
-log = logging.getLogger("autotag.api")
 
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
 # efficientnet_lite0 holds ~340 MB more than batch 1, batch 8 ~80 MB. 8 keeps most of the speed-up.
