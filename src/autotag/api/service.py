@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from autotag.config import Settings
     from autotag.store import StoredImage
 
-log = logging.getLogger("autotag.api")
 
 FACET_KEYS = ("objects", "object_counts", "colors", "style", "properties")
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
