@@ -129,6 +129,12 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     flagged = {f["tag"] for f in body["flagged_user_tags"]}
     assert "car" in flagged and "cat" not in flagged
     assert all(f["reason"] for f in body["flagged_user_tags"])
+    # storing it, and storing it again, answers the same suggestions /v1/tag gives for the picture
+    tagged = client.post("/v1/tag", files=_upload(photos["chelsea"])).json()
+    first = client.post("/v1/images", files=_upload(photos["chelsea"])).json()
+    again = client.post("/v1/images", files=_upload(photos["chelsea"], name="copy.jpg")).json()
+    assert first["created"] is True and again["created"] is False
+    assert tagged["hashtags"] and again["hashtags"] == first["hashtags"] == tagged["hashtags"]
 
 
 def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_model):
@@ -412,6 +418,9 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
     _is_error(client.post("/v1/images/99999999999999999999999/feedback", json={"add": ["x"]}), 422)
     _is_error(client.post("/v1/similar", data={"id": "99999999999999999999999"}), 422)
     _is_error(client.get("/v1/images/9223372036854775807"), 404)  # the largest id is merely not there
+    _is_error(client.get("/v1/images", params={"offset": 10**30}), 422)
+    _is_error(client.get("/v1/images", params={"tag": "cat\x00"}), 422)  # PostgreSQL cannot hold a NUL
+    _is_error(client.post("/v1/images/1/feedback", json={"add": ["a\x00b"]}), 422)
     _is_error(client.get("/v1/images", params={"limit": 0}), 422)
     _is_error(
         client.post("/v1/images/1/feedback", content=b"{not json", headers={"content-type": "application/json"}), 422
@@ -419,7 +428,8 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
     _is_error(client.put("/v1/tag"), 405)
     # Far over the limit: refused from its Content-Length, and when streamed without one.
     huge = b"\xff\xd8" + b"\0" * (MAX_UPLOAD + 3_000_000)
-    _is_error(client.post("/v1/images", files=_upload(huge)), 413)
+    body = _is_error(client.post("/v1/images", files=_upload(huge)), 413)
+    assert f"over the limit of {MAX_UPLOAD} bytes" in body["detail"]  # the configured limit, not limit + slack
 
     form = client.build_request("POST", "/v1/tag", files=_upload(huge))
     body = form.read()
@@ -428,7 +438,9 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
         for start in range(0, len(body), 1 << 20):
             yield body[start : start + (1 << 20)]
 
-    _is_error(client.post("/v1/tag", content=chunks(), headers={"content-type": form.headers["content-type"]}), 413)
+    headers = {"content-type": form.headers["content-type"]}
+    streamed = _is_error(client.post("/v1/tag", content=chunks(), headers=headers), 413)
+    assert f"over the limit of {MAX_UPLOAD} bytes" in streamed["detail"]
     assert client.get("/healthz").json()["status"] == "ok"
 
 
@@ -544,3 +556,18 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---------------------------------------------------------------------------------------- generated requests
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keys_configured", [False, True])
+def test_schemathesis_finds_no_server_error_and_no_schema_break(photos, tmp_path, keys_configured):
+    pytest.importorskip("schemathesis", reason="schemathesis missing: pip install schemathesis")
+    from autotag.testing.api_fuzz import run_schemathesis
+
+    result = run_schemathesis(tmp_path, [photos["chelsea"], photos["coffee"]], keys_configured=keys_configured,
+                              send_key=keys_configured, max_examples=3)  # fmt: skip
+    assert result.generated >= 100, result.output[-3000:]  # every endpoint was exercised
+    assert result.failures == [] and result.server_errors == 0, result.output[-6000:]

@@ -3,6 +3,7 @@ is about model behaviour; hand-made probability vectors where it is about the ru
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -10,6 +11,7 @@ from importlib import resources
 import numpy as np
 import pytest
 
+from autotag.suggest.hashtags import HashtagSuggester
 from autotag.taxonomy.consumer import COCO_CLASSES, default_consumer, load_consumer, parse_consumer
 from autotag.taxonomy.decisions import ConsumerParams, consumer_tags
 from autotag.taxonomy.imagenet import imagenet_hierarchy
@@ -142,7 +144,7 @@ def default_tagger():
 def real_probs(tagger, image) -> np.ndarray:
     from autotag.pipeline import softmax
 
-    item = next(tagger.encode_stream([image]))
+    item = next(tagger.stream([image], decide=False))
     return softmax(item.logits[None])[0]
 
 
@@ -162,3 +164,88 @@ def test_astronaut_gets_no_sled_and_cat_photo_gets_cat(default_tagger):
     assert not {t.name for t in astronaut} & {"sled", "bobsled"}, astronaut
     chelsea = [t.name for t in consumer_tags(real_probs(default_tagger, bundled_photo("chelsea")))]
     assert chelsea[0] == "cat" and "animal" in chelsea and "dog" not in chelsea
+
+
+def test_target_tags_map_onto_consumer_words_and_truth_follows():
+    from autotag.taxonomy.mapping import map_onto_consumer, tag_truth
+    from autotag.taxonomy.vocabulary import parse_vocabulary
+
+    vocab = parse_vocabulary({"name": "mine", "tags": {"dogs": {"aliases": ["puppy"]}, "sky": {}, "sunset": {},
+                                                       "abstract": {"aliases": ["pattern"]}}})  # fmt: skip
+    mapping = map_onto_consumer(vocab, default_consumer())
+    assert mapping.terms["dogs"] == ["dog"] and mapping.terms["sky"] == ["sky"]
+    # "sunset" is a category with no member class, "abstract" no consumer word at all: neither can fire
+    assert mapping.unreachable() == ["sunset", "abstract"]
+    assert mapping.warnings()[0] == "sunset: no source label maps here; it will never be suggested"
+    truth = tag_truth(mapping, vocab, [["dog", "pet"], ["puppies"], ["sky", "cloud"], ["pattern"]])
+    assert truth.tolist() == [[True, False, False, False], [True, False, False, False],
+                              [False, True, False, False], [False, False, False, True]]  # fmt: skip
+
+
+def test_vocab_map_warns_about_a_tag_that_cannot_fire(tmp_path, wordnet_ready):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: mine\ntags:\n  cats: [domestic_cat.n.01]\n  sunset:\n    aliases: [dusk]\n")
+    result = CliRunner().invoke(app, ["vocab", "map", "--target", str(mine), "--out", str(tmp_path / "m"), "--no-text"])
+    assert result.exit_code == 0, result.output
+    assert "sunset: no source label maps here; it will never be suggested" in result.output
+    assert "cats:" not in result.output.split("warning")[-1]
+    points = json.loads((tmp_path / "m" / "operating_points.json").read_text())
+    assert 0.05 < points["default"] < 0.9  # fitted (borrowed from the shipped hashtags' fit), not a flat 0.90
+    suggester = HashtagSuggester.from_files(tmp_path / "m" / "mapping.json")
+    cat_photo = probs_of(n02123045=0.7, n02124075=0.2)  # tabby, Egyptian cat
+    assert [t.name for t in suggester.suggest(cat_photo[None])[0]] == ["cats"]
+
+
+def test_shipped_hashtags_go_through_the_consumer_vocabulary(default_tagger):
+    from autotag.demo import bundled_photo
+    from autotag.suggest.hashtags import ConsumerHashtagSuggester, default_suggester
+
+    suggester = default_suggester()
+    assert isinstance(suggester, ConsumerHashtagSuggester)
+    assert suggester.points.meta["fitted_on"].startswith("fit split of bench/realphotos")
+    chelsea = {t.name for t in suggester.suggest(real_probs(default_tagger, bundled_photo("chelsea"))[None])[0]}
+    assert {"cats", "animals"} <= chelsea and "dogs" not in chelsea
+    from PIL import Image
+    from skimage import data
+
+    grass = real_probs(default_tagger, Image.fromarray(data.grass()).convert("RGB"))
+    assert "animals" not in {t.name for t in suggester.suggest(grass[None])[0]}
+
+
+def test_audit_cannot_judge_what_the_model_has_no_concept_for(default_tagger):
+    from autotag.demo import bundled_photo
+    from autotag.suggest.audit import ConsumerAuditor
+
+    auditor = ConsumerAuditor(flag_below=0.15)
+    assert auditor.terms("Cats") == ["cat"] and auditor.terms("golden retriever") == ["dog"]
+    assert auditor.terms("sunset") == [] and auditor.terms("instagood") == []  # no member class / no word
+    cat = {a.tag: a for a in auditor.audit(real_probs(default_tagger, bundled_photo("chelsea")),
+                                           ["cat", "pet", "dog", "car", "sunset", "instagood"])}  # fmt: skip
+    assert not cat["cat"].flagged and not cat["pet"].flagged and cat["cat"].judged
+    assert cat["dog"].flagged and cat["car"].flagged  # the model could see them and does not
+    for unknown in ("sunset", "instagood"):
+        assert not cat[unknown].judged and not cat[unknown].flagged
+        assert cat[unknown].to_dict()["cannot_judge"] is True
+
+
+def test_views_of_wide_pictures_and_their_merge():
+    from PIL import Image
+
+    from autotag.encoders.efficientnet_lite import SPECS
+    from autotag.encoders.views import letterbox, merge_views, views
+
+    spec = SPECS["efficientnet_lite0"]
+    wide = Image.new("RGB", (1600, 900), (200, 30, 30))
+    assert views(wide, spec, "center").shape == (1, 3, spec.input_size, spec.input_size)
+    assert views(wide, spec, "thirds+full").shape == (4, 3, spec.input_size, spec.input_size)
+    assert views(Image.new("RGB", (500, 480)), spec, "thirds+full").shape[0] == 1  # near-square: one view
+    box = letterbox(wide, spec)
+    assert np.allclose(box[:, 0, :], 0.0) and not np.allclose(box[:, spec.input_size // 2, :], 0.0)  # padded
+    with pytest.raises(AutotagError, match="unknown view set 'fourths'; valid: center"):
+        views(wide, spec, "fourths")
+    merged = merge_views(np.array([[0.8, 0.2, 0.0], [0.0, 0.2, 0.8]]), "max")
+    assert merged.sum() == pytest.approx(1.0) and merged[0] == pytest.approx(merged[2])

@@ -123,7 +123,7 @@ def test_people_are_counted_and_classes_become_plain_words():
 
 
 def test_unknown_detector_name_lists_the_valid_ones():
-    with pytest.raises(AutotagError, match="valid detectors: centernet-coco"):
+    with pytest.raises(AutotagError, match="unknown detector 'yolo'; valid: centernet-coco"):
         create_detector("yolo")
     assert "centernet-coco" in list_detectors()
 

@@ -294,3 +294,25 @@ def test_cli_index_similar_duplicates(photos, tmp_path, fake_model):
     ]
     bad = runner.invoke(app, ["similar", str(folder / "broken.jpg"), "--db", db])
     assert bad.exit_code == 2
+
+
+def test_library_keeps_fingerprints_and_says_when_there_are_no_duplicates(photos, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    folder = tmp_path / "walls"
+    folder.mkdir()
+    # two flat wallpapers of different colours (alike to the embedding) and two different photos
+    Image.new("RGB", (640, 400), (90, 40, 130)).save(folder / "purple.png")
+    Image.new("RGB", (640, 400), (40, 160, 90)).save(folder / "green.png")
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.jpg").write_bytes(photos[name].read_bytes())
+    db = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(folder), "--db", db]).exit_code == 0
+    stored = json.loads((tmp_path / "lib.index" / "phash.json").read_text())
+    assert all({"phash", "detail", "brightness", "colour"} <= set(v) for v in stored.values())
+    res = runner.invoke(app, ["duplicates", "--db", db, "--format", "table"])
+    assert res.exit_code == 0 and res.output.strip() == "no duplicates among 4 images", res.output
+    assert json.loads(runner.invoke(app, ["duplicates", "--db", db, "--format", "json"]).stdout) == []

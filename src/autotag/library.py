@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotag.config import Settings, load_settings
-from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, find_duplicates
+from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, Fingerprint, find_duplicates
 from autotag.index.library_index import LibraryIndex
 from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
 from autotag.pipeline import Item, Tagger, TagOptions, UserTags, user_tags_for
@@ -158,10 +158,12 @@ class Library:
         reconcile: bool = False,
         share_batches: int | None = None,
         settings: Settings | None = None,
+        create: bool = True,
     ) -> Library:
-        """Open (creating if needed) the library at `db` (a SQLite path or a postgresql:// URL)."""
+        """Open the library at `db` (a SQLite path or a postgresql:// URL), creating it if needed;
+        create=False (commands that only read) makes a missing library an error instead."""
         settings = settings or load_settings()
-        store = open_store(db, data_dir=settings.data_dir)
+        store = open_store(db, create=create, data_dir=settings.data_dir)
         return cls(store, settings=settings, model=model, tagger=tagger, kind=kind, reconcile=reconcile,
                    share_batches=share_batches)  # fmt: skip
 
@@ -278,7 +280,7 @@ class Library:
                 continue
             ids.append(image.id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if ids:
             index.add(np.asarray(ids, np.int64), np.stack(vectors), hashes)
         if len(stale) or ids:
@@ -361,7 +363,7 @@ class Library:
                 continue
             new_ids.append(image_id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if new_ids:
             with index.lock:
                 index.add(np.asarray(new_ids, np.int64), np.asarray(np.stack(vectors), np.float32), hashes)
@@ -406,7 +408,7 @@ class Library:
             user_tags=list(user_tags) or None,
             facets=item.facets(),
         )
-        self._index_one(image_id, embedding, item.phash or 0)
+        self._index_one(image_id, embedding, item.fingerprint or item.phash or 0)
         stored = self.store.get_image(image_id)
         if stored is None:  # deleted by a concurrent request in between
             raise NotInLibrary(f"image {image_id} was deleted while being stored; retry")
@@ -418,10 +420,10 @@ class Library:
             raise ImageError(item.error)
         return item
 
-    def _index_one(self, image_id: int, embedding: Any, phash: int) -> None:
+    def _index_one(self, image_id: int, embedding: Any, print_: Fingerprint | int) -> None:
         index = self.index
         with index.lock:
-            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [phash])
+            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [print_])
             self._save_if_due()
 
     def _ensure_indexed(self, image: StoredImage) -> None:
@@ -430,7 +432,7 @@ class Library:
             if image.id in index:
                 return
         item = self._embed_stored(image)
-        self._index_one(image.id, item.embedding, item.phash or 0)
+        self._index_one(image.id, item.embedding, item.fingerprint or item.phash or 0)
 
     def _embed_stored(self, image: StoredImage) -> Item:
         try:
@@ -567,9 +569,9 @@ class Library:
         index = self.index
         with index.lock:
             ids, vectors = index.vectors()
-            hashes = np.array([index.phashes.get(int(i), 0) for i in ids], dtype=np.uint64)
+            prints = [index.prints.get(int(i), 0) for i in ids]
             groups = find_duplicates(
-                ids, vectors, hashes, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
+                ids, vectors, prints, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
             )
         out = []
         for group in groups:

@@ -32,6 +32,9 @@ MULTIPART_SLACK = 1 << 20  # form fields and multipart framing around the file i
 MAX_IMAGE_ID = 2**63 - 1  # database ids are signed 64-bit; a bigger number is no id at all (422, not 500)
 
 ImageId = Annotated[int, PathParam(ge=1, le=MAX_IMAGE_ID, description="a stored image's id")]
+# Text a database can store: PostgreSQL refuses NUL characters, so they are refused at the door (422).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 # ----- response and request bodies (they also document the API at /docs) -----
@@ -153,10 +156,10 @@ class SimilarResponse(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    accept: list[str] = Field(default_factory=list, description="tags the person confirms")
-    reject: list[str] = Field(default_factory=list, description="tags the person says are wrong")
-    add: list[str] = Field(default_factory=list, description="tags the person adds")
-    who: str | None = Field(default=None, max_length=200)
+    accept: list[Text] = Field(default_factory=list, description="tags the person confirms")
+    reject: list[Text] = Field(default_factory=list, description="tags the person says are wrong")
+    add: list[Text] = Field(default_factory=list, description="tags the person adds")
+    who: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class FeedbackOut(BaseModel):
@@ -292,7 +295,8 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     # A body past this is refused while it streams in, before it is spooled to disk.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    limit = settings.max_upload_bytes
+    app.add_middleware(BodyLimit, max_bytes=limit + MULTIPART_SLACK, limit=limit)
 
     def require_key(request: Request) -> None:
         if not keys:
@@ -314,13 +318,15 @@ def create_app(
         """Liveness and readiness: answers without loading the model."""
         return await call(service.health)
 
+    # Optional form fields are typed without `| None`: a form cannot send a null, so the schema must not
+    # offer one (leaving the field out means "the server's default").
     @app.post("/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"])
     async def tag_image(
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
     ) -> dict[str, Any]:
         """Tag one image without storing anything."""
         data = await read_upload(file, limit)
@@ -337,10 +343,10 @@ def create_app(
     )
     async def tag_into_file(
         file: UploadFile = File(..., description="a JPEG or PNG image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
         replace: bool = Form(False, description="drop the keywords the file already has"),
         colors: bool = Form(False, description="also write the dominant colour names as keywords"),
     ) -> Response:
@@ -365,8 +371,8 @@ def create_app(
     async def ingest_image(
         response: Response,
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
     ) -> dict[str, Any]:
         """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
         data = await read_upload(file, limit)
@@ -378,12 +384,15 @@ def create_app(
 
     @app.get("/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"])
     async def list_images(
-        tag: str | None = Query(None, max_length=200, description="only images with this tag"),
-        color: str | None = Query(None, max_length=32, description="only images with this dominant colour (blue)"),
-        style: str | None = Query(None, max_length=32, description="photo, art, or an art style (abstract)"),
-        object: str | None = Query(None, max_length=200, description="only images with this object (person)"),  # noqa: A002
+        tag: str | None = Query(None, max_length=200, pattern=NO_NUL, description="only images with this tag"),
+        color: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="only images with this dominant colour (blue)"),
+        style: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="photo, art, or an art style (abstract)"),
+        object: str | None = Query(None, max_length=200, pattern=NO_NUL,  # noqa: A002
+                                   description="only images with this object (person)"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_IMAGE_ID),
     ) -> dict[str, Any]:
         """Page through the library, newest first, optionally by tag, colour, style and object (all must match)."""
         return await call(service.list_images, tag=tag or None, color=color or None, style=style or None,
@@ -431,8 +440,8 @@ def create_app(
         tags=["library"],
     )
     async def similar(
-        file: UploadFile | None = File(None, description="an image to search with"),
-        id: int | None = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
+        file: UploadFile = File(None, description="an image to search with"),
+        id: int = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
         k: int = Form(10, ge=1, le=100),
     ) -> dict[str, Any]:
         """Images in the library that look like an uploaded image or a stored one."""

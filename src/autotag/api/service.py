@@ -132,11 +132,12 @@ class Service:
         upload = self.library.add_upload(data, user_tags=user_tags, model=model)
         out = self._image_dict(upload.image, model or self.default_model)
         out["created"] = upload.created
-        if upload.item is None:
-            out.update(hashtags=[], flagged_user_tags=[])
-        else:
-            found = suggestions_for(self.library.tagger_for(model), upload.item, user_tags).to_dict()
-            out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
+        tagger = self.library.tagger_for(model)
+        # The same content again is not tagged again, but its suggestions are answered as /v1/tag would:
+        # the model's outputs come back from the output cache.
+        item = upload.item if upload.item is not None else tagger.process(data, decide=False)
+        found = suggestions_for(tagger, item, user_tags).to_dict()
+        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
         return out
 
     def _image_dict(self, image: StoredImage, model: str | None = None, *, details: bool = True) -> dict[str, Any]:

@@ -12,8 +12,22 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperOption
 
 from autotag.types import AutotagError
+
+# Typer's help prints every option's type, flags included ("--help <bool>"), which reads as if the flag
+# wanted a value. A flag takes none: show no type for it.
+_option_type = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
+
+ADVANCED = "Data and advanced"  # help panel of the commands a first-time user does not need
 
 app = typer.Typer(
     name="autotag",

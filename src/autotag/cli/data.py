@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
+from autotag.cli.app import ADVANCED, FORMAT_HELP, Format, command, emit, resolve_format
 
 DATASET_HELP = (
     "Dataset spec: manifest:FILE.csv|jsonl, folder:DIR, coco:ANN.json[:IMAGES], nus-wide:DIR, "
@@ -75,6 +75,7 @@ def eval_command(
     "embed",
     help="Compute and cache the embeddings of every image of a dataset, so training and evaluation reuse them.\n\n"
     "Example: autotag embed fashion-mosaic:.cache/fashion-mosaic --split train",
+    rich_help_panel=ADVANCED,
 )
 def embed_command(
     dataset: str = typer.Argument(..., help=DATASET_HELP),
@@ -98,6 +99,7 @@ def embed_command(
     "mosaic",
     help="Write the FashionMosaic multi-label benchmark (images + manifest.jsonl) built from Fashion-MNIST.\n\n"
     "Example: autotag mosaic --out data/fashion-mosaic   (standard: 20k/5k/5k, seed 0)",
+    rich_help_panel=ADVANCED,
 )
 def mosaic_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write."),

@@ -12,10 +12,11 @@ from autotag.cli.app import DB_HELP, FORMAT_HELP, Format, command, emit, fail, r
 MODEL_HELP = "Encoder name (see `autotag models`) or model folder; must match the one the index was built with."
 
 
-def _open(db: str | None, model: str | None = None, kind: str = "auto"):  # -> autotag.library.Library
+def _open(db: str | None, model: str | None = None, kind: str = "auto", *, create: bool = False):
+    """The library (autotag.library.Library); only `index` may create one."""
     from autotag.library import Library
 
-    return Library.open(db, model=model, kind=kind)
+    return Library.open(db, model=model, kind=kind, create=create)
 
 
 @command(
@@ -44,12 +45,12 @@ def index_command(
             fail("--from-parquet takes no PATHS, --model or --head: the shards fix the images and the encoder")
         from autotag.distributed.index import index_from_parquet
 
-        with _open(db, kind=kind) as library:
+        with _open(db, kind=kind, create=True) as library:
             report = index_from_parquet(library, from_parquet, progress=True)
     else:
         if not paths:
             fail("give image PATHS to index, or --from-parquet DEST")
-        with _open(db, model, kind) as library:
+        with _open(db, model, kind, create=True) as library:
             report = library.ingest(discover(paths), head=head, progress=True)
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
@@ -119,7 +120,8 @@ def similar_command(
 def duplicates_command(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     threshold: float | None = typer.Option(
-        None, "--threshold", "-t", min=0.01, max=1.0, help="Cosine similarity that makes a duplicate (default 0.80)."
+        None, "--threshold", "-t", min=0.01, max=1.0,
+        help="Cosine similarity at which the embedding alone makes a duplicate (default 0.84).",
     ),
     model: str | None = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
@@ -128,7 +130,11 @@ def duplicates_command(
 
     with _open(db, model) as library:
         groups = library.duplicates(threshold or DEFAULT_THRESHOLD)
+        indexed = len(library.index)
     fmt = resolve_format(fmt)
+    if not groups and fmt is Format.table:  # an empty table is a blank line: say what was looked at
+        typer.echo(f"no duplicates among {indexed} images")
+        return
     if fmt in (Format.table, Format.csv):
         rows = []
         for number, group in enumerate(groups, 1):

@@ -91,12 +91,12 @@ def csv_columns(row: dict) -> dict:
 
 @command(
     "tag",
-    help="Tag images: files, folders (recursive), globs, or - for paths on stdin.\n\n"
+    help="Tag images: files, folders (recursive), globs, http(s):// URLs, or - for paths on stdin.\n\n"
     "Example: autotag tag photos/ --format jsonl > tags.jsonl",
 )
 def tag_command(
     paths: list[str] = typer.Argument(
-        ..., help="Image files, folders, globs, or - to read paths from stdin."
+        ..., help="Image files, folders, globs, URLs, or - to read paths from stdin."
     ),
     model: str | None = typer.Option(
         None, "--model", "-m", help="Encoder name (see `autotag models`) or model folder."
@@ -169,11 +169,29 @@ def tag_command(
         raise typer.Exit(1)
 
 
-@command("models", help="List the registered encoders: input size, embedding size, label set, and what "
-         "`autotag train` can do with each.\n\nExample: autotag models")
+@command("models", help="List the registered encoders: which is the default, input size, parameters, speed "
+         "(relative to efficientnet_lite0), file size, embedding size, label set, and what `autotag train` can "
+         "do with each.\n\nExample: autotag models")
 def models_command(fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP)) -> None:
+    from autotag.config import load_settings
     from autotag.encoders import ENCODERS
 
-    emit(({"name": name, "input_size": e.spec.input_size, "embedding_dim": e.spec.embedding_dim,
-           "labels": e.spec.label_set, "training": "heads, fine-tuning" if e.trainable else "heads only"}
-          for name, e in ENCODERS.items()), resolve_format(fmt))
+    default = load_settings().model
+    emit(({"name": name, "default": name == default, "input_size": e.spec.input_size,
+           "params_m": e.spec.params_m, "speed": e.spec.relative_speed, "size_mb": e.spec.size_mb,
+           "embedding_dim": e.spec.embedding_dim, "labels": e.spec.label_set,
+           "training": "heads, fine-tuning" if e.trainable else "heads only"}
+          for name, e in ENCODERS.items()), resolve_format(fmt), table=_models_table)
+
+
+def _models_table(rows: list[dict]):  # -> rich Table
+    from rich.table import Table
+
+    t = Table(caption="speed: images/s relative to efficientnet_lite0 on the same CPU (BENCHMARKS.md)")
+    for column in ("", "name", "input", "parameters", "speed", "size", "labels", "training"):
+        t.add_column(column, justify="right" if column in ("input", "parameters", "speed", "size") else "left")
+    for r in rows:
+        t.add_row("default" if r["default"] else "", r["name"], f"{r['input_size']} px",
+                  f"{r['params_m']:.2f} M" if r["params_m"] else "", f"{r['speed']:.2f}x" if r["speed"] else "",
+                  f"{r['size_mb']:.1f} MB" if r["size_mb"] else "", r["labels"], r["training"])
+    return t

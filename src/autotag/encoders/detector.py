@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from autotag.encoders.detector_setup import SETUP_HINT, detector_onnx_path
+from autotag.registry import Registry
 from autotag.types import AutotagError, Detection
 
 DEFAULT_DETECTOR = "centernet-coco"
@@ -92,6 +94,47 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
+def decode(
+    peaks: np.ndarray,
+    sizes: np.ndarray,
+    placement: Letterbox,
+    input_size: int,
+    min_score: float,
+    iou: float,
+    min_area: float,
+    max_peaks: int = 100,
+) -> list[Detection]:
+    """One picture's peak heatmap (h, w, 80) and box sizes (h, w, 4) -> detections, best first.
+
+    Peaks at or above `min_score` (at most `max_peaks`), boxes mapped to the picture's pixels, those
+    under `min_area` of the picture dropped, overlaps above `iou` suppressed within each class.
+    """
+    flat = peaks.reshape(-1)
+    hits = np.flatnonzero(flat >= min_score)
+    if hits.size > max_peaks:
+        hits = hits[np.argpartition(-flat[hits], max_peaks - 1)[:max_peaks]]
+    if hits.size == 0:
+        return []
+    classes = coco_classes()
+    grid_w, n_classes = peaks.shape[1], peaks.shape[2]
+    cell, cls = np.divmod(hits, n_classes)
+    y, x = np.divmod(cell, grid_w)
+    stride = input_size / grid_w
+    wh = sizes.reshape(-1, 4)[cell]
+    cx, cy = stride * x, stride * y
+    boxes = placement.to_picture(np.stack([cx - wh[:, 0], cy - wh[:, 1], cx + wh[:, 2], cy + wh[:, 3]], 1))
+    scores = flat[hits]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    big = area >= min_area * placement.width * placement.height
+    boxes, scores, cls = boxes[big], scores[big], cls[big]
+    kept = []
+    for c in np.unique(cls):  # per class: a person on a horse keeps both
+        idx = np.flatnonzero(cls == c)
+        kept.extend(idx[nms(boxes[idx], scores[idx], iou)])
+    kept.sort(key=lambda i: -scores[i])
+    return [Detection(classes[cls[i]], float(scores[i]), tuple(round(float(v), 1) for v in boxes[i])) for i in kept]
+
+
 class Detector:
     """An ONNX Runtime session over the converted CenterNet graph, with letter-boxing and decoding."""
 
@@ -114,7 +157,6 @@ class Detector:
         self.onnx_path = Path(onnx_path)
         self.input_size = input_size
         self.min_score, self.iou, self.min_area, self.max_peaks = min_score, iou, min_area, max_peaks
-        self.classes = coco_classes()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         threads = threads or int(os.environ.get("AUTOTAG_THREADS", "0"))
@@ -137,31 +179,7 @@ class Detector:
 
     def decode(self, peaks: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
         """One picture's peaks and sizes -> detections in the picture's pixels, best first."""
-        flat = peaks.reshape(-1)
-        hits = np.flatnonzero(flat >= self.min_score)
-        if hits.size > self.max_peaks:
-            hits = hits[np.argpartition(-flat[hits], self.max_peaks - 1)[: self.max_peaks]]
-        if hits.size == 0:
-            return []
-        grid_w, n_classes = peaks.shape[1], peaks.shape[2]
-        cell, cls = np.divmod(hits, n_classes)
-        y, x = np.divmod(cell, grid_w)
-        stride = self.input_size / grid_w
-        wh = sizes.reshape(-1, 4)[cell]
-        cx, cy = stride * x, stride * y
-        boxes = placement.to_picture(np.stack([cx - wh[:, 0], cy - wh[:, 1], cx + wh[:, 2], cy + wh[:, 3]], 1))
-        scores = flat[hits]
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        big = area >= self.min_area * placement.width * placement.height
-        boxes, scores, cls = boxes[big], scores[big], cls[big]
-        kept = []
-        for c in np.unique(cls):  # per class: a person on a horse keeps both
-            idx = np.flatnonzero(cls == c)
-            kept.extend(idx[nms(boxes[idx], scores[idx], self.iou)])
-        kept.sort(key=lambda i: -scores[i])
-        return [
-            Detection(self.classes[cls[i]], float(scores[i]), tuple(round(float(v), 1) for v in boxes[i])) for i in kept
-        ]
+        return decode(peaks, sizes, placement, self.input_size, self.min_score, self.iou, self.min_area, self.max_peaks)
 
     def detect(
         self, images: list[Image.Image], original_sizes: list[tuple[int, int]] | None = None
@@ -197,28 +215,18 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
 
 # ---------------------------------------------------------------- names a user can choose
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {}
-
-
-def register_detector(name: str) -> Callable[[Callable[..., Detector]], Callable[..., Detector]]:
-    def wrap(factory: Callable[..., Detector]) -> Callable[..., Detector]:
-        _DETECTORS[name] = factory
-        return factory
-
-    return wrap
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector")  # name -> build(**Detector options)
 
 
 def list_detectors() -> list[str]:
-    return sorted(_DETECTORS)
+    return DETECTORS.names()
 
 
-def create_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:
+def create_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
     """The detector registered under `name`; `options` go to Detector (input_size, threads, min_score...)."""
-    if name not in _DETECTORS:
-        raise AutotagError(f"unknown detector {name!r}; valid detectors: {', '.join(list_detectors())}")
-    return _DETECTORS[name](**options)
+    return DETECTORS.get(name)(**options)
 
 
-@register_detector("centernet-coco")
-def _centernet_coco(**options) -> Detector:
+@DETECTORS.register("centernet-coco")
+def _centernet_coco(**options: Any) -> Detector:
     return Detector(detector_onnx_path(), **options)

@@ -19,7 +19,7 @@ from autotag.types import AutotagError
 
 NPM_PACKAGE = "@vladmandic/human"
 NPM_VERSION = "3.3.6"
-CONVERT_VERSION = 1  # bump when the conversion changes, so stale ONNX files are rebuilt
+CONVERT_VERSION = 2  # bump when the conversion changes, so stale ONNX files are rebuilt
 # The three files taken from the package, with the checksums of version 3.3.6 (a changed or damaged
 # download is refused rather than converted).
 PACKAGE_FILES = {

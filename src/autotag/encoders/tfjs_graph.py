@@ -119,10 +119,13 @@ class _Builder:
         self.tensors: dict[str, tuple[str, tuple[int, int]]] = {}
         self.constants: dict[str, np.ndarray] = {}
         self._count = 0
+        self._tf_node = ""  # the TF node being converted: its name prefixes the ONNX names made for it
 
     def fresh(self, hint: str) -> str:
+        """A unique ONNX name that still says which TF node it came from (e.g. to exclude a layer from
+        quantisation by name)."""
         self._count += 1
-        return f"{hint}__{self._count}"
+        return f"{self._tf_node}/{hint}__{self._count}" if self._tf_node else f"{hint}__{self._count}"
 
     def const(self, value: np.ndarray, hint: str) -> str:
         name = self.fresh(hint)
@@ -140,7 +143,7 @@ class _Builder:
         if index not in ("", "0"):
             raise AutotagError(f"TF.js graph: output {ref} of a multi-output op is not supported")
         if name not in self.tensors and name not in self.constants:
-            self.convert(name)
+            raise AutotagError(f"TF.js graph: {name} is used before it is computed (a cycle?)")
         return self.constants[name] if name in self.constants else self.tensors[name]
 
     def activation(self, ref: str) -> tuple[str, tuple[int, int]]:
@@ -148,6 +151,27 @@ class _Builder:
         if isinstance(v, np.ndarray):
             raise AutotagError(f"TF.js graph: {ref} is a constant where an activation was expected")
         return v
+
+    def convert_upto(self, outputs: list[str]) -> None:
+        """Convert every node the outputs depend on, inputs before their users (no recursion: the
+        graphs are hundreds of nodes deep)."""
+        done: set[str] = set()
+        stack = [(name, False) for name in reversed(outputs)]
+        while stack:
+            name, inputs_ready = stack.pop()
+            if name in done:
+                continue
+            if inputs_ready:
+                self.convert(name)
+                done.add(name)
+                continue
+            if name not in self.graph.nodes:
+                raise AutotagError(f"TF.js graph: no node named {name!r}")
+            stack.append((name, True))
+            for ref in reversed(self.graph.nodes[name].get("input", [])):
+                dependency = ref.lstrip("^").partition(":")[0]
+                if dependency not in done:
+                    stack.append((dependency, False))
 
     def convert(self, name: str) -> None:
         node = self.graph.nodes.get(name)
@@ -162,7 +186,9 @@ class _Builder:
         handler = getattr(self, f"op_{op.lstrip('_')}", None)
         if handler is None:
             raise AutotagError(f"TF.js graph: op {op} (node {name}) is not supported by the converter")
+        self._tf_node = name
         self.tensors[name] = handler(node, inputs)
+        self._tf_node = ""
 
     # ---------------------------------------------------------------- ops
 
@@ -346,6 +372,7 @@ def convert_tfjs_graph(model_json: Path, target: Path, outputs: dict[str, str], 
     import onnx
 
     builder = _Builder(read_tfjs_graph(model_json))
+    builder.convert_upto(list(outputs))
     graph_outputs = []
     for tf_name, onnx_name in outputs.items():
         x, _ = builder.activation(tf_name)

@@ -26,6 +26,7 @@ class Item:
     content_hash: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # format, width, height, size_bytes
     phash: int | None = None  # 64-bit perceptual hash, when asked for
+    fingerprint: Any = None  # autotag.index.duplicates.Fingerprint (pHash, detail, brightness), with phash
     image: Image.Image | None = None  # the decoded picture, long side <= KEPT_SIDE, while signals need it
     array: np.ndarray | None = None  # the encoder's preprocessed input; dropped once encoded
     detector_input: np.ndarray | None = None  # the detector's letter-boxed input; dropped once detected

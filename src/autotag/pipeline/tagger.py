@@ -160,9 +160,10 @@ class Tagger:
                 )
             item.array = self.encoder.preprocess(im)
             if phash:
-                from autotag.index.duplicates import phash as perceptual_hash
+                from autotag.index.duplicates import fingerprint
 
-                item.phash = perceptual_hash(im)
+                item.fingerprint = fingerprint(im)
+                item.phash = item.fingerprint.phash
             if keep_image:
                 item.image = _scaled_down(im, KEPT_SIDE)
             if detect:

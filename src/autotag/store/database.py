@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from autotag.store import schema as t
-from autotag.store.engine import create_engine, resolve_url
+from autotag.store.engine import NoLibrary, create_engine, resolve_url
 from autotag.store.migrations import apply_migrations
 from autotag.store.queries import TAG_QUERIES, upsert
 from autotag.store.records import (
@@ -45,14 +45,17 @@ class Store:
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
-    def open(cls, db: str | None = None, **settings_overrides: Any) -> Store:
+    def open(cls, db: str | None = None, *, create: bool = True, **settings_overrides: Any) -> Store:
         from autotag.config import load_settings
 
         settings = load_settings(**settings_overrides)
         url = resolve_url(db, settings.data_dir)
-        engine, index_dir = create_engine(url, settings.data_dir)
+        engine, index_dir = create_engine(url, settings.data_dir, create=create)
         store = cls(engine, url, index_dir)
         try:
+            if not create and not sa.inspect(engine).has_table("schema_version"):
+                raise NoLibrary(f"no autotag library in {url.render_as_string(hide_password=True)}; check --db, "
+                                "or make one with `autotag index PHOTOS --db ...`")
             store.schema_version = apply_migrations(engine)
         except sa.exc.OperationalError as exc:
             engine.dispose()

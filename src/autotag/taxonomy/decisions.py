@@ -58,6 +58,7 @@ class ConsumerParams:
     relative: float = 0.25  # drop tags scoring below this share of the best tag's score
     max_tags: int = 8
     detail_min: float = 0.5  # show a breed/species when its own class is at least this sure
+    audit_flag_below: float = 0.1  # the audit flags a user tag the model could see scoring below this
     meta: dict[str, Any] = field(default_factory=dict)  # how the numbers were fitted
 
     def to_dict(self) -> dict[str, Any]:

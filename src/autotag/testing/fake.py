@@ -115,12 +115,12 @@ def fake_styles(embeddings: np.ndarray) -> list:
 def register_fake_encoder() -> str:
     """Register the fake encoder under FAKE_ENCODER, the fake detector under FAKE_DETECTOR and the fake
     style model for the fake encoder's embeddings (once per process; again is a no-op)."""
-    from autotag.encoders.detector import list_detectors, register_detector
+    from autotag.encoders.detector import DETECTORS
     from autotag.pipeline.readers import register_style_model
 
     if FAKE_ENCODER not in ENCODERS:
         register_encoder(FAKE_SPEC, trainable=False)(_build)
-    if FAKE_DETECTOR not in list_detectors():
-        register_detector(FAKE_DETECTOR)(lambda **options: FakeDetector())
+    if FAKE_DETECTOR not in DETECTORS:
+        DETECTORS.register(FAKE_DETECTOR, lambda **options: FakeDetector())
     register_style_model(FAKE_ENCODER, lambda: fake_styles)
     return FAKE_ENCODER

@@ -57,7 +57,10 @@ async function handleFile(file) {
     return;
   }
   const store = $("#store-it").checked;
+  clearResult();  // the previous image's tags must not sit beside the new picture while it uploads
   $("#preview").src = URL.createObjectURL(file);
+  $("#result").hidden = false;
+  $("#tags").append(el("li", { class: "waiting" }, "Tagging…"));
   drawBoxes([], null);
   setStatus(store ? "Tagging and storing…" : "Tagging…");
   const form = new FormData();
@@ -71,10 +74,22 @@ async function handleFile(file) {
                     : "Tagged (not stored).");
     loadSimilar(store ? { id: result.id } : { file });
   } catch (err) {
-    $("#result").hidden = true;
-    $("#similar-box").hidden = true;
+    clearResult();
     setStatus(`Could not tag ${file.name}: ${err.message}`, true);
   }
+}
+
+// Back to "nothing shown": no card, no picture (a card without one shows a broken image), no tags.
+function clearResult() {
+  state.image = null;
+  $("#result").hidden = true;
+  $("#similar-box").hidden = true;
+  $("#preview").removeAttribute("src");
+  $("#image-meta").textContent = "";
+  for (const list of ["#tags", "#hashtags", "#flagged", "#similar"]) $(list).replaceChildren();
+  $("#hashtag-box").hidden = true;
+  $("#flagged-box").hidden = true;
+  $("#add-tag-form").hidden = true;
 }
 
 function showResult(result) {
@@ -206,9 +221,10 @@ async function loadSimilar(query) {
 
 function thumb(image, caption) {
   const first = (image.tags || []).find((t) => !BROADER.has(t.kind));
+  const name = first ? first.name : `image ${image.id}`;
+  const label = caption ? el("div", {}, el("b", {}, caption), ` · ${name}`) : el("div", {}, name);
   return el("figure", { class: "thumb", "data-id": image.id, onclick: () => openImage(image.id) },
-    el("img", { src: image.thumbnail_url, alt: first ? first.name : `image ${image.id}`, loading: "lazy" }),
-    el("div", {}, caption || (first ? first.name : `image ${image.id}`)));
+    el("img", { src: image.thumbnail_url.replace(/size=\d+/, "size=384"), alt: name, loading: "lazy" }), label);
 }
 
 async function openImage(id) {
@@ -272,7 +288,8 @@ function init() {
   });
 
   $("#api-key").value = apiKey();
-  $("#api-key").addEventListener("change", (e) => localStorage.setItem("autotag-api-key", e.target.value.trim()));
+  // every keystroke, not only on leaving the field: a file dropped right after typing must carry the key
+  $("#api-key").addEventListener("input", (e) => localStorage.setItem("autotag-api-key", e.target.value.trim()));
 
   $("#browse-form").addEventListener("submit", (e) => {
     e.preventDefault();
