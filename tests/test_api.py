@@ -133,7 +133,7 @@ def test_search_and_captions_follow_accepted_tags(make_client, sqlite_db, photos
 
     assert found("car") == []  # the uploader typed it, the server flagged it: not a search hit
     assert found("kitty") == [cat["id"]]  # typed and not flagged
-    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "leaf")
+    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "label")
     assert cat["accepted_tags"][0] == leaf and found(leaf) == [cat["id"]]
     feedback = client.post(f"/v1/images/{cat['id']}/feedback", json={"reject": [leaf], "add": ["dandelion"]})
     assert feedback.status_code == 200, feedback.text
