@@ -78,6 +78,28 @@ def view_probabilities(entries: Sequence[dict[str, Any]], view_set: str, merge: 
     return np.stack(out)
 
 
+def detections(entries: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """Each picture's detections by the default object detector (label, score, box), cached per picture
+    as JSON; decoded as the tagger does (long side at least the detector's input, letter-boxed)."""
+    from autotag.config import load_settings
+    from autotag.ingest import decode_with_info, load_source
+    from autotag.pipeline import load_detector
+    from autotag.types import Detection
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    detector = None
+    out = []
+    for e in entries:
+        f = CACHE / f"{e['id']}-{_digest(e['path'])}-detections.json"
+        if not f.is_file():
+            detector = detector or load_detector(load_settings())
+            im, _ = decode_with_info(load_source(e["path"]), min_side=224, max_pixels=encoder_max_pixels(),
+                                     min_long_side=detector.input_size)  # fmt: skip
+            f.write_text(json.dumps([d.to_dict() for d in detector.detect([im])[0]]))
+        out.append([Detection(d["label"], d["score"], tuple(d["box"])) for d in json.loads(f.read_text())])
+    return out
+
+
 def encoder_max_pixels() -> int:
     from autotag.config import load_settings
 
