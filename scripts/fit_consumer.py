@@ -165,7 +165,7 @@ def right_above(entries, tags, name: str, cut: float) -> int:
 
 
 def fit(entries, probs, dets, min_precision: float,
-        keep: ConsumerParams | None = None) -> tuple[ConsumerParams, dict[str, Any]]:
+        keep: ConsumerParams | None = None, ratios: list[float] | None = None) -> tuple[ConsumerParams, dict[str, Any]]:
     """`keep`: take how the evidence adds up (chance discount, member and class floors) from these
     parameters instead of searching it (a 9x smaller search, for a quick refit)."""
     vocab = default_consumer()
@@ -176,7 +176,8 @@ def fit(entries, probs, dets, min_precision: float,
     grid = None
     for discount, floor, class_floor, det_min, ratio, threshold in itertools.product(
             [keep.chance_discount] if keep else (True, False), [keep.member_floor] if keep else MEMBER_FLOORS,
-            [keep.class_floor] if keep else CLASS_FLOORS, DETECTION_MINS, MEMBER_RATIOS, GRID["label_threshold"]):
+            [keep.class_floor] if keep else CLASS_FLOORS, DETECTION_MINS, ratios or MEMBER_RATIOS,
+            GRID["label_threshold"]):
         if ratio == 0.0 and threshold != GRID["label_threshold"][0]:
             continue  # the evidence does not depend on the label threshold: one grid serves them all
         base = ConsumerParams(label_threshold=threshold, member_floor=floor, class_floor=class_floor,
@@ -243,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="fit without the object detector's detections (as before the detector)")
     ap.add_argument("--keep-structure", action="store_true",
                     help="keep the chance discount and member / class floors of --out, search the rest")
+    ap.add_argument("--member-ratio", type=float, help=f"fix it instead of searching {MEMBER_RATIOS}")
     ap.add_argument("--dry-run", action="store_true", help="print, do not write")
     args = ap.parse_args(argv)
 
@@ -250,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     probs = view_probabilities(entries, args.views, args.merge)
     dets = detections(entries) if args.objects else [[] for _ in entries]
     keep = ConsumerParams.load(args.out) if args.keep_structure else None
-    params, figures = fit(entries, probs, dets, args.min_precision, keep)
+    old = ConsumerParams.load(args.out) if args.out.is_file() else ConsumerParams()
+    params, figures = fit(entries, probs, dets, args.min_precision, keep,
+                          [args.member_ratio] if args.member_ratio is not None else None)  # fmt: skip
+    params.audit_flag_below = old.audit_flag_below  # fitted by bench/bench_vocab.py --audit, not here
     params.meta = {
         "fitted_on": f"fit split of bench/realphotos ({len(entries)} pictures), views {args.views} ({args.merge}), "
                      + ("with" if args.objects else "without") + " the object detector's detections",
