@@ -10,13 +10,11 @@ back to the original picture, drops slivers and overlaps (per-class NMS).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +31,19 @@ DEFAULT_DETECTOR = "centernet-coco"
 @cache
 def coco_classes() -> tuple[str, ...]:
     """The 80 COCO class names in the heatmap's channel order."""
-    doc = json.loads(resources.files("autotag.taxonomy").joinpath("coco80.json").read_text())
-    return tuple(doc["classes"])
+    from autotag.taxonomy.consumer import COCO_CLASSES
+
+    return COCO_CLASSES
 
 
 @cache
 def coco_words() -> dict[str, str]:
-    """COCO class name -> the plain word a person searches for ("dining table" -> "table")."""
-    doc = json.loads(resources.files("autotag.taxonomy").joinpath("coco80.json").read_text())
-    return {name: doc["words"].get(name, name) for name in doc["classes"]}
+    """COCO class name -> the plain word a person searches for ("dining table" -> "table"): the consumer
+    vocabulary's [coco] section, the one place to change it."""
+    from autotag.taxonomy.consumer import default_consumer
+
+    coco = default_consumer().coco
+    return {name: coco[name].label if name in coco else name for name in coco_classes()}
 
 
 @dataclass(frozen=True)
