@@ -62,6 +62,16 @@ def postgres_url():
         yield server.url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """Each test that takes it runs twice: on a new SQLite file and on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "lib" / "library.db")
+    from autotag.testing.postgres import create_database
+
+    return create_database(request.getfixturevalue("postgres_url"))
+
+
 # --- the deterministic fake encoder (plumbing tests: API, store, index, distributed, CLI) -----------
 @pytest.fixture
 def fake_model(monkeypatch) -> str:

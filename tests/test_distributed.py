@@ -165,8 +165,10 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     result = runner.invoke(
         app, ["batch", str(collection), "--out", str(tmp_path), "--shard-size", "6", "-m", FAKE, "-f", "json"]
     )
-    assert result.exit_code == 0, result.output
-    assert '"shards_written": 2' in result.stdout
+    # two unusable files in the collection: everything is written, and the exit code says so, as `tag` does
+    assert result.exit_code == 1, result.output
+    assert '"shards_written": 2' in result.stdout and '"failed": 2' in result.stdout
+    assert "autotag: 2 of 12 images failed" in result.output
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
     assert bad.exit_code == 2 and "unknown engine 'spark'; valid: local, ray" in bad.output
     unknown = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--model", "nope"])

@@ -49,7 +49,7 @@ def test_real_photos_are_photos(styles_of, name):
 def test_the_shipped_head_records_what_it_was_trained_on():
     head = StyleHead.load()
     assert head.encoder == "efficientnet_lite0" and head.kind.dim == head.style.dim == 1280
-    assert len(head.meta["data_fingerprint"]) == 64
+    assert len(head.meta["data_fingerprint"]) == 64 and head.art_threshold == head.meta["art_threshold"]
     assert head.meta["data"]["pictures"] > 500 and set(head.meta["data"]["by_label"]) == {"photo", *ART_STYLES}
     assert HEAD_PATH.stat().st_size < 200_000  # small enough to ship in the package
 
@@ -61,11 +61,16 @@ def test_head_round_trips_and_refuses_wrong_input(tmp_path):
         n = len(classes)
         return LinearHead(classes, rng.random(8), np.ones(8), rng.normal(size=(n, 8)), np.zeros(n))
 
-    made = StyleHead(head(KINDS), head(ART_STYLES), {"data_fingerprint": "x"})
+    made = StyleHead(head(KINDS), head(ART_STYLES), {"data_fingerprint": "x"}, art_threshold=0.7)
     made.save(tmp_path / "h.npz")
     loaded = StyleHead.load(tmp_path / "h.npz")
     x = rng.random((3, 8))
     assert loaded.predict(x) == made.predict(x) and loaded.meta == {"data_fingerprint": "x"}
+    assert loaded.art_threshold == 0.7
+    p_art = made.kind.predict_proba(x)[:, 1]
+    assert [s.kind for s in loaded.predict(x)] == ["art" if p > 0.7 else "photo" for p in p_art]
+    with pytest.raises(AutotagError, match="threshold"):
+        StyleHead(head(KINDS), head(ART_STYLES), art_threshold=1.0)
     with pytest.raises(AutotagError, match=r"\(N, 8\)"):
         loaded.predict(rng.random((3, 9)))
     with pytest.raises(AutotagError, match="missing"):

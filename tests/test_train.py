@@ -457,6 +457,30 @@ def test_cli_tag_and_eval_use_the_model_folder(cli_model, mosaic):
     assert [r["rule"] for r in rows] == ["model", "top-k:2"] and all(0 < r["H-F1"] <= 1 for r in rows)
 
 
+def test_trained_model_honours_top_k_and_eval_says_what_it_skipped(cli_model, mosaic, tmp_path):
+    image = str(mosaic / "images" / "test" / "test_00003.png")
+    runner = CliRunner()
+    one = runner.invoke(app, ["tag", image, "--model", str(cli_model), "--top-k", "1", "--format", "jsonl"])
+    assert one.exit_code == 0 and len(json.loads(one.stdout.strip().splitlines()[-1])["tags"]) == 1, one.output
+    # the model reads user tags (the mosaic has them): no warning; the default model does not: a warning
+    typed = runner.invoke(app, ["tag", image, "--model", str(cli_model), "--user-tags", "bag", "--format", "jsonl"])
+    assert "warning" not in typed.stderr
+    default = runner.invoke(app, ["tag", image, "--user-tags", "bag", "--format", "jsonl"])
+    assert default.exit_code == 0 and "does not read user tags" in default.stderr
+
+    res = runner.invoke(app, ["eval", "--dataset", f"fashion-mosaic:{mosaic}", "--model", "default", "--model",
+                              str(cli_model), "--rule", "model", "--rule", "top-k:2", "--limit", "24",
+                              "--no-cache", "--out", str(tmp_path / "report"), "--format", "jsonl"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "autotag: note: default: rule model needs a trained model's stored rule; not evaluated" in res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [(r["model"] == "default", r["rule"]) for r in rows] == [(True, "top-k:2"), (False, "model"),
+                                                                    (False, "top-k:2")]
+    report = (tmp_path / "report" / "report.md").read_text().splitlines()
+    notes = [ln for ln in report if ln.startswith("- ")]
+    assert len(notes) == len(set(notes)) and any("not evaluated" in ln for ln in notes)
+
+
 def test_export_pipeline_matches_the_python_path(cli_model, mosaic, tmp_path):
     import onnxruntime as ort
     from PIL import Image

@@ -262,6 +262,7 @@ def evaluate(
     if len(dataset) == 0:
         raise AutotagError(f"dataset {dataset.name} has no images to evaluate")
     runs: list[EvalRun] = []
+    skipped: list[str] = []
     errors: dict[str, str] = {}
     kept: Dataset | None = None
     y_true = np.zeros((0, len(dataset.labels)), np.uint8)
@@ -293,7 +294,9 @@ def evaluate(
             scored = trained_model_scores(tagger, encoded, kept)
         for rule in rules or default_rules(dataset, tagger.model is not None):
             if _needs_trained_model(rule) and scored.decide is None and len(models) > 1:
-                continue  # compared with trained models: the default model has no such rule
+                # compared with trained models: the default model has no such rule; say so, not silently
+                skipped.append(f"default: rule {rule} needs a trained model's stored rule; not evaluated")
+                continue
             y_pred = apply_rule(rule, scored.scores, y_true, scored)
             report = M.multilabel_report(y_true, y_pred, scored.scores, labels=list(dataset.labels))
             if dataset.single_label:
@@ -302,7 +305,8 @@ def evaluate(
             runs.append(EvalRun(scored.name if model_name != "default" else "default", rule, scored.scores, y_pred,
                                 report, list(scored.notes)))  # fmt: skip
     assert kept is not None
-    info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors)}
+    info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors),
+            "skipped": skipped}
     return Evaluation(kept, y_true, runs, errors, info)
 
 

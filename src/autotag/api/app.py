@@ -121,6 +121,7 @@ class ImageOut(Facets):
     model: str | None = None
     tags: list[TagOut] = []
     user_tags: list[str] = []
+    accepted_tags: list[str] = Field([], description="tags after feedback: added first, rejected and flagged out")
     feedback: list[dict[str, Any]] = []
     thumbnail_url: str
 
@@ -150,6 +151,7 @@ class SimilarHit(BaseModel):
     source: str
     thumbnail_url: str
     tags: list[TagOut] = []
+    accepted_tags: list[str] = []
 
 
 class SimilarResponse(BaseModel):

@@ -139,6 +139,10 @@ class Service:
         found = suggestions_for(tagger, item, user_tags).to_dict()
         out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"],
                    cannot_judge_user_tags=found["cannot_judge_user_tags"])  # fmt: skip
+        flagged = [f["tag"] for f in found["flagged_user_tags"]]
+        if flagged:  # kept as typed, but no longer found by tag search
+            self.library.store.flag_user_tags(upload.image.id, flagged)
+            out["accepted_tags"] = [t for t in out["accepted_tags"] if t not in flagged]
         return out
 
     def _image_dict(self, image: StoredImage, model: str | None = None, *, details: bool = True) -> dict[str, Any]:
@@ -156,9 +160,12 @@ class Service:
         out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen]
         out.update(self.library.facets(image.id) or {})
         out["thumbnail_url"] = f"/v1/images/{image.id}/thumbnail?size=256"
+        feedback = store.feedback(image.id)
+        out["accepted_tags"] = accepted_tags(out["tags"], store.user_tags(image.id),
+                                             store.flagged_user_tags(image.id), feedback)
         if details:
             out["user_tags"] = store.user_tags(image.id)
-            out["feedback"] = [_feedback_dict(f) for f in store.feedback(image.id)]
+            out["feedback"] = [_feedback_dict(f) for f in feedback]
         return out
 
     def get_image(self, image_id: int) -> dict[str, Any]:
@@ -224,6 +231,7 @@ class Service:
                     "source": hit.image.source,
                     "thumbnail_url": item["thumbnail_url"],
                     "tags": item["tags"],
+                    "accepted_tags": item["accepted_tags"],
                 }
             )
         return {"query_id": image_id, "results": results}
@@ -249,6 +257,20 @@ class Service:
             out["status"] = "degraded"
             out["database"] = f"error: {type(exc).__name__}"
         return out
+
+
+def accepted_tags(tags: list[dict[str, Any]], typed: Sequence[str], flagged: Sequence[str],
+                  feedback: Sequence[Any]) -> list[str]:
+    """What the picture is tagged with once people have spoken (the same rule as search by tag): the
+    latest judgement per tag wins; tags a person added or accepted first, then the model's leaf tags,
+    its broader tags and the uploader's tags that were not flagged, less every tag a person rejected."""
+    verdict: dict[str, str] = {}
+    for f in sorted(feedback, key=lambda f: f.created_at):
+        verdict[f.tag] = f.action
+    given = [tag for tag, action in reversed(verdict.items()) if action in ("added", "accepted")]
+    ranked = sorted(tags, key=lambda t: (t["kind"] == "ancestor", -t["score"]))
+    names = [*given, *(t["name"] for t in ranked), *(x for x in typed if x not in flagged)]
+    return [n for n in dict.fromkeys(names) if verdict.get(n) != "rejected"]
 
 
 def _feedback_dict(f: Any) -> dict[str, Any]:

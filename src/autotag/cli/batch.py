@@ -48,3 +48,7 @@ def batch_command(
     for failure in summary["failures"]:
         typer.echo(f"autotag: {failure['path']}: {failure['error']}", err=True)
     emit([{k: v for k, v in summary.items() if k != "failures"}], resolve_format(fmt))
+    if summary["failed"]:  # one rule with `autotag tag`: every image is processed, any failure exits 1
+        typer.echo(f"autotag: {summary['failed']} of {summary['images']} images failed (recorded in the shards)",
+                   err=True)
+        raise typer.Exit(1)

@@ -63,6 +63,8 @@ def eval_command(
         emit(rows, resolve_format(fmt))
         return
     result = evaluate(data, model, rule or None, limit=limit, seed=seed, cache=not no_cache, progress=True)
+    for note in result.info.get("skipped", []):
+        typer.echo(f"autotag: note: {note}", err=True)
     if out is not None:
         write_report(result, out, seed=seed)
         typer.echo(f"report written to {out}/report.md", err=True)

@@ -54,6 +54,8 @@ def index_command(
             report = library.ingest(discover(paths), head=head, progress=True)
     for path, error in report.failed:
         typer.echo(f"autotag: {path}: {error}", err=True)
+    for path, image_id in report.skipped_files:
+        typer.echo(f"autotag: {path}: already in the library as image {image_id} (same content)", err=True)
     emit([report.to_dict()], resolve_format(fmt))
 
 
@@ -137,14 +139,15 @@ def duplicates_command(
         return
     if fmt in (Format.table, Format.csv):
         rows = []
-        for number, group in enumerate(groups, 1):
+        for number, group in enumerate(groups, 1):  # exact copies (same bytes) come first
             best: dict[int, float] = {}
             for pair in group["pairs"]:
                 sim = pair["similarity"] if pair["similarity"] is not None else 1.0
                 for i in (pair["a"], pair["b"]):
                     best[i] = max(best.get(i, 0.0), sim)
             rows.extend(
-                {"group": number, "id": im["id"], "path": im["path"], "similarity": round(best[im["id"]], 4)}
+                {"group": number, "id": im["id"], "path": im["path"],
+                 "similarity": "same bytes" if group["exact"] else round(best.get(im["id"], 1.0), 4)}
                 for im in group["images"]
             )
         emit(rows, fmt)

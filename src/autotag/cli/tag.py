@@ -144,6 +144,12 @@ def tag_command(
     settings = tagger.settings  # the flags over AUTOTAG_* over the config file over the defaults
     options = TagOptions(settings.top_k, settings.threshold, not no_categories, max_tags)
     tags = parse_user_tags(user_tags) or None
+    if tags and tagger.model is not None and not tagger.model.needs_user_tags:
+        typer.echo("autotag: warning: this model was trained without user tags, so --user-tags changes nothing; "
+                   "train with a dataset that has user tags to use them", err=True)
+    elif tags and tagger.model is None:
+        typer.echo("autotag: warning: the default model does not read user tags (`autotag audit` checks them)",
+                   err=True)
     failed = 0
 
     def records():

@@ -14,7 +14,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,21 @@ from PIL import Image
 
 from autotag.encoders.detector_setup import SETUP_HINT, detector_onnx_path
 from autotag.registry import Registry
+from autotag.taxonomy.consumer import COCO_CLASSES, default_consumer
 from autotag.types import AutotagError, Detection
 
 DEFAULT_DETECTOR = "centernet-coco"
+# Chosen on the real-photo benchmark's FIT half (bench/bench_detector.py, BENCHMARKS.md): at 384 px the
+# float model finds as many labelled objects as at 512 px with the best F1 and no false person, and runs
+# ~2x faster; 0.4 is its best-F1 score threshold there. INT8 variants lost too many objects.
+DEFAULT_INPUT_SIZE = 384
+DEFAULT_MIN_SCORE = 0.4
 
 
-@cache
 def coco_classes() -> tuple[str, ...]:
-    """The 80 COCO class names in the heatmap's channel order."""
-    from autotag.taxonomy.consumer import COCO_CLASSES
-
+    """The 80 COCO class names in the heatmap's channel order (declared with the consumer vocabulary,
+    which gives each its plain word)."""
     return COCO_CLASSES
-
-
-@cache
-def coco_words() -> dict[str, str]:
-    """COCO class name -> the plain word a person searches for ("dining table" -> "table"): the consumer
-    vocabulary's [coco] section, the one place to change it."""
-    from autotag.taxonomy.consumer import default_consumer
-
-    coco = default_consumer().coco
-    return {name: coco[name].label if name in coco else name for name in coco_classes()}
 
 
 @dataclass(frozen=True)
@@ -143,9 +136,9 @@ class Detector:
     def __init__(
         self,
         onnx_path: Path,
-        input_size: int = 512,
+        input_size: int = DEFAULT_INPUT_SIZE,
         threads: int | None = None,
-        min_score: float = 0.3,
+        min_score: float = DEFAULT_MIN_SCORE,
         iou: float = 0.4,
         min_area: float = 0.005,
         max_peaks: int = 100,
@@ -198,9 +191,10 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
     """Detections -> consumer words with the best score behind each, people first.
 
     Persons become one counted word ("1 person", "2 people", "group of people" for 3 or more); every
-    other class its plain word ("dining table" -> "table"), once however many were found.
+    other class its label in the consumer vocabulary ("dining table" -> "table"), once however many
+    were found; a class the vocabulary marks `never` gives no word.
     """
-    words = coco_words()
+    vocabulary = default_consumer().coco
     people = [d.score for d in detections if d.label == "person"]
     out: list[tuple[str, float]] = []
     if people:
@@ -208,8 +202,9 @@ def object_words(detections: list[Detection]) -> list[tuple[str, float]]:
         out.append(("1 person" if count == 1 else "2 people" if count == 2 else "group of people", max(people)))
     best: dict[str, float] = {}
     for d in detections:
-        if d.label != "person":
-            word = words.get(d.label, d.label)
+        entry = vocabulary.get(d.label)
+        if d.label != "person" and not (entry and entry.never):
+            word = entry.label if entry else d.label
             best[word] = max(best.get(word, 0.0), d.score)
     out.extend(sorted(best.items(), key=lambda kv: -kv[1]))
     return out

@@ -211,8 +211,8 @@ class Tagger:
             np.stack([i.logits for i in done]),
             [t or [] for t in typed] if any(t is not None for t in typed) else None,
         )
-        for item, row in zip(done, rows, strict=True):
-            item.tags = list(row[: options.max_tags])
+        for item, row in zip(done, rows, strict=True):  # --top-k caps what the model's own rule chose
+            item.tags = list(row[: min(options.top_k, options.max_tags)])
 
     def read(self, items: Sequence[Item]) -> None:
         for item in items:

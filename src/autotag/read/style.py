@@ -34,7 +34,7 @@ T = TypeVar("T")
 class Style:
     kind: str  # photo | art
     style: str  # "photo", or an art style (ART_STYLES)
-    score: float  # probability of `kind` (photo or art)
+    score: float  # the head's probability of `kind` (photo or art)
     style_score: float  # probability of `style` among the art styles (equals score for photos)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,14 +86,21 @@ class LinearHead:
 
 
 class StyleHead:
-    """Photo-or-art head plus art-style head, with the metadata of their training run."""
+    """Photo-or-art head plus art-style head, with the metadata of their training run.
 
-    def __init__(self, kind: LinearHead, style: LinearHead, meta: dict[str, Any] | None = None) -> None:
+    The kind head is trained with balanced classes; `art_threshold` moves its decision to the share
+    of photos among real pictures (a balanced head's p(art) must beat the photo prior's odds)."""
+
+    def __init__(
+        self, kind: LinearHead, style: LinearHead, meta: dict[str, Any] | None = None, art_threshold: float = 0.5
+    ) -> None:
         if tuple(kind.classes) != KINDS or set(style.classes) != set(ART_STYLES):
             raise AutotagError(f"style head: classes {kind.classes} / {style.classes} are not {KINDS} / {ART_STYLES}")
         if kind.dim != style.dim:
             raise AutotagError("style head: the two heads expect embeddings of different sizes")
-        self.kind, self.style, self.meta = kind, style, meta or {}
+        if not 0 < art_threshold < 1:
+            raise AutotagError(f"style head: art threshold {art_threshold} is not between 0 and 1")
+        self.kind, self.style, self.meta, self.art_threshold = kind, style, meta or {}, float(art_threshold)
 
     @property
     def encoder(self) -> str:
@@ -106,7 +113,7 @@ class StyleHead:
         p_style = self.style.predict_proba(embeddings)
         out = []
         for pk, ps in zip(p_kind, p_style, strict=True):
-            if pk[0] >= pk[1]:
+            if pk[1] <= self.art_threshold:
                 out.append(Style("photo", "photo", float(pk[0]), float(pk[0])))
             else:
                 j = int(np.argmax(ps))
@@ -115,8 +122,9 @@ class StyleHead:
 
     def save(self, path: Path) -> None:
         np.savez_compressed(
-            path, **self.kind.arrays("kind"), **self.style.arrays("style"), meta=np.array(json.dumps(self.meta))
-        )
+            path, **self.kind.arrays("kind"), **self.style.arrays("style"), meta=np.array(json.dumps(self.meta)),
+            art_threshold=np.array(self.art_threshold),
+        )  # fmt: skip
 
     @classmethod
     def load(cls, path: Path | str = HEAD_PATH) -> StyleHead:
@@ -126,7 +134,7 @@ class StyleHead:
         with np.load(path, allow_pickle=False) as data:
             return cls(
                 LinearHead.from_arrays(data, "kind"), LinearHead.from_arrays(data, "style"),
-                json.loads(str(data["meta"])),
+                json.loads(str(data["meta"])), float(data["art_threshold"]),
             )  # fmt: skip
 
 

@@ -183,6 +183,8 @@ class Store:
         values = {"width": width, "height": height, "format": format, "size_bytes": size_bytes}
         with self._write() as conn:
             image_id, created = self._get_or_create_image(conn, content_hash, source, values)
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=image_id, path=str(source))
+                         .on_conflict_do_nothing())
             if model is not None and tags:
                 has = (
                     not created
@@ -210,6 +212,29 @@ class Store:
                 if not has:
                     self._insert_facets(conn, image_id, model, facets)
             return image_id, created
+
+    def add_path(self, image_id: int, path: str) -> None:
+        """Remember another path of an image's content (a byte copy elsewhere); nothing if known."""
+        with self._write() as conn:
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=int(image_id), path=str(path))
+                         .on_conflict_do_nothing())
+
+    def paths(self, image_id: int) -> list[str]:
+        """Every path this content was seen at, the first (images.source) first."""
+        image = self.get_image(image_id)
+        with self._read() as conn:
+            seen = conn.execute(sa.select(t.image_paths.c.path).where(t.image_paths.c.image_id == int(image_id))
+                                .order_by(t.image_paths.c.path)).scalars()
+            rest = [p for p in seen if image is None or p != image.source]
+        return ([image.source] if image else []) + rest
+
+    def images_with_copies(self) -> dict[int, list[str]]:
+        """Images seen at more than one path (byte-identical copies): id -> paths, the first first."""
+        several = (sa.select(t.image_paths.c.image_id).group_by(t.image_paths.c.image_id)
+                   .having(sa.func.count() > 1))
+        with self._read() as conn:
+            ids = [int(i) for i in conn.execute(several).scalars()]
+        return {i: self.paths(i) for i in sorted(ids)}
 
     def get_image(self, image_id: int) -> StoredImage | None:
         with self._read() as conn:
@@ -381,6 +406,20 @@ class Store:
             self._require_image(conn, image_id)
             conn.execute(sa.delete(t.user_tags).where(t.user_tags.c.image_id == int(image_id)))
             self._insert_user_tags(conn, int(image_id), tags)
+
+    def flag_user_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        """Mark typed tags that do not fit the picture: kept and shown, but no longer found by tag search."""
+        names = [str(x).strip() for x in tags if str(x).strip()]
+        if not names:
+            return
+        with self._write() as conn:
+            conn.execute(sa.update(t.user_tags).where(t.user_tags.c.image_id == int(image_id),
+                                                      t.user_tags.c.tag.in_(names)).values(flagged=True))
+
+    def flagged_user_tags(self, image_id: int) -> list[str]:
+        stmt = sa.select(t.user_tags.c.tag).where(t.user_tags.c.image_id == int(image_id), t.user_tags.c.flagged)
+        with self._read() as conn:
+            return list(conn.execute(stmt.order_by(t.user_tags.c.position)).scalars())
 
     def user_tags(self, image_id: int) -> list[str]:
         stmt = (

@@ -21,8 +21,8 @@ def upsert(dialect: str, table: sa.Table) -> Any:
 class TagQueries:
     """Listing and counting images, all or by tag.
 
-    An image has a tag when it was predicted (by name or id) and no person rejected it, or its
-    uploader typed it, or a person added or accepted it.
+    An image has a tag when it was predicted (by name or id) or its uploader typed it (and the server
+    did not flag it as not fitting), and no person rejected it; or a person added or accepted it.
     """
 
     def __init__(self) -> None:
@@ -34,7 +34,9 @@ class TagQueries:
         predicted = sa.select(p.c.image_id).where(
             sa.or_(p.c.tag == tag, p.c.tag_id == tag), p.c.image_id.not_in(rejected)
         )
-        typed = sa.select(t.user_tags.c.image_id).where(t.user_tags.c.tag == tag)
+        typed = sa.select(t.user_tags.c.image_id).where(
+            t.user_tags.c.tag == tag, sa.not_(t.user_tags.c.flagged), t.user_tags.c.image_id.not_in(rejected)
+        )
         added = sa.select(f.c.image_id).where(f.c.tag == tag, f.c.action.in_(("added", "accepted")))
         matching = sa.union(predicted, typed, added).subquery()
         has_tag = t.images.c.id.in_(sa.select(matching.c[0]))

@@ -23,6 +23,13 @@ images = sa.Table(
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+image_paths = sa.Table(  # every path seen for an image's content (0004); images.source is the first
+    "image_paths",
+    metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+)
+
 predictions = sa.Table(
     "predictions",
     metadata,
@@ -43,6 +50,7 @@ user_tags = sa.Table(
     sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tag", sa.String(200), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),  # judged not to fit (0003)
 )
 
 feedback = sa.Table(

@@ -283,6 +283,9 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     folder.mkdir(parents=True, exist_ok=True)
     labels, splits, data_info = _splits(dataset, cfg)
     log(f"dataset {dataset}: {data_info['sizes']} images, {len(labels)} labels")
+    if cfg.use_user_tags and not any(tags for split in splits.values() for tags in split.user_tags):
+        log("warning: the dataset has no user tags, so the model will not use them (--user-tags at tagging "
+            "time will change nothing); give a manifest with a user_tags column to train with them")
     spec = encoder_spec(cfg.encoder)
     size = cfg.input_size or spec.input_size
     history: list[dict[str, Any]] = []

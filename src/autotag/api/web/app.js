@@ -220,8 +220,9 @@ async function loadSimilar(query) {
 }
 
 function thumb(image, caption) {
-  const first = (image.tags || []).find((t) => !BROADER.has(t.kind));
-  const name = first ? first.name : `image ${image.id}`;
+  // the caption follows feedback: an added tag shows, a rejected one no longer does
+  const first = (image.accepted_tags || [])[0] || ((image.tags || []).find((t) => !BROADER.has(t.kind)) || {}).name;
+  const name = first || `image ${image.id}`;
   const label = caption ? el("div", {}, el("b", {}, caption), ` · ${name}`) : el("div", {}, name);
   return el("figure", { class: "thumb", "data-id": image.id, onclick: () => openImage(image.id) },
     el("img", { src: image.thumbnail_url.replace(/size=\d+/, "size=384"), alt: name, loading: "lazy" }), label);
