@@ -89,12 +89,11 @@ def detections(entries: Sequence[dict[str, Any]]) -> list[list[Any]]:
     from autotag.types import Detection
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    detector = None
+    detector = load_detector(load_settings())  # keyed by its input size and floor: the default may change
     out = []
     for e in entries:
-        f = CACHE / f"{e['id']}-{_digest(e['path'])}-detections.json"
+        f = CACHE / f"{e['id']}-{_digest(e['path'])}-detections-{detector.input_size}-{detector.min_score}.json"
         if not f.is_file():
-            detector = detector or load_detector(load_settings())
             im, _ = decode_with_info(load_source(e["path"]), min_side=224, max_pixels=encoder_max_pixels(),
                                      min_long_side=detector.input_size)  # fmt: skip
             f.write_text(json.dumps([d.to_dict() for d in detector.detect([im])[0]]))
