@@ -8,7 +8,6 @@ index it is reconciled with the database, so a crash loses no image and leaves n
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
