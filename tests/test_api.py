@@ -106,12 +106,14 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     pytest.importorskip("autotag.suggest.hashtags", reason="hashtag suggester (area D) not installed")
     pytest.importorskip("autotag.suggest.audit", reason="tag audit (area D) not installed")
     client = make_client(sqlite_db)
-    body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car"}).json()
+    body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car, sunset"}).json()
     assert all(h["kind"] == "hashtag" and 0 < h["score"] <= 1 for h in body["hashtags"])  # may abstain
     assert body["out_of_domain"] is False  # a photo of a cat is what the hashtags know
     flagged = {f["tag"] for f in body["flagged_user_tags"]}
     assert "car" in flagged and "cat" not in flagged
     assert all(f["reason"] for f in body["flagged_user_tags"])
+    # the consumer auditor, as `autotag audit`: no concept for "sunset", so it cannot judge it (not flagged)
+    assert body["cannot_judge_user_tags"] == ["sunset"] and "sunset" not in flagged
     # storing it, and storing it again, answers the same suggestions /v1/tag gives for the picture
     tagged = client.post("/v1/tag", files=_upload(photos["chelsea"])).json()
     first = client.post("/v1/images", files=_upload(photos["chelsea"])).json()
@@ -133,7 +135,7 @@ def test_search_and_captions_follow_accepted_tags(make_client, sqlite_db, photos
 
     assert found("car") == []  # the uploader typed it, the server flagged it: not a search hit
     assert found("kitty") == [cat["id"]]  # typed and not flagged
-    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "leaf")
+    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "label")
     assert cat["accepted_tags"][0] == leaf and found(leaf) == [cat["id"]]
     feedback = client.post(f"/v1/images/{cat['id']}/feedback", json={"reject": [leaf], "add": ["dandelion"]})
     assert feedback.status_code == 200, feedback.text

@@ -135,7 +135,8 @@ class Service:
         # the model's outputs come back from the output cache.
         item = upload.item if upload.item is not None else tagger.process(data, decide=False)
         found = suggestions_for(tagger, item, user_tags).to_dict()
-        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
+        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"],
+                   cannot_judge_user_tags=found["cannot_judge_user_tags"])  # fmt: skip
         flagged = [f["tag"] for f in found["flagged_user_tags"]]
         if flagged:  # kept as typed, but no longer found by tag search
             self.library.store.flag_user_tags(upload.image.id, flagged)
