@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Debian packages some features need (WordNet, Fashion-MNIST, exiftool, PostgreSQL, Chromium).
 DEBS := wordnet-base wordnet-sense-index dataset-fashion-mnist libimage-exiftool-perl postgresql chromium
 
-.PHONY: demo test lint system-deps bench clean realphotos
+.PHONY: demo test lint system-deps setup bench clean realphotos
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,13 +26,22 @@ system-deps:
 		echo "note: not root or no apt-get; tests needing $$missing will be skipped"; \
 	fi
 
-demo: $(STAMP) system-deps
+# Third-party models converted once into the model cache (npm's @vladmandic/human for the object
+# detector). Needs npm: Debian's `npm` is installed when missing and we are root.
+setup: $(STAMP) system-deps
+	@command -v npm >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian package: npm"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; fi; }
+	@if command -v npm >/dev/null; then $(PY) scripts/fetch_detector.py; \
+	else echo "note: no npm; the object detector is not set up and its tests will be skipped"; fi
+
+demo: $(STAMP) system-deps setup
 	$(PY) scripts/demo.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps setup lint
 	$(VENV)/bin/pytest -q
 
 # the real-photo benchmark (bench/realphotos/): installs its Debian packages when root, builds .cache/realphotos/

@@ -199,6 +199,14 @@ def main() -> None:
     joined = sum(i in group_of and group_of.get(j) == group_of[i] for i, j in cross)
     print(f"GNOME light/dark editions put together: {joined} of {len(cross)} pairs")
 
+    # the originals alone (no copies): every group found is a false one
+    only = np.flatnonzero(kinds == "original")
+    alone = find_duplicates(only, vectors[only], [prints[i] for i in only])
+    old_alone = [[only[i] for i in g] for g in baseline_groups(vectors[only], hashes[only])]
+    print(f"\nthe {len(only)} originals alone: {len(alone)} false groups (previous rule: {len(old_alone)})")
+    for g in alone:
+        print("   ", " + ".join(names[families[i]] for i in g.ids))
+
     # other crop: recompositions shipped by the packages and generated portrait windows
     from autotag.index.vector import normalize_rows
 

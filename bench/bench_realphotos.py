@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     dataset = load_benchmark(args.dir, build=not args.no_build)
-    options = TagOptions(top_k=args.top_k, threshold=args.threshold, ancestors=not args.no_ancestors)
+    options = TagOptions(top_k=args.top_k, threshold=args.threshold, categories=not args.no_ancestors)
     shown, seconds = run_tagger(dataset, args.model, options)
     allowed = plain_words(dataset)
     synonyms = not args.no_synonyms

@@ -1,7 +1,8 @@
-"""Issue 2 benchmark: end-to-end `autotag tag` throughput on 200 real ~2 MP JPEGs against a naive
-baseline (full PIL decode + resize + PyTorch eager at batch 1) measured in the same run; cold start
-and peak memory of a new process tagging one image; then where the time goes (each stage's cost per
-image, ONNX Runtime alone, the warm in-process pipeline) and the throughput bound they imply.
+"""End-to-end `autotag tag` throughput on 200 real ~2 MP JPEGs: the default tagger with the object
+detector, `--no-objects` (classifier only) and a naive baseline (full PIL decode + resize + PyTorch eager
+at batch 1), interleaved round by round in the same run so all three see the same state of a shared
+machine; cold start and peak memory of each `autotag tag` process; then where the time goes (each
+stage's cost per image, ONNX Runtime alone for the classifier and the detector, the warm pipeline).
 
 Run: .venv/bin/python bench/bench_tagging.py [--images 200] [--repeats 5] [--baseline-images 60]
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -95,10 +95,38 @@ def where_time_goes(paths: list[Path]) -> dict[str, float]:
             "steady_ips": len(paths) / wall, "steady_core_ms": cpu / len(paths) * 1000}
 
 
-def cli_run(args: list[str]) -> float:
+def cli_run(args: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (MB) of one `autotag tag` process."""
     start = time.perf_counter()
-    subprocess.run([AUTOTAG, "tag", *args, "--format", "jsonl"], check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    proc = subprocess.Popen([AUTOTAG, "tag", *args, "--format", "jsonl"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"autotag tag {' '.join(args)} failed")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def detector_cost(paths: list[Path]) -> dict[str, float]:
+    """The detector's share: letter-boxing per image (one thread) and ONNX Runtime alone on every core."""
+    from autotag.ingest import decode_with_info, load_source
+    from autotag.pipeline import KEPT_SIDE, Tagger
+
+    tagger = Tagger.default()
+    detector = tagger.detector
+    ims = [decode_with_info(load_source(str(p)), min_side=224, min_long_side=KEPT_SIDE)[0] for p in paths[:40]]
+    start = time.perf_counter()
+    inputs = [detector.preprocess(im)[0] for im in ims]
+    box_ms = (time.perf_counter() - start) / len(ims) * 1000
+    batch = np.stack(inputs[: tagger.settings.batch_size])
+    detector.run(batch)
+    start = time.perf_counter()
+    for _ in range(3):
+        detector.run(batch)
+    return {"letterbox_ms": box_ms, "detector_ips": 3 * len(batch) / (time.perf_counter() - start),
+            "input_size": detector.input_size}
+
+
+MODES = {"objects": [], "no-objects": ["--no-objects"]}
 
 
 def main() -> None:
@@ -111,39 +139,50 @@ def main() -> None:
         folder = Path(tmp)
         paths = make_photos(folder, args.images)
         cli_run([str(paths[0])])  # make sure the model is exported before timing
-        e2e, base = [], []
-        for _ in range(args.repeats):  # interleaved, so that both see the same state of a shared machine
-            e2e.append(args.images / cli_run([str(folder)]))
+        e2e: dict[str, list[float]] = {m: [] for m in MODES}
+        peak: dict[str, list[float]] = {m: [] for m in MODES}
+        base = []
+        for _ in range(args.repeats):  # interleaved, so that all see the same state of a shared machine
+            for mode, flags in MODES.items():
+                seconds, rss = cli_run([str(folder), *flags])
+                e2e[mode].append(args.images / seconds)
+                peak[mode].append(rss)
             base.append(naive_baseline(paths[: args.baseline_images]))
-        cold = []
+        cold: dict[str, list[float]] = {m: [] for m in MODES}
         for _ in range(5):
-            cold.append(cli_run([str(paths[1])]))
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            for mode, flags in MODES.items():
+                cold[mode].append(cli_run([str(paths[1]), *flags])[0])
         parts = where_time_goes(paths)
-    e2e_med, base_med = statistics.median(e2e), statistics.median(base)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    runs = [round(v, 1) for v in e2e]
-    print(f"autotag tag, {args.images} JPEGs of 1732x1155 (2.0 MP), whole process: runs {runs} img/s")
-    print(f"naive baseline (PIL full decode + PyTorch eager, batch 1): runs {[round(v, 1) for v in base]} img/s")
-    ratios = sorted(round(a / b, 2) for a, b in zip(e2e, base, strict=True))
-    print(f"median: {e2e_med:.1f} img/s vs {base_med:.1f} img/s -> {e2e_med / base_med:.1f}x; "
-          f"ratio per interleaved round {ratios}, median {statistics.median(ratios):.2f}x")
-    print(f"cold start, one image, model already exported: median {statistics.median(cold):.2f} s, "
-          f"runs {[round(c, 2) for c in cold]}")
-    print(f"peak RSS of any child process (the largest autotag run): {peak_mb:.0f} MB")
+        det = detector_cost(paths)
+    base_med = statistics.median(base)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d')}")
+    print(f"{args.images} JPEGs of 1732x1155 (2.0 MP), whole `autotag tag` process, {args.repeats} interleaved rounds")
+    print(f"naive baseline (PIL full decode + PyTorch eager, batch 1): runs {[round(v, 1) for v in base]} img/s, "
+          f"median {base_med:.1f}")
+    for mode in MODES:
+        runs, med = [round(v, 1) for v in e2e[mode]], statistics.median(e2e[mode])
+        ratios = sorted(round(a / b, 2) for a, b in zip(e2e[mode], base, strict=True))
+        print(f"autotag tag ({mode}): runs {runs} img/s, median {med:.1f} = {med / base_med:.1f}x the baseline "
+              f"(ratio per round {ratios}, median {statistics.median(ratios):.2f}x); peak RSS median "
+              f"{statistics.median(peak[mode]):.0f} MB, max {max(peak[mode]):.0f} MB")
+    ratio = [a / b for a, b in zip(e2e["objects"], e2e["no-objects"], strict=True)]
+    print(f"objects / no-objects per round: {[round(r, 2) for r in ratio]}, median {statistics.median(ratio):.2f}")
+    for mode in MODES:
+        print(f"cold start ({mode}), one image, models ready: median {statistics.median(cold[mode]):.2f} s, "
+              f"runs {[round(c, 2) for c in cold[mode]]}")
     cores = os.cpu_count() or 1
     stages = parts["read_hash_ms"] + parts["decode_ms"] + parts["preprocess_ms"]
     ort_core_ms = cores * 1000 / parts["ort_ips"]
+    det_core_ms = cores * 1000 / det["detector_ips"]
     print(f"where the time goes, per image: read+hash {parts['read_hash_ms']:.2f} ms, JPEG draft decode "
-          f"{parts['decode_ms']:.2f} ms, preprocess {parts['preprocess_ms']:.2f} ms (one thread each); ONNX "
-          f"Runtime alone {parts['ort_ips']:.0f} img/s on {cores} cores = {ort_core_ms:.2f} core-ms")
-    print(f"in-process steady state (warm Tagger.tag_many): {parts['steady_ips']:.1f} img/s, "
+          f"{parts['decode_ms']:.2f} ms, preprocess {parts['preprocess_ms']:.2f} ms, letter-box for the detector "
+          f"{det['letterbox_ms']:.2f} ms (one thread each); ONNX Runtime alone: classifier {parts['ort_ips']:.0f} "
+          f"img/s = {ort_core_ms:.2f} core-ms, detector ({det['input_size']} px) {det['detector_ips']:.0f} img/s = "
+          f"{det_core_ms:.2f} core-ms, on {cores} cores")
+    print(f"in-process steady state (warm Tagger.tag_many, with objects): {parts['steady_ips']:.1f} img/s, "
           f"{parts['steady_core_ms']:.2f} core-ms per image")
-    ideal = cores * 1000 / (stages + ort_core_ms)  # every core busy, no overhead at all
-    start = statistics.median(cold) - 1 / ideal
-    bound = args.images / (start + args.images / ideal)
-    print(f"bound with perfect overlap and no overhead: {ideal:.0f} img/s steady; with the {start:.2f} s process "
-          f"start, {bound:.0f} img/s for {args.images} images = {bound / base_med:.1f}x the baseline")
+    ideal = cores * 1000 / (stages + det["letterbox_ms"] + ort_core_ms + det_core_ms)
+    print(f"bound with perfect overlap and no overhead, with objects: {ideal:.0f} img/s steady")
 
 
 if __name__ == "__main__":

@@ -65,10 +65,12 @@ def postgres_url():
 # --- the deterministic fake encoder (plumbing tests: API, store, index, distributed, CLI) -----------
 @pytest.fixture
 def fake_model(monkeypatch) -> str:
-    """Register the fake encoder and make it the configured model (AUTOTAG_MODEL) for this test: every
-    Tagger, Library, API and batch job loaded without an explicit model uses it."""
-    from autotag.testing.fake import register_fake_encoder
+    """Register the fake encoder (with its fake detector and style model) and make it the configured
+    model (AUTOTAG_MODEL, AUTOTAG_DETECTOR) for this test: every Tagger, Library, API and batch job
+    loaded without an explicit model uses it."""
+    from autotag.testing.fake import FAKE_DETECTOR, register_fake_encoder
 
     name = register_fake_encoder()
     monkeypatch.setenv("AUTOTAG_MODEL", name)
+    monkeypatch.setenv("AUTOTAG_DETECTOR", FAKE_DETECTOR)
     return name

@@ -136,7 +136,7 @@ def test_rerun_skips_finished_shards(local_ray, collection, tmp_path) -> None:
     changed = run_batch([str(collection)], str(tmp_path), engine="local", job=BatchJob(FAKE, shard_size=6, top_k=2))
     assert changed["shards_written"] == 2  # other settings: no shard counts as finished
     assert changed["shards_removed"] == 1 and not shards[2].exists()  # part-00002 belonged to the old cut
-    assert max(sum(t["kind"] == "leaf" for t in r["tags"] or []) for r in read_shards(tmp_path)) <= 2
+    assert max(sum(t["kind"] in ("label", "object") for t in r["tags"] or []) for r in read_shards(tmp_path)) <= 2
 
 
 def test_index_from_parquet_builds_a_searchable_library(local_run, tmp_path) -> None:
@@ -165,8 +165,10 @@ def test_cli_batch_and_errors(collection, tmp_path) -> None:
     result = runner.invoke(
         app, ["batch", str(collection), "--out", str(tmp_path), "--shard-size", "6", "-m", FAKE, "-f", "json"]
     )
-    assert result.exit_code == 0, result.output
-    assert '"shards_written": 2' in result.stdout
+    # two unusable files in the collection: everything is written, and the exit code says so, as `tag` does
+    assert result.exit_code == 1, result.output
+    assert '"shards_written": 2' in result.stdout and '"failed": 2' in result.stdout
+    assert "autotag: 2 of 12 images failed" in result.output
     bad = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--engine", "spark"])
     assert bad.exit_code == 2 and "unknown engine 'spark'; valid: local, ray" in bad.output
     unknown = runner.invoke(app, ["batch", str(collection), "--out", str(tmp_path), "--model", "nope"])
@@ -180,7 +182,7 @@ def test_index_sample_and_chunks_cover_all_shards(tmp_path) -> None:
     import pyarrow as pa
 
     from autotag.distributed.index import iter_chunks, sample_rows, shard_files
-    from autotag.distributed.runner import TAG_TYPE, shard_schema
+    from autotag.distributed.runner import FACET_TYPES, TAG_TYPE, shard_schema
 
     n, dim = 50, 4
     for shard in range(3):
@@ -194,6 +196,7 @@ def test_index_sample_and_chunks_cover_all_shards(tmp_path) -> None:
                     "phash": pa.array([0] * n, pa.uint64()),
                     "width": pa.array([1] * n, pa.int32()),
                     "height": pa.array([1] * n, pa.int32()),
+                    **{name: pa.array([None] * n, kind) for name, kind in FACET_TYPES.items()},
                     "error": [None if i % 10 else "broken" for i in range(n)],
                 },
                 schema=shard_schema(dim),

@@ -294,3 +294,56 @@ def test_cli_index_similar_duplicates(photos, tmp_path, fake_model):
     ]
     bad = runner.invoke(app, ["similar", str(folder / "broken.jpg"), "--db", db])
     assert bad.exit_code == 2
+
+
+def test_library_keeps_fingerprints_and_says_when_there_are_no_duplicates(photos, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    folder = tmp_path / "walls"
+    folder.mkdir()
+    # two flat wallpapers of different colours (alike to the embedding) and two different photos
+    Image.new("RGB", (640, 400), (90, 40, 130)).save(folder / "purple.png")
+    Image.new("RGB", (640, 400), (40, 160, 90)).save(folder / "green.png")
+    for name in ("coffee", "rocket"):
+        (folder / f"{name}.jpg").write_bytes(photos[name].read_bytes())
+    db = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    assert runner.invoke(app, ["index", str(folder), "--db", db]).exit_code == 0
+    stored = json.loads((tmp_path / "lib.index" / "phash.json").read_text())
+    assert all({"phash", "detail", "brightness", "colour"} <= set(v) for v in stored.values())
+    res = runner.invoke(app, ["duplicates", "--db", db, "--format", "table"])
+    assert res.exit_code == 0 and res.output.strip() == "no duplicates among 4 images", res.output
+    assert json.loads(runner.invoke(app, ["duplicates", "--db", db, "--format", "json"]).stdout) == []
+
+
+def test_byte_copies_are_named_when_skipped_and_listed_first_as_duplicates(photos, tmp_path):
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for name in ("sunset.jpg", "sunset_copy.jpg"):
+        (folder / name).write_bytes(photos["chelsea"].read_bytes())
+    (folder / "coffee.jpg").write_bytes(photos["coffee"].read_bytes())
+    cat = Image.open(photos["chelsea"])
+    cat.resize((cat.width // 2, cat.height // 2)).save(folder / "sunset_small.jpg", quality=60)
+    db = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    first = runner.invoke(app, ["index", str(folder), "--db", db, "--format", "json"])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)[0]
+    assert report["added"] == 3 and report["skipped"] == 1
+    assert [f["path"] for f in report["skipped_files"]] == [str(folder / "sunset_copy.jpg")]
+    assert "sunset_copy.jpg: already in the library as image" in first.stderr
+    elsewhere = tmp_path / "backup"
+    elsewhere.mkdir()
+    (elsewhere / "IMG_0001.jpg").write_bytes(photos["chelsea"].read_bytes())
+    assert runner.invoke(app, ["index", str(elsewhere), "--db", db]).exit_code == 0
+    groups = json.loads(runner.invoke(app, ["duplicates", "--db", db, "--format", "json"]).stdout)
+    assert groups[0]["exact"] is True and len({im["id"] for im in groups[0]["images"]}) == 1
+    assert sorted(im["path"] for im in groups[0]["images"]) == sorted(
+        [str(folder / "sunset.jpg"), str(folder / "sunset_copy.jpg"), str(elsewhere / "IMG_0001.jpg")])
+    assert groups[1]["exact"] is False and len(groups[1]["images"]) == 2  # then the resized near copy

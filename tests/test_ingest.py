@@ -82,3 +82,83 @@ def test_settings_precedence(tmp_path, monkeypatch):
     config.write_text("batch_sise = 8\n")
     with pytest.raises(AutotagError, match="unknown keys"):
         load_settings()
+
+
+@pytest.fixture
+def http_folder(tmp_path, photos):
+    """A folder of real photos served by http.server on 127.0.0.1 (a thread of this process)."""
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "www"
+    (folder / "query").mkdir(parents=True)
+    for name in ("chelsea", "coffee", "rocket"):
+        (folder / f"{name}.jpg").write_bytes(photos[name].read_bytes())
+    cat = Image.open(photos["chelsea"])
+    cat.resize((cat.width // 2, cat.height // 2)).save(folder / "query" / "cat_small.jpg", quality=70)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    server.shutdown()
+    server.server_close()
+
+
+def test_tag_and_similar_read_images_from_http_urls(http_folder, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from autotag.cli import app
+    from autotag.ingest import load_source
+
+    base, folder = http_folder
+    assert load_source(f"{base}/chelsea.jpg") == (folder / "chelsea.jpg").read_bytes()
+    with pytest.raises(ImageError, match="^nothing at that URL"):
+        load_source(f"{base}/missing.jpg")
+    runner = CliRunner()
+    tagged = runner.invoke(app, ["tag", f"{base}/chelsea.jpg", f"{base}/missing.jpg", "--format", "jsonl"])
+    rows = [json.loads(line) for line in tagged.stdout.splitlines()]
+    assert rows[0]["error"] is None and "cat" in {t["name"] for t in rows[0]["tags"]}
+    assert rows[1]["error"] and "Traceback" not in tagged.output
+    db = str(tmp_path / "lib.db")
+    assert runner.invoke(app, ["index", str(folder / "chelsea.jpg"), str(folder / "coffee.jpg"),
+                               str(folder / "rocket.jpg"), "--db", db]).exit_code == 0
+    query = f"{base}/query/cat_small.jpg"
+    similar = runner.invoke(app, ["similar", query, "--db", db, "-k", "1", "--format", "jsonl"])
+    assert similar.exit_code == 0, similar.output
+    assert json.loads(similar.stdout.splitlines()[0])["path"] == str(folder / "chelsea.jpg")
+
+
+def _corrupt_tiff(samples_per_pixel: int = 9) -> bytes:
+    """A TIFF whose SamplesPerPixel tag says more than any decoder handles."""
+    import struct
+
+    data = bytearray(_bytes(Image.new("RGB", (16, 16), "red"), "TIFF"))
+    ifd = struct.unpack("<I", data[4:8])[0]
+    for i in range(struct.unpack("<H", data[ifd : ifd + 2])[0]):
+        entry = ifd + 2 + 12 * i
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:
+            data[entry + 8 : entry + 10] = struct.pack("<H", samples_per_pixel)
+    return bytes(data)
+
+
+def test_a_corrupt_tiff_gives_our_one_line_and_nothing_else_on_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(_corrupt_tiff())
+    with pytest.raises(ImageError):
+        decode_image(bad.read_bytes())
+    run = subprocess.run([sys.executable, "-c", "from autotag.cli import main; main()", "tag", str(bad),
+                          "--format", "jsonl"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 1
+    lines = run.stderr.strip().splitlines()
+    assert lines == [f"autotag: {bad}: not an image or an unsupported format", "autotag: 1 of 1 images failed"], lines

@@ -21,7 +21,7 @@ LAYERS = {
     2: {"pipeline"},  # decode -> encode -> decide
     1: {"encoders", "heads", "index", "store", "artifact", "data"},
     0: {"taxonomy", "ingest", "decide", "metrics", "types", "config", "registry", "keywords", "demo", "usertags",
-        "modelfolder", "progress", ""},
+        "modelfolder", "progress", "read", ""},
 }
 LAYER_OF = {package: level for level, packages in LAYERS.items() for package in packages}
 

@@ -54,10 +54,10 @@ def test_stream_keeps_order_and_one_bad_file_never_stops_the_batch(tagger, photo
 
 
 def test_one_source_in_the_calling_thread_equals_the_stream(tagger, photos):
-    options = TagOptions(top_k=3, threshold=0.01, ancestors=False)
+    options = TagOptions(top_k=3, threshold=0.01, categories=False)
     streamed = next(tagger.stream([photos["astronaut"]], options=options))
     alone = tagger.process(photos["astronaut"], options=options)
-    assert [t.name for t in alone.tags] == [t.name for t in streamed.tags] and len(alone.tags) == 3
+    assert [t.name for t in alone.tags] == [t.name for t in streamed.tags] and 1 <= len(alone.tags) <= 3
     assert alone.tags == default_tags(alone, options)  # the default model decides in exactly one place
     assert tagger.tag(photos["astronaut"], options=options) == alone.tags
 

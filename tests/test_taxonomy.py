@@ -187,7 +187,8 @@ def test_hashtags_and_audit_on_real_photos(photos, wordnet_ready):
     assert "coffee" in [t["name"] for t in rows[1]["tags"]]
 
     audit = {a.tag: a for a in audit_user_tags(photos["chelsea"], "cat, car, instagood", tagger=tagger)}
-    assert audit["car"].flagged and audit["instagood"].flagged and not audit["cat"].flagged
+    assert audit["car"].flagged and not audit["cat"].flagged
+    assert not audit["instagood"].flagged and not audit["instagood"].judged  # no concept: cannot judge, not flagged
     assert audit["cat"].relevance > 0.5 > audit["car"].relevance
 
 
@@ -224,3 +225,34 @@ def test_cli_vocab_map_hashtags_and_audit(photos, wordnet_ready, tmp_path):
     assert res.exit_code == 0, res.output
     flagged = {r["tag"]: r["flagged"] for r in json.loads(res.stdout)}
     assert flagged == {"cat": False, "car": True}
+
+
+def test_wordnet_and_the_text_model_load_without_noise_on_stderr(wordnet_ready, tmp_path):
+    """NLTK's 'multilingual functions' warning and the text model's 'Loading weights' bar were printed
+    beside every `vocab map` and `audit`; a fresh process (fresh caches) must print nothing."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("sentence_transformers")
+    code = ("from autotag.taxonomy.wordnet import wordnet, synset_from_wnid\n"
+            "from autotag.taxonomy.text import embed_texts\n"
+            "assert synset_from_wnid('n02123045').name() == 'tabby.n.01'\n"
+            "assert embed_texts(['a cat on a sofa']).shape == (1, 384)\n")  # fmt: skip
+    env = {**os.environ, "AUTOTAG_CACHE_DIR": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+
+
+def test_hashtags_mapping_that_is_missing_or_not_json_is_one_line(tmp_path, photos):
+    from autotag.cli import app
+
+    runner = CliRunner()
+    walls = tmp_path / "walls.yaml"
+    walls.write_text("name: walls\ntags:\n  sunset: [sunset]\n")
+    for mapping, message in ((tmp_path / "nomap.json", "does not exist; make one with `autotag vocab map`"),
+                             (walls, "is not JSON (line 1: Expecting value); pass the mapping.json")):
+        res = runner.invoke(app, ["hashtags", str(photos["chelsea"]), "--mapping", str(mapping)])
+        assert res.exit_code == 2 and message in res.output and str(mapping) in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output

@@ -425,9 +425,10 @@ def test_cli_train_writes_a_complete_model_folder(cli_model, mosaic, tmp_path):
         assert len(res.output.strip().splitlines()) == 1
     # `autotag models` lists the INT8 encoder; training takes it for heads over its embeddings
     TrainConfig(encoder="efficientnet_lite0-int8").check()
-    models = CliRunner().invoke(app, ["models", "--format", "json"])
-    assert {"name": "efficientnet_lite0-int8", "input_size": 224, "embedding_dim": 1280, "labels": "imagenet-1k",
-            "training": "heads only"} in json.loads(models.stdout)
+    models = {m["name"]: m for m in json.loads(CliRunner().invoke(app, ["models", "--format", "json"]).stdout)}
+    int8 = models["efficientnet_lite0-int8"]
+    assert {k: int8[k] for k in ("input_size", "embedding_dim", "labels", "training")} == {
+        "input_size": 224, "embedding_dim": 1280, "labels": "imagenet-1k", "training": "heads only"}
 
 
 def test_cli_tag_and_eval_use_the_model_folder(cli_model, mosaic):
@@ -454,6 +455,30 @@ def test_cli_tag_and_eval_use_the_model_folder(cli_model, mosaic):
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert [r["rule"] for r in rows] == ["model", "top-k:2"] and all(0 < r["H-F1"] <= 1 for r in rows)
+
+
+def test_trained_model_honours_top_k_and_eval_says_what_it_skipped(cli_model, mosaic, tmp_path):
+    image = str(mosaic / "images" / "test" / "test_00003.png")
+    runner = CliRunner()
+    one = runner.invoke(app, ["tag", image, "--model", str(cli_model), "--top-k", "1", "--format", "jsonl"])
+    assert one.exit_code == 0 and len(json.loads(one.stdout.strip().splitlines()[-1])["tags"]) == 1, one.output
+    # the model reads user tags (the mosaic has them): no warning; the default model does not: a warning
+    typed = runner.invoke(app, ["tag", image, "--model", str(cli_model), "--user-tags", "bag", "--format", "jsonl"])
+    assert "warning" not in typed.stderr
+    default = runner.invoke(app, ["tag", image, "--user-tags", "bag", "--format", "jsonl"])
+    assert default.exit_code == 0 and "does not read user tags" in default.stderr
+
+    res = runner.invoke(app, ["eval", "--dataset", f"fashion-mosaic:{mosaic}", "--model", "default", "--model",
+                              str(cli_model), "--rule", "model", "--rule", "top-k:2", "--limit", "24",
+                              "--no-cache", "--out", str(tmp_path / "report"), "--format", "jsonl"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "autotag: note: default: rule model needs a trained model's stored rule; not evaluated" in res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [(r["model"] == "default", r["rule"]) for r in rows] == [(True, "top-k:2"), (False, "model"),
+                                                                    (False, "top-k:2")]
+    report = (tmp_path / "report" / "report.md").read_text().splitlines()
+    notes = [ln for ln in report if ln.startswith("- ")]
+    assert len(notes) == len(set(notes)) and any("not evaluated" in ln for ln in notes)
 
 
 def test_export_pipeline_matches_the_python_path(cli_model, mosaic, tmp_path):
@@ -588,3 +613,25 @@ def test_audit_with_a_trained_model_uses_its_user_tag_and_visual_heads(saved, sp
     rows = {r["tag"]: r for r in map(json.loads, res.stdout.strip().splitlines())}
     assert set(rows) == set(words) and rows[words[0]]["relevance"] > rows[words[1]]["relevance"]
     assert rows[words[1]]["flagged"]
+
+
+def test_bad_training_values_are_one_line_naming_the_file_before_any_work(tmp_path):
+    bad = tmp_path / "bad.toml"
+    for line, message in (('epochs = "many"', 'epochs = "many" is not a whole number; e.g. epochs = 60'),
+                          ("epochs = 2.5", "epochs = 2.5 is not a whole number"),
+                          ("lr = 0", "lr = 0 is out of range: it must be above 0"),
+                          ("floor = 1.5", "floor = 1.5 is out of range: it must be at least 0 and at most 1"),
+                          ('use_user_tags = "yes"', 'use_user_tags = "yes" is not true or false'),
+                          ("encoder = 3", 'encoder = 3 is not a quoted name; e.g. encoder = "efficientnet_lite0"'),
+                          ('finetune_blocks = "some"', 'give "all" or a number of blocks')):
+        bad.write_text(line + "\n")
+        # the dataset does not exist either: the settings are checked first, so no time is spent on data
+        res = CliRunner().invoke(app, ["train", "--dataset", "fashion-mosaic:/no/such/dir", "--out",
+                                       str(tmp_path / "x"), "--config", str(bad)])
+        assert res.exit_code == 2, res.output
+        assert message in res.output and f"training config {bad}:" in res.output, res.output
+        assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
+    from autotag.train import TrainConfig
+
+    with pytest.raises(AutotagError, match="batch_size = 0 is out of range"):
+        TrainConfig(batch_size=0).check()  # the same checks for configs built in Python

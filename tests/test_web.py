@@ -3,6 +3,7 @@ find the feedback in the database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -30,8 +31,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(tmp_path):
+@contextlib.contextmanager
+def _serving(tmp_path, api_keys: str = ""):
     """uvicorn serving the real app on a free loopback port, in a thread of this process."""
     import uvicorn
 
@@ -39,7 +40,7 @@ def live_server(tmp_path):
     from autotag.config import load_settings
 
     db = str(tmp_path / "lib" / "library.db")
-    app = create_app(load_settings(data_dir=tmp_path / "data", api_keys=""), db=db, preload=True)
+    app = create_app(load_settings(data_dir=tmp_path / "data", api_keys=api_keys), db=db, preload=True)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -49,9 +50,18 @@ def live_server(tmp_path):
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the API server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", db
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}", db
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_server(tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTOTAG_API_KEYS", raising=False)
+    with _serving(tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
@@ -81,13 +91,18 @@ def test_upload_see_tags_accept_one_and_find_it_stored(live_server, browser, pho
     page.wait_for_selector("#tags li.chip", timeout=60_000)
     chips = page.locator("#tags li.chip")
     kinds = set(chips.evaluate_all("els => els.map(e => e.dataset.kind)"))
-    assert kinds == {"leaf", "ancestor"}  # leaf and ancestor tags are both shown, told apart
-    assert page.locator('#tags li.chip[data-tag="cat"][data-kind="ancestor"]').count() == 1
+    assert {"label", "category"} <= kinds  # what is in the picture and broader categories, told apart
+    assert page.locator('#tags li.chip[data-tag="animal"][data-kind="category"]').count() == 1
+    # the facets beside the tags: colour swatches, photo or art, object boxes over the preview
+    assert page.locator("#colors li.swatch").count() >= 1
+    assert page.inner_text("#picture-facts").startswith("photo")
+    boxes = page.locator("#boxes g.box").count()
+    assert (boxes > 0) == bool(page.inner_text("#objects-list").strip())
     bar = page.locator("#tags li.chip .bar span").first.get_attribute("style")
     assert bar and "width:" in bar and "%" in bar  # a confidence bar per chip
     assert "Stored as image" in page.inner_text("#status")
 
-    leaf = page.locator('#tags li.chip[data-kind="leaf"]').first
+    leaf = page.locator('#tags li.chip[data-kind="label"]').first
     leaf_name = leaf.get_attribute("data-tag")
     leaf.locator("button.vote.accept").click()
     page.wait_for_selector(f'#tags li.chip.accepted[data-tag="{leaf_name}"]', timeout=15_000)
@@ -139,3 +154,86 @@ def test_api_docs_render_offline(live_server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "redoc.png"))
     # nothing fetched from a CDN, but ReDoc's footer logo (it hides itself when it cannot load)
     assert [u for u in refused if u != "https://cdn.redoc.ly/redoc/logo-mini.svg"] == []
+
+
+def _shot(page, tmp_path, name: str) -> None:
+    """A screenshot in the test's output folder, for a person to look at."""
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def _broken_images(page) -> list[str]:
+    """Visible <img> elements that show nothing: no source, or a source that failed to load."""
+    return page.evaluate(
+        """() => [...document.images].filter(im => im.offsetParent !== null
+               && (!im.getAttribute("src") || (im.complete && im.naturalWidth === 0))).map(im => im.id || im.src)"""
+    )
+
+
+def test_no_empty_card_before_or_after_a_failed_upload(live_server, browser, photos, tmp_path):
+    base, _ = live_server
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(base + "/")
+    assert not page.locator("#result").is_visible()  # nothing uploaded yet: no card
+    assert _broken_images(page) == []
+    _shot(page, tmp_path, "1-before-upload")
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not really a JPEG")
+    page.set_input_files("#file-input", str(bad))
+    page.wait_for_selector("#status.error", timeout=60_000)
+    assert "Could not tag broken.jpg" in page.inner_text("#status")
+    assert not page.locator("#result").is_visible() and _broken_images(page) == []
+    _shot(page, tmp_path, "2-after-failed-upload")
+
+
+def test_slow_upload_clears_the_previous_tags_and_similar_captions_fit(live_server, browser, photos, tmp_path):
+    base, _ = live_server
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(base + "/")
+    for name in ("chelsea", "coffee", "rocket"):  # a small library to be similar to
+        page.set_input_files("#file-input", str(photos[name]))
+        page.wait_for_function("document.querySelector('#status').textContent.includes('image')", timeout=60_000)
+    page.wait_for_selector("#tags li.chip", timeout=60_000)
+    assert page.locator("#tags li.chip").count() > 0
+
+    held: list = []  # the next upload is held until the page has been looked at
+    page.route("**/v1/images", lambda route: held.append(route))
+    page.set_input_files("#file-input", str(photos["astronaut"]))
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert held, "the upload never left the page"
+    assert page.locator("#tags li.chip").count() == 0  # the rocket's tags are gone while the new one uploads
+    assert "Tagging" in page.inner_text("#tags")
+    _shot(page, tmp_path, "3-during-slow-upload")
+    held[0].continue_()
+    page.unroute("**/v1/images")
+    page.wait_for_selector("#tags li.chip", timeout=60_000)
+    page.wait_for_selector("#similar figure.thumb img", timeout=60_000)
+    loaded = "[...document.querySelectorAll('#similar img')].every(im => im.naturalWidth > 0)"
+    page.wait_for_function(loaded, timeout=30_000)
+    _shot(page, tmp_path, "4-result-with-similar")
+    captions = page.locator("#similar figure.thumb div")
+    assert captions.count() >= 2
+    for i in range(captions.count()):
+        cut = captions.nth(i).evaluate("d => d.scrollWidth > d.clientWidth || d.scrollHeight > d.clientHeight")
+        assert not cut, captions.nth(i).inner_text()
+        assert "% similar" in captions.nth(i).inner_text()
+    widths = page.locator("#similar figure.thumb img").evaluate_all("els => els.map(e => e.clientWidth)")
+    assert min(widths) >= 200  # big enough to recognise the picture
+    assert _broken_images(page) == []
+
+
+def test_api_key_typed_then_file_dropped_at_once(tmp_path, browser, photos, monkeypatch):
+    monkeypatch.delenv("AUTOTAG_API_KEYS", raising=False)
+    with _serving(tmp_path, api_keys="s3cret") as (base, _db):
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(base + "/")
+        page.click("#key-box summary")
+        page.locator("#api-key").press_sequentially("s3cret")  # typed; the field keeps the focus (no change event)
+        page.set_input_files("#file-input", str(photos["chelsea"]))
+        page.wait_for_function("document.querySelector('#status').textContent.length > 0 "
+                               "&& !document.querySelector('#status').textContent.startsWith('Tagging')",
+                               timeout=60_000)  # fmt: skip
+        assert "Stored as image" in page.inner_text("#status"), page.inner_text("#status")
+        _shot(page, tmp_path, "5-key-typed-then-upload")

@@ -35,6 +35,8 @@ class Settings:
     top_k: int = 5  # at most this many leaf labels per image
     threshold: float = 0.05  # labels scoring below this are dropped
     max_upload_bytes: int = 25_000_000
+    objects: bool = True  # the default model also runs the object detector (people, cups, cars, ...)
+    detector: str = "centernet-coco"  # the object detector's registered name
     api_keys: str = ""  # comma-separated; empty means no key needed
 
     @property
@@ -50,9 +52,22 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
             return int(value)
         if kind in (float, "float"):
             return float(value)
+        if kind in (bool, "bool"):
+            return _boolean(value)
         return str(value)
     except (TypeError, ValueError) as exc:
         raise AutotagError(f"setting {key}: {value!r} is not a valid {kind}") from exc
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 def load_settings(**overrides: Any) -> Settings:

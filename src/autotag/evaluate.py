@@ -262,6 +262,7 @@ def evaluate(
     if len(dataset) == 0:
         raise AutotagError(f"dataset {dataset.name} has no images to evaluate")
     runs: list[EvalRun] = []
+    skipped: list[str] = []
     errors: dict[str, str] = {}
     kept: Dataset | None = None
     y_true = np.zeros((0, len(dataset.labels)), np.uint8)
@@ -293,7 +294,9 @@ def evaluate(
             scored = trained_model_scores(tagger, encoded, kept)
         for rule in rules or default_rules(dataset, tagger.model is not None):
             if _needs_trained_model(rule) and scored.decide is None and len(models) > 1:
-                continue  # compared with trained models: the default model has no such rule
+                # compared with trained models: the default model has no such rule; say so, not silently
+                skipped.append(f"default: rule {rule} needs a trained model's stored rule; not evaluated")
+                continue
             y_pred = apply_rule(rule, scored.scores, y_true, scored)
             report = M.multilabel_report(y_true, y_pred, scored.scores, labels=list(dataset.labels))
             if dataset.single_label:
@@ -302,7 +305,8 @@ def evaluate(
             runs.append(EvalRun(scored.name if model_name != "default" else "default", rule, scored.scores, y_pred,
                                 report, list(scored.notes)))  # fmt: skip
     assert kept is not None
-    info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors)}
+    info = {"dataset": dataset.name, "n_requested": len(dataset), "n_evaluated": len(kept), "n_failed": len(errors),
+            "skipped": skipped}
     return Evaluation(kept, y_true, runs, errors, info)
 
 
@@ -362,3 +366,50 @@ def shown_tags_evaluation(
         )
         for name, recs in groups.items()
     }
+
+
+SHOWN_METRICS = ("hit@5", "precision", "coverage", "wrong-rate", "pictures-with-wrong", "jargon-rate", "mean-shown")
+
+
+def is_shown_tags_benchmark(dataset: Dataset) -> bool:
+    """A dataset whose pictures list clearly wrong tags (the real-photo benchmark): it is scored on the tags
+    a person would see, not by a label mapping."""
+    pictures = dataset.info.get("pictures") or {}
+    return bool(pictures) and all("wrong" in p for p in pictures.values())
+
+
+def evaluate_shown_tags(
+    dataset: Dataset,
+    models: Sequence[str] = ("default",),
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    **settings: Any,
+) -> list[dict[str, Any]]:
+    """Tag every picture with each model through the one pipeline and score the shown tags
+    (shown_tags_evaluation): one row per model and group (each split, split/kind, all).
+
+    Plain words (the jargon check) are the benchmark's own right and wrong tags plus, for the default
+    model, the words of the consumer vocabulary it speaks."""
+    from autotag.pipeline import Tagger
+    from autotag.taxonomy.consumer import default_consumer
+
+    if limit:
+        dataset = dataset.subset(limit, seed)
+    pictures = dataset.info.get("pictures", {})
+    benchmark_words = {t for r in dataset.records for t in r.labels} | {
+        t for p in pictures.values() for t in p.get("wrong", [])
+    }
+    rows = []
+    for model_name in models:
+        tagger = Tagger.load(None if model_name == "default" else model_name, **settings)
+        shown: dict[str, list[str]] = {}
+        for item in tagger.tag_many(dataset.sources, progress=progress):
+            shown[item.source] = [t.name for t in item.tags]  # an unreadable picture shows nothing
+        allowed = benchmark_words | (set(default_consumer().words()) if tagger.model is None else set())
+        reports = shown_tags_evaluation(dataset, shown, allowed=sorted(allowed))
+        for group, report in reports.items():
+            rows.append({"model": model_name, "set": group, "pictures": report["counts"]["pictures"],
+                         **{key: round(float(report[key]), 4) for key in SHOWN_METRICS if key in report}})  # fmt: skip
+    return rows

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotag.config import Settings, load_settings
-from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, find_duplicates
+from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, Fingerprint, find_duplicates
 from autotag.index.library_index import LibraryIndex
 from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
 from autotag.pipeline import Item, Tagger, TagOptions, UserTags, user_tags_for
@@ -49,6 +49,24 @@ EXTENSIONS = {
 }
 
 
+def check_facet_filters(color: str | None, style: str | None, obj: str | None) -> None:
+    """A colour, style or object the tagger can never give is a user's mistake, not an empty answer."""
+    from autotag.read import COLOR_NAMES
+    from autotag.read.style import STYLE_NAMES
+
+    if color and color not in COLOR_NAMES:
+        raise AutotagError(f"unknown colour {color!r}; valid: {', '.join(COLOR_NAMES)}")
+    styles = ("art", *STYLE_NAMES)
+    if style and style not in styles:
+        raise AutotagError(f"unknown style {style!r}; valid: {', '.join(styles)}")
+    if obj:
+        from autotag.taxonomy.consumer import default_consumer
+
+        words = sorted({e.label for e in default_consumer().coco.values()} | set(default_consumer().coco))
+        if obj not in words:
+            raise AutotagError(f"unknown object {obj!r}; valid: {', '.join(words)}")
+
+
 class NotInLibrary(AutotagError):
     """No image with that id is stored."""
 
@@ -71,11 +89,13 @@ class IngestReport:
     skipped: int = 0  # already indexed (same content hash)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
     ids: list[int] = field(default_factory=list)  # library ids of every readable source, in order
+    skipped_files: list[tuple[str, int]] = field(default_factory=list)  # (source, id of the image it already is)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "added": self.added,
             "skipped": self.skipped,
+            "skipped_files": [{"path": p, "same_as_image": i} for p, i in self.skipped_files],
             "failed": [{"path": p, "error": e} for p, e in self.failed],
         }
 
@@ -140,10 +160,12 @@ class Library:
         reconcile: bool = False,
         share_batches: int | None = None,
         settings: Settings | None = None,
+        create: bool = True,
     ) -> Library:
-        """Open (creating if needed) the library at `db` (a SQLite path or a postgresql:// URL)."""
+        """Open the library at `db` (a SQLite path or a postgresql:// URL), creating it if needed;
+        create=False (commands that only read) makes a missing library an error instead."""
         settings = settings or load_settings()
-        store = open_store(db, data_dir=settings.data_dir)
+        store = open_store(db, create=create, data_dir=settings.data_dir)
         return cls(store, settings=settings, model=model, tagger=tagger, kind=kind, reconcile=reconcile,
                    share_batches=share_batches)  # fmt: skip
 
@@ -260,7 +282,7 @@ class Library:
                 continue
             ids.append(image.id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if ids:
             index.add(np.asarray(ids, np.int64), np.stack(vectors), hashes)
         if len(stale) or ids:
@@ -322,8 +344,10 @@ class Library:
             if item.skipped:
                 image = self.store.get_image_by_hash(item.content_hash)
                 if image is not None:
+                    self.store.add_path(image.id, stored_location(item.source))  # a byte copy: one more path
                     report.ids.append(image.id)
                     report.skipped += 1
+                    report.skipped_files.append((item.source, image.id))
                     continue
             image_id, _ = self.store.ingest(
                 item.content_hash,
@@ -335,14 +359,16 @@ class Library:
                 model=model,
                 tags=item.tags,
                 user_tags=user_tags_for(user_tags, item.source),
+                facets=item.facets(),
             )
             report.ids.append(image_id)
             if image_id in index or image_id in new_ids:
                 report.skipped += 1
+                report.skipped_files.append((item.source, image_id))
                 continue
             new_ids.append(image_id)
             vectors.append(item.embedding)
-            hashes.append(item.phash or 0)
+            hashes.append(item.fingerprint or item.phash or 0)
         if new_ids:
             with index.lock:
                 index.add(np.asarray(new_ids, np.int64), np.asarray(np.stack(vectors), np.float32), hashes)
@@ -385,8 +411,9 @@ class Library:
             model=label,
             tags=item.tags,
             user_tags=list(user_tags) or None,
+            facets=item.facets(),
         )
-        self._index_one(image_id, embedding, item.phash or 0)
+        self._index_one(image_id, embedding, item.fingerprint or item.phash or 0)
         stored = self.store.get_image(image_id)
         if stored is None:  # deleted by a concurrent request in between
             raise NotInLibrary(f"image {image_id} was deleted while being stored; retry")
@@ -398,10 +425,10 @@ class Library:
             raise ImageError(item.error)
         return item
 
-    def _index_one(self, image_id: int, embedding: Any, phash: int) -> None:
+    def _index_one(self, image_id: int, embedding: Any, print_: Fingerprint | int) -> None:
         index = self.index
         with index.lock:
-            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [phash])
+            index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [print_])
             self._save_if_due()
 
     def _ensure_indexed(self, image: StoredImage) -> None:
@@ -410,7 +437,7 @@ class Library:
             if image.id in index:
                 return
         item = self._embed_stored(image)
-        self._index_one(image.id, item.embedding, item.phash or 0)
+        self._index_one(image.id, item.embedding, item.fingerprint or item.phash or 0)
 
     def _embed_stored(self, image: StoredImage) -> Item:
         try:
@@ -465,6 +492,44 @@ class Library:
         return removed
 
     # ------------------------------------------------------------------ reading
+    def find(
+        self,
+        *,
+        tag: str | None = None,
+        color: str | None = None,
+        style: str | None = None,
+        object: str | None = None,  # noqa: A002 - the filter's public name
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[StoredImage], int]:
+        """Stored images matching every given filter, newest first, and how many match in all.
+
+        tag: a tag (predicted and not rejected, typed or added by a person); color: a palette name
+        ("blue"); style: photo, art or an art style ("abstract"); object: a detected object ("person").
+        A colour, style or object no picture can have is an error listing the valid ones.
+        """
+        check_facet_filters(color, style, object)
+        filters = {"tag": tag or None, "color": color or None, "style": style or None, "object": object or None}
+        return self.store.list_images(limit=limit, offset=offset, **filters), self.store.count_images(**filters)
+
+    def describe(self, image: StoredImage) -> dict[str, Any]:
+        """A stored image as one record: id, path, its tags from the library's model (else from the
+        model that tagged it) and its facets."""
+        predictions = self.store.predictions(image.id)
+        models = list(dict.fromkeys(p.model for p in predictions))
+        chosen = self.model_name if self.model_name in models else (models[0] if models else None)
+        return {
+            "id": image.id,
+            "path": image.source,
+            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen],
+            **(self.facets(image.id) or {}),
+        }
+
+    def facets(self, image_id: int) -> dict[str, Any] | None:
+        """A stored image's objects, colours, style and properties (None when it has none stored)."""
+        found = self.store.facets(image_id)
+        return found.to_dict() if found is not None else None
+
     def _empty(self) -> EmptyIndex:
         return EmptyIndex(f"the library index in {self.store.index_dir} is empty; add images with `autotag index PATH`")
 
@@ -509,16 +574,26 @@ class Library:
         index = self.index
         with index.lock:
             ids, vectors = index.vectors()
-            hashes = np.array([index.phashes.get(int(i), 0) for i in ids], dtype=np.uint64)
+            prints = [index.prints.get(int(i), 0) for i in ids]
             groups = find_duplicates(
-                ids, vectors, hashes, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
+                ids, vectors, prints, threshold=threshold, max_hash_distance=max_hash_distance, index=index.raw
             )
-        out = []
+        # exact copies first: one image (one content) seen at several paths
+        out = [
+            {
+                "size": len(paths),
+                "exact": True,
+                "images": [{"id": image_id, "path": p} for p in paths],
+                "pairs": [],
+            }
+            for image_id, paths in self.store.images_with_copies().items()
+        ]
         for group in groups:
             images = {i: self.store.get_image(i) for i in group.ids}
             out.append(
                 {
                     "size": len(group.ids),
+                    "exact": group.exact,
                     "images": [{"id": i, "path": im.source if im else None} for i, im in images.items()],
                     "pairs": [p.to_dict() for p in group.pairs],
                 }

@@ -259,9 +259,8 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, gallery_size: i
         "(image, label) decisions; H-F1: harmonic mean of C-F1 and O-F1; mAP: mean average precision of the scores.",
         "",
     ]
-    for r in evaluation.runs:
-        for note in r.notes:
-            lines.append(f"- {r.model}: {note}")
+    notes = dict.fromkeys(f"- {r.model}: {note}" for r in evaluation.runs for note in r.notes)  # once each
+    lines += [*notes, *(f"- {s}" for s in evaluation.info.get("skipped", []))]
     lines += ["", f"## Per class ({run.model}, {run.rule})", ""]
     per_class = [
         {k: (round(v, 4) if isinstance(v, float) else v) for k, v in c.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -15,10 +16,38 @@ class Tag:
     name: str
     score: float
     id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    # label / category / object: the consumer vocabulary's label, category, detected object; style: art's style
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style"] = "leaf"
+    detail: str = ""  # a breed or species the model is sure of ("golden retriever" on "dog")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        out = {"name": self.name, "id": self.id, "score": round(float(self.score), 6), "kind": self.kind}
+        if self.detail:
+            out["detail"] = self.detail
+        return out
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels."""
+
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), x to the right, y down
+    name: str = ""  # the consumer vocabulary's word for the class ("dining table" -> "table"), once decided
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name} if self.name else {}
+        out.update(label=self.label, score=round(float(self.score), 6), box=[round(float(v), 1) for v in self.box])
+        return out
+
+
+def object_counts(names: Iterable[str]) -> dict[str, int]:
+    """How many of each object, most first: ["person", "cup", "person"] -> {"person": 2, "cup": 1}."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 @dataclass

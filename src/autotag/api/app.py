@@ -32,6 +32,9 @@ MULTIPART_SLACK = 1 << 20  # form fields and multipart framing around the file i
 MAX_IMAGE_ID = 2**63 - 1  # database ids are signed 64-bit; a bigger number is no id at all (422, not 500)
 
 ImageId = Annotated[int, PathParam(ge=1, le=MAX_IMAGE_ID, description="a stored image's id")]
+# Text a database can store: PostgreSQL refuses NUL characters, so they are refused at the door (422).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, Field(pattern=NO_NUL)]
 
 
 # ----- response and request bodies (they also document the API at /docs) -----
@@ -39,9 +42,52 @@ ImageId = Annotated[int, PathParam(ge=1, le=MAX_IMAGE_ID, description="a stored 
 
 class TagOut(BaseModel):
     name: str
-    id: str = ""
+    id: str = Field("", description="the source class: a WordNet id, coco:NAME, style:NAME, or the label itself")
     score: float
-    kind: Literal["leaf", "ancestor", "label", "hashtag"] = "leaf"
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style"] = "leaf"
+    detail: str | None = Field(None, description="a breed or species the model is sure of")
+
+
+class ObjectOut(BaseModel):
+    name: str = Field(description="the object in the vocabulary's words (table)")
+    label: str = Field(description="the detector's class (dining table)")
+    score: float
+    box: list[float] = Field(description="x0, y0, x1, y1 in the picture's pixels (upright), y down")
+
+
+class ColorOut(BaseModel):
+    name: str = Field(description="a palette name, or 'black and white'")
+    share: float = Field(description="fraction of the picture")
+    hex: str = Field(description="the mean colour of those pixels, #rrggbb")
+
+
+class StyleOut(BaseModel):
+    kind: Literal["photo", "art"]
+    style: str = Field(description="photo, or an art style: abstract, illustration, 3d render, pattern")
+    score: float | None = None
+    style_score: float | None = None
+
+
+class PropertiesOut(BaseModel):
+    width: int
+    height: int
+    orientation: str
+    shape: str
+    aspect_ratio: str
+    resolution: str
+    megapixels: float
+    lightness: float | None = None
+    tone: str | None = None
+
+
+class Facets(BaseModel):
+    """What else the picture has, kept apart from its tags."""
+
+    objects: list[ObjectOut] = []
+    object_counts: dict[str, int] = {}
+    colors: list[ColorOut] = []
+    style: StyleOut | None = None
+    properties: PropertiesOut | None = None
 
 
 class FlaggedTag(BaseModel):
@@ -50,7 +96,7 @@ class FlaggedTag(BaseModel):
     score: float | None = None
 
 
-class TagResponse(BaseModel):
+class TagResponse(Facets):
     model: str
     content_hash: str
     width: int
@@ -62,7 +108,7 @@ class TagResponse(BaseModel):
     ood_score: float | None = None
 
 
-class ImageOut(BaseModel):
+class ImageOut(Facets):
     id: int
     content_hash: str
     source: str
@@ -74,6 +120,7 @@ class ImageOut(BaseModel):
     model: str | None = None
     tags: list[TagOut] = []
     user_tags: list[str] = []
+    accepted_tags: list[str] = Field([], description="tags after feedback: added first, rejected and flagged out")
     feedback: list[dict[str, Any]] = []
     thumbnail_url: str
 
@@ -89,7 +136,11 @@ class ImagePage(BaseModel):
     limit: int
     offset: int
     next_offset: int | None
+    total: int | None = None
     tag: str | None = None
+    color: str | None = None
+    style: str | None = None
+    object: str | None = None
 
 
 class SimilarHit(BaseModel):
@@ -98,6 +149,7 @@ class SimilarHit(BaseModel):
     source: str
     thumbnail_url: str
     tags: list[TagOut] = []
+    accepted_tags: list[str] = []
 
 
 class SimilarResponse(BaseModel):
@@ -106,10 +158,10 @@ class SimilarResponse(BaseModel):
 
 
 class FeedbackIn(BaseModel):
-    accept: list[str] = Field(default_factory=list, description="tags the person confirms")
-    reject: list[str] = Field(default_factory=list, description="tags the person says are wrong")
-    add: list[str] = Field(default_factory=list, description="tags the person adds")
-    who: str | None = Field(default=None, max_length=200)
+    accept: list[Text] = Field(default_factory=list, description="tags the person confirms")
+    reject: list[Text] = Field(default_factory=list, description="tags the person says are wrong")
+    add: list[Text] = Field(default_factory=list, description="tags the person adds")
+    who: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
 
 
 class FeedbackOut(BaseModel):
@@ -245,7 +297,8 @@ def create_app(
     app.state.service = service
     install_error_handlers(app)
     # A body past this is refused while it streams in, before it is spooled to disk.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
+    limit = settings.max_upload_bytes
+    app.add_middleware(BodyLimit, max_bytes=limit + MULTIPART_SLACK, limit=limit)
 
     def require_key(request: Request) -> None:
         if not keys:
@@ -267,13 +320,15 @@ def create_app(
         """Liveness and readiness: answers without loading the model."""
         return await call(service.health)
 
+    # Optional form fields are typed without `| None`: a form cannot send a null, so the schema must not
+    # offer one (leaving the field out means "the server's default").
     @app.post("/v1/tag", response_model=TagResponse, responses=ERRORS, dependencies=read_guard, tags=["tagging"])
     async def tag_image(
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
     ) -> dict[str, Any]:
         """Tag one image without storing anything."""
         data = await read_upload(file, limit)
@@ -290,11 +345,12 @@ def create_app(
     )
     async def tag_into_file(
         file: UploadFile = File(..., description="a JPEG or PNG image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
-        top_k: int | None = Form(None, ge=1, le=100, description="at most this many leaf tags"),
-        threshold: float | None = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
+        top_k: int = Form(None, ge=1, le=100, description="at most this many leaf tags"),
+        threshold: float = Form(None, ge=0.0, le=1.0, description="minimum score of a tag"),
         replace: bool = Form(False, description="drop the keywords the file already has"),
+        colors: bool = Form(False, description="also write the dominant colour names as keywords"),
     ) -> Response:
         """Tag one image and answer with the same file, its tags written in as XMP dc:subject and IPTC Keywords.
 
@@ -302,8 +358,8 @@ def create_app(
         """
         data = await read_upload(file, limit)
         tagged, names, media_type = await call(
-            service.tag_into_file, data, replace=replace, user_tags=parse_user_tags(user_tags), model=model,
-            top_k=top_k, threshold=threshold,
+            service.tag_into_file, data, replace=replace, colors=colors, user_tags=parse_user_tags(user_tags),
+            model=model, top_k=top_k, threshold=threshold,
         )  # fmt: skip
         return Response(tagged, media_type=media_type, headers={"X-Autotag-Tags": quote(",".join(names))})
 
@@ -317,8 +373,8 @@ def create_app(
     async def ingest_image(
         response: Response,
         file: UploadFile = File(..., description="the image"),
-        user_tags: str | None = Form(None, description="tags typed by the uploader, comma-separated"),
-        model: str | None = Form(None, description="model name (default: the server's model)"),
+        user_tags: str = Form(None, pattern=NO_NUL, description="tags typed by the uploader, comma-separated"),
+        model: str = Form(None, pattern=NO_NUL, description="model name (default: the server's model)"),
     ) -> dict[str, Any]:
         """Store, tag and index an image. The same content twice gives the same id and adds nothing."""
         data = await read_upload(file, limit)
@@ -330,12 +386,19 @@ def create_app(
 
     @app.get("/v1/images", response_model=ImagePage, responses=ERRORS, dependencies=read_guard, tags=["library"])
     async def list_images(
-        tag: str | None = Query(None, max_length=200, description="only images with this tag"),
+        tag: str | None = Query(None, max_length=200, pattern=NO_NUL, description="only images with this tag"),
+        color: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="only images with this dominant colour (blue)"),
+        style: str | None = Query(None, max_length=32, pattern=NO_NUL,
+                                  description="photo, art, or an art style (abstract)"),
+        object: str | None = Query(None, max_length=200, pattern=NO_NUL,  # noqa: A002
+                                   description="only images with this object (person)"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_IMAGE_ID),
     ) -> dict[str, Any]:
-        """Page through the library, newest first, optionally by tag."""
-        return await call(service.list_images, tag=tag or None, limit=limit, offset=offset)
+        """Page through the library, newest first, optionally by tag, colour, style and object (all must match)."""
+        return await call(service.list_images, tag=tag or None, color=color or None, style=style or None,
+                          object=object or None, limit=limit, offset=offset)  # fmt: skip
 
     @app.get(
         "/v1/images/{image_id}",
@@ -379,8 +442,8 @@ def create_app(
         tags=["library"],
     )
     async def similar(
-        file: UploadFile | None = File(None, description="an image to search with"),
-        id: int | None = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
+        file: UploadFile = File(None, description="an image to search with"),
+        id: int = Form(None, ge=1, le=MAX_IMAGE_ID, description="or the id of a stored image"),  # noqa: A002
         k: int = Form(10, ge=1, le=100),
     ) -> dict[str, Any]:
         """Images in the library that look like an uploaded image or a stored one."""

@@ -31,9 +31,10 @@ class BodyLimit:
     is cut off once it passes the limit. Starlette's own limit answers in plain text, hence this.
     """
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
+    def __init__(self, app: Any, max_bytes: int, limit: int | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # what the body may hold: the upload limit plus the form around the file
+        self.limit = max_bytes if limit is None else limit  # the configured upload limit, named to the client
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         from starlette.datastructures import Headers
@@ -42,7 +43,7 @@ class BodyLimit:
 
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        detail = f"request body is over the limit of {self.max_bytes} bytes (server setting max_upload_bytes)"
+        detail = f"upload is over the limit of {self.limit} bytes (server setting max_upload_bytes)"
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return await JSONResponse(error_body("too large", detail), status_code=413)(scope, receive, send)
@@ -57,6 +58,19 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def allowed_methods(request: Any) -> list[str]:
+    """Every method some route of the app answers on this request's path."""
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 def install_error_handlers(app: Any) -> None:
@@ -107,11 +121,10 @@ def install_error_handlers(app: Any) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         names = {404: "not found", 405: "method not allowed", 413: "too large", 415: "unsupported media type"}
         error = names.get(exc.status_code, "http error")
-        return JSONResponse(
-            error_body(error, str(exc.detail)),
-            status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return JSONResponse(error_body(error, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("autotag.api")
 
+FACET_KEYS = ("objects", "object_counts", "colors", "style", "properties")
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
 # efficientnet_lite0 holds ~340 MB more than batch 1, batch 8 ~80 MB. 8 keeps most of the speed-up.
 SERVE_MAX_BATCH = 8
@@ -100,20 +101,26 @@ class Service:
             from autotag.ingest import ImageError
 
             raise ImageError(item.error)
+        record = item.to_dict()
         return {
             "model": model or self.default_model,
             "content_hash": item.content_hash,
             "width": item.meta.get("width", 0),
             "height": item.meta.get("height", 0),
-            "tags": [t.to_dict() for t in item.tags],
+            "tags": record["tags"],
+            **{key: record[key] for key in FACET_KEYS if record.get(key) is not None},
             **suggestions_for(tagger, item, user_tags).to_dict(),
         }
 
-    def tag_into_file(self, data: bytes, *, replace: bool = False, **options: Any) -> tuple[bytes, list[str], str]:
-        """The upload with its tags written in as XMP dc:subject + IPTC Keywords, the tags, and its media type."""
+    def tag_into_file(
+        self, data: bytes, *, replace: bool = False, colors: bool = False, **options: Any
+    ) -> tuple[bytes, list[str], str]:
+        """The upload with its tags (and with `colors` its colour names) written in as XMP dc:subject +
+        IPTC Keywords, the words written, and its media type."""
         from autotag.keywords import embed_keywords
 
-        names = [t["name"] for t in self.tag(data, **options)["tags"]]
+        found = self.tag(data, **options)
+        names = [t["name"] for t in found["tags"]] + ([c["name"] for c in found.get("colors", [])] if colors else [])
         tagged = embed_keywords(data, names, replace=replace, name="upload")
         return tagged, names, "image/png" if tagged.startswith(b"\x89PNG") else "image/jpeg"
 
@@ -125,11 +132,16 @@ class Service:
         upload = self.library.add_upload(data, user_tags=user_tags, model=model)
         out = self._image_dict(upload.image, model or self.default_model)
         out["created"] = upload.created
-        if upload.item is None:
-            out.update(hashtags=[], flagged_user_tags=[])
-        else:
-            found = suggestions_for(self.library.tagger_for(model), upload.item, user_tags).to_dict()
-            out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
+        tagger = self.library.tagger_for(model)
+        # The same content again is not tagged again, but its suggestions are answered as /v1/tag would:
+        # the model's outputs come back from the output cache.
+        item = upload.item if upload.item is not None else tagger.process(data, decide=False)
+        found = suggestions_for(tagger, item, user_tags).to_dict()
+        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
+        flagged = [f["tag"] for f in found["flagged_user_tags"]]
+        if flagged:  # kept as typed, but no longer found by tag search
+            self.library.store.flag_user_tags(upload.image.id, flagged)
+            out["accepted_tags"] = [t for t in out["accepted_tags"] if t not in flagged]
         return out
 
     def _image_dict(self, image: StoredImage, model: str | None = None, *, details: bool = True) -> dict[str, Any]:
@@ -145,24 +157,30 @@ class Service:
             chosen = models[0] if models else None
         out["model"] = chosen
         out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen]
+        out.update(self.library.facets(image.id) or {})
         out["thumbnail_url"] = f"/v1/images/{image.id}/thumbnail?size=256"
+        feedback = store.feedback(image.id)
+        out["accepted_tags"] = accepted_tags(out["tags"], store.user_tags(image.id),
+                                             store.flagged_user_tags(image.id), feedback)
         if details:
             out["user_tags"] = store.user_tags(image.id)
-            out["feedback"] = [_feedback_dict(f) for f in store.feedback(image.id)]
+            out["feedback"] = [_feedback_dict(f) for f in feedback]
         return out
 
     def get_image(self, image_id: int) -> dict[str, Any]:
         return self._image_dict(self.library.require(image_id))
 
-    def list_images(self, *, tag: str | None = None, limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        found = self.library.store.list_images(tag=tag, limit=limit + 1, offset=offset)
-        items = [self._image_dict(im, details=False) for im in found[:limit]]
+    def list_images(self, *, limit: int = 50, offset: int = 0, **filters: str | None) -> dict[str, Any]:
+        """A page of stored images matching every filter given (tag, color, style, object)."""
+        found, total = self.library.find(limit=limit, offset=offset, **filters)
+        items = [self._image_dict(im, details=False) for im in found]
         return {
             "items": items,
             "limit": limit,
             "offset": offset,
-            "next_offset": offset + limit if len(found) > limit else None,
-            "tag": tag,
+            "next_offset": offset + limit if offset + limit < total else None,
+            "total": total,
+            **filters,
         }
 
     def delete_image(self, image_id: int) -> None:
@@ -212,6 +230,7 @@ class Service:
                     "source": hit.image.source,
                     "thumbnail_url": item["thumbnail_url"],
                     "tags": item["tags"],
+                    "accepted_tags": item["accepted_tags"],
                 }
             )
         return {"query_id": image_id, "results": results}
@@ -237,6 +256,20 @@ class Service:
             out["status"] = "degraded"
             out["database"] = f"error: {type(exc).__name__}"
         return out
+
+
+def accepted_tags(tags: list[dict[str, Any]], typed: Sequence[str], flagged: Sequence[str],
+                  feedback: Sequence[Any]) -> list[str]:
+    """What the picture is tagged with once people have spoken (the same rule as search by tag): the
+    latest judgement per tag wins; tags a person added or accepted first, then the model's leaf tags,
+    its broader tags and the uploader's tags that were not flagged, less every tag a person rejected."""
+    verdict: dict[str, str] = {}
+    for f in sorted(feedback, key=lambda f: f.created_at):
+        verdict[f.tag] = f.action
+    given = [tag for tag, action in reversed(verdict.items()) if action in ("added", "accepted")]
+    ranked = sorted(tags, key=lambda t: (t["kind"] == "ancestor", -t["score"]))
+    names = [*given, *(t["name"] for t in ranked), *(x for x in typed if x not in flagged)]
+    return [n for n in dict.fromkeys(names) if verdict.get(n) != "rejected"]
 
 
 def _feedback_dict(f: Any) -> dict[str, Any]:

@@ -12,8 +12,22 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperOption
 
 from autotag.types import AutotagError
+
+# Typer's help prints every option's type, flags included ("--help <bool>"), which reads as if the flag
+# wanted a value. A flag takes none: show no type for it.
+_option_type = TyperOption.display_type_rich
+
+
+def _no_type_for_flags(self: TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign]
+
+ADVANCED = "Data and advanced"  # help panel of the commands a first-time user does not need
 
 app = typer.Typer(
     name="autotag",
@@ -79,9 +93,13 @@ def _flat(value: Any) -> Any:
 
 
 def emit(
-    records: Iterable[dict[str, Any]], fmt: Format, table: Callable[[list[dict]], Any] | None = None
+    records: Iterable[dict[str, Any]],
+    fmt: Format,
+    table: Callable[[list[dict]], Any] | None = None,
+    flat: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
-    """Write records to stdout in the chosen format. jsonl streams; the others collect first."""
+    """Write records to stdout in the chosen format. jsonl streams; the others collect first.
+    `flat`: how a record becomes one CSV row (default: nested values joined or as JSON)."""
     out = sys.stdout
     if fmt is Format.jsonl:
         for rec in records:
@@ -93,6 +111,8 @@ def emit(
         json.dump(rows, out, indent=2)
         out.write("\n")
     elif fmt is Format.csv:
+        if flat is not None:
+            rows = [flat(row) for row in rows]
         columns: list[str] = []
         for row in rows:
             columns.extend(k for k in row if k not in columns)

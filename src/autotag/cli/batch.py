@@ -9,7 +9,8 @@ from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
 
 @command(
     "batch",
-    help="Tag a collection into Parquet shards (path, hash, tags, embedding) plus _summary.json. "
+    help="Tag a collection into Parquet shards (path, hash, tags, objects, colors, style, properties, embedding) "
+    "plus _summary.json. "
     "Finished shards are skipped on a rerun; a bad image is recorded, never fatal.\n\n"
     "Example: autotag batch photos/ --out tags/ --engine ray",
 )
@@ -32,6 +33,7 @@ def batch_command(
     threshold: float | None = typer.Option(
         None, "--threshold", min=0.0, max=1.0, help="Drop labels scoring below this (default: the threshold setting)."
     ),
+    no_objects: bool = typer.Option(False, "--no-objects", help="Run no object detector (faster)."),
     actors: int | None = typer.Option(None, "--actors", min=1, help="Model actors for --engine ray (default: 1/CPU)."),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: RAY_ADDRESS, else local)."
@@ -40,8 +42,13 @@ def batch_command(
 ) -> None:
     from autotag.distributed import BatchJob, run_batch
 
-    job = BatchJob(model=model, top_k=top_k, threshold=threshold, shard_size=shard_size, batch_size=batch_size)
+    job = BatchJob(model=model, top_k=top_k, threshold=threshold, shard_size=shard_size, batch_size=batch_size,
+                   objects=False if no_objects else None)  # fmt: skip
     summary = run_batch(sources, out, engine=engine, job=job, actors=actors, address=address)
     for failure in summary["failures"]:
         typer.echo(f"autotag: {failure['path']}: {failure['error']}", err=True)
     emit([{k: v for k, v in summary.items() if k != "failures"}], resolve_format(fmt))
+    if summary["failed"]:  # one rule with `autotag tag`: every image is processed, any failure exits 1
+        typer.echo(f"autotag: {summary['failed']} of {summary['images']} images failed (recorded in the shards)",
+                   err=True)
+        raise typer.Exit(1)

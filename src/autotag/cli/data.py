@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from autotag.cli.app import FORMAT_HELP, Format, command, emit, resolve_format
+from autotag.cli.app import ADVANCED, FORMAT_HELP, Format, command, emit, resolve_format
 
 DATASET_HELP = (
     "Dataset spec: manifest:FILE.csv|jsonl, folder:DIR, coco:ANN.json[:IMAGES], nus-wide:DIR, "
-    "danbooru:FILE.jsonl, fashion-mnist[:DIR], fashion-mosaic:DIR, or a path to a manifest."
+    "danbooru:FILE.jsonl, fashion-mnist[:DIR], fashion-mosaic:DIR, realphotos[:DIR] (scored on the tags shown: "
+    "hit@5, precision, coverage, wrong-rate, jargon), or a path to a manifest."
 )
 
 
@@ -43,13 +44,27 @@ def eval_command(
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.data import load_dataset
-    from autotag.evaluate import evaluate
+    from autotag.evaluate import evaluate, evaluate_shown_tags, is_shown_tags_benchmark
     from autotag.report import write_report
 
     data = load_dataset(dataset)
     if split and split != "all":
         data = data.split(split)
+    if is_shown_tags_benchmark(data):  # the real-photo benchmark: scored on what a person sees
+        if rule:
+            typer.echo("note: --rule does not apply to the real-photo benchmark (the tags shown are scored)", err=True)
+        rows = evaluate_shown_tags(data, model, limit=limit, seed=seed, progress=True)
+        if out is not None:
+            import json
+
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "shown_tags.json").write_text(json.dumps(rows, indent=1) + "\n")
+            typer.echo(f"report written to {out}/shown_tags.json", err=True)
+        emit(rows, resolve_format(fmt))
+        return
     result = evaluate(data, model, rule or None, limit=limit, seed=seed, cache=not no_cache, progress=True)
+    for note in result.info.get("skipped", []):
+        typer.echo(f"autotag: note: {note}", err=True)
     if out is not None:
         write_report(result, out, seed=seed)
         typer.echo(f"report written to {out}/report.md", err=True)
@@ -62,6 +77,7 @@ def eval_command(
     "embed",
     help="Compute and cache the embeddings of every image of a dataset, so training and evaluation reuse them.\n\n"
     "Example: autotag embed fashion-mosaic:.cache/fashion-mosaic --split train",
+    rich_help_panel=ADVANCED,
 )
 def embed_command(
     dataset: str = typer.Argument(..., help=DATASET_HELP),
@@ -85,6 +101,7 @@ def embed_command(
     "mosaic",
     help="Write the FashionMosaic multi-label benchmark (images + manifest.jsonl) built from Fashion-MNIST.\n\n"
     "Example: autotag mosaic --out data/fashion-mosaic   (standard: 20k/5k/5k, seed 0)",
+    rich_help_panel=ADVANCED,
 )
 def mosaic_command(
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write."),

@@ -47,7 +47,7 @@ def refit_command(
     from autotag.refit import refit_model
     from autotag.store import open_store
 
-    with open_store(db) as lib:
+    with open_store(db, create=False) as lib:
         report = refit_model(
             lib, model, beta=beta, min_feedback=min_feedback, use_thresholds=use_thresholds, dry_run=dry_run
         )

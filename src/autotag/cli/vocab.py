@@ -48,11 +48,16 @@ def vocab_map_command(
     ),
     out: str = typer.Option(..., "--out", "-o", help="Folder for mapping.json and review.yaml."),
     no_text: bool = typer.Option(False, "--no-text", help="Skip text-embedding similarity (WordNet only)."),
+    fit: str | None = typer.Option(
+        None, "--fit", help="Labelled pictures (a dataset spec, e.g. realphotos:DIR) to fit the operating points on."
+    ),
 ) -> None:
     from autotag.taxonomy.mapping import map_vocabulary, write_mapping
 
     mapping = map_vocabulary(target, source, overrides, use_text=not no_text)
     paths = write_mapping(mapping, out)
+    if str(source).lower() == "imagenet":  # the default model speaks through the consumer vocabulary
+        paths = _consumer_mapping(target, mapping, out, fit)
     counts = mapping.counts()
     typer.echo(
         f"{len(mapping.entries)} {source} labels -> {len(mapping.tag_names)} tags: {counts['mapped']} mapped, "
@@ -62,6 +67,30 @@ def vocab_map_command(
     typer.echo(
         f"wrote {paths['mapping']} and {paths['review']} (edit it, mark entries 'reviewed', pass it as --overrides)"
     )
+
+
+def _consumer_mapping(target: str, classes: Any, out: str, fit: str | None) -> dict[str, Any]:
+    """Write mapping.json over the consumer vocabulary and fitted operating points; warn about dead tags."""
+    import json
+    from pathlib import Path
+
+    from autotag.suggest.hashtags import fit_vocabulary
+    from autotag.taxonomy.consumer import default_consumer
+    from autotag.taxonomy.mapping import map_onto_consumer
+    from autotag.taxonomy.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary(target)
+    mapping = map_onto_consumer(vocab, default_consumer(), classes)
+    for line in mapping.warnings():
+        typer.echo(f"warning: {line}", err=True)
+    folder = Path(out)
+    paths = {"mapping": folder / "mapping.json", "review": folder / "review.yaml",
+             "points": folder / "operating_points.json"}  # fmt: skip
+    paths["mapping"].write_text(json.dumps(mapping.to_dict(), indent=1) + "\n")
+    fit_vocabulary(mapping, vocab, fit).save(paths["points"])
+    typer.echo(f"wrote {paths['points']}: operating points " + (f"fitted on {fit}" if fit else
+               "from the shipped hashtags' fit (pass --fit labelled pictures to fit your own)"))  # fmt: skip
+    return paths
 
 
 def _hashtags_table(rows: list[dict]):  # -> rich Table
@@ -124,8 +153,8 @@ def hashtags_command(
 def audit_command(
     image: str = typer.Argument(..., help="One image file."),
     user_tags: str = typer.Option(..., "--user-tags", "-u", help="Comma-separated tags typed by the uploader."),
-    flag_below: float = typer.Option(
-        0.15, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this."
+    flag_below: float | None = typer.Option(
+        None, "--flag-below", min=0.0, max=1.0, help="Flag tags whose relevance is below this (default: fitted)."
     ),
     model: str | None = typer.Option(None, "--model", "-m", help="A trained model folder (default: ImageNet)."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from autotag.distributed.runner import SHARD_PATTERN, filesystem, shard_meta
+from autotag.distributed.runner import FACET_TYPES, SHARD_PATTERN, filesystem, shard_meta
 from autotag.index.vector import IVFPQ_MIN_TRAIN
 from autotag.types import AutotagError, Tag
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from autotag.library import IngestReport, Library
     from autotag.pipeline import Item
 
-COLUMNS = ["path", "content_hash", "tags", "embedding", "phash", "width", "height", "error"]
+COLUMNS = ["path", "content_hash", "tags", "embedding", "phash", "width", "height", *FACET_TYPES, "error"]
 CHUNK_ROWS = 50_000
 
 
@@ -37,7 +37,14 @@ def shard_files(dest: str) -> tuple[Any, list[str]]:
 
 def _read(fs: Any, path: str, columns: list[str] | None = None) -> pa.Table:
     with fs.open(path, "rb") as fh:
-        return pq.read_table(fh, columns=columns)
+        file = pq.ParquetFile(fh)
+        return file.read(columns=_present(file, columns))
+
+
+def _present(file: pq.ParquetFile, columns: list[str] | None) -> list[str] | None:
+    """The wanted columns this shard has (shards written before facets existed have none of them)."""
+    names = set(file.schema_arrow.names)
+    return None if columns is None else [c for c in columns if c in names]
 
 
 def sample_rows(fs: Any, files: list[str], counts: list[int], size: int, seed: int = 0) -> pa.Table:
@@ -60,7 +67,8 @@ def iter_chunks(fs: Any, files: list[str], rows: int = CHUNK_ROWS) -> Iterator[p
     held = 0
     for path in files:
         with fs.open(path, "rb") as fh:
-            for batch in pq.ParquetFile(fh).iter_batches(batch_size=min(rows, 8192), columns=COLUMNS):
+            file = pq.ParquetFile(fh)
+            for batch in file.iter_batches(batch_size=min(rows, 8192), columns=_present(file, COLUMNS)):
                 table = pa.Table.from_batches([batch])
                 table = table.filter(table.column("error").is_null())
                 buffer.append(table)
@@ -120,7 +128,10 @@ def _items(table: pa.Table, dim: int) -> list[Item]:
     from autotag.pipeline import Item
 
     vectors = table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim)
-    columns = {name: table.column(name).to_pylist() for name in COLUMNS if name != "embedding"}
+    names = set(table.schema.names) - {"embedding"}
+    columns = {name: table.column(name).to_pylist() for name in COLUMNS if name in names}
+    absent = [None] * table.num_rows
+    facets = {name: columns.get(name, absent) for name in FACET_TYPES}
     return [
         Item(
             columns["path"][row],
@@ -129,9 +140,10 @@ def _items(table: pa.Table, dim: int) -> list[Item]:
             phash=int(columns["phash"][row]),
             embedding=vectors[row],
             tags=[
-                Tag(t["name"], float(t["score"]), t.get("id") or "", t.get("kind") or "leaf")
+                Tag(t["name"], float(t["score"]), t.get("id") or "", t.get("kind") or "leaf", t.get("detail") or "")
                 for t in columns["tags"][row] or []
             ],
+            **{name: values[row] for name, values in facets.items()},
         )
         for row in range(table.num_rows)
     ]

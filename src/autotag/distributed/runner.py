@@ -35,7 +35,29 @@ SUMMARY_NAME = "_summary.json"
 META_KEY = b"autotag"
 MAX_LISTED_FAILURES = 1000
 
-TAG_TYPE = pa.struct([("name", pa.string()), ("id", pa.string()), ("score", pa.float32()), ("kind", pa.string())])
+TAG_TYPE = pa.struct(
+    [("name", pa.string()), ("id", pa.string()), ("score", pa.float32()), ("kind", pa.string()),
+     ("detail", pa.string())]
+)  # fmt: skip
+# the facets, each in its own column, in the shapes of the pipeline's records (Item.to_dict)
+OBJECT_TYPE = pa.struct(
+    [("name", pa.string()), ("label", pa.string()), ("score", pa.float32()), ("box", pa.list_(pa.float32(), 4))]
+)
+COLOR_TYPE = pa.struct([("name", pa.string()), ("share", pa.float32()), ("hex", pa.string())])
+STYLE_TYPE = pa.struct(
+    [("kind", pa.string()), ("style", pa.string()), ("score", pa.float32()), ("style_score", pa.float32())]
+)
+PROPERTIES_TYPE = pa.struct(
+    [("width", pa.int32()), ("height", pa.int32()), ("orientation", pa.string()), ("shape", pa.string()),
+     ("aspect_ratio", pa.string()), ("resolution", pa.string()), ("megapixels", pa.float32()),
+     ("lightness", pa.float32()), ("tone", pa.string())]
+)  # fmt: skip
+FACET_TYPES = {
+    "objects": pa.list_(OBJECT_TYPE),
+    "colors": pa.list_(COLOR_TYPE),
+    "style": STYLE_TYPE,
+    "properties": PROPERTIES_TYPE,
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,7 @@ class BatchJob:
     threshold: float | None = None
     shard_size: int = 1000
     batch_size: int | None = None
+    objects: bool | None = None  # run the object detector (the default model)
 
     def resolved(self) -> BatchJob:
         """Every unset field filled from the settings, so the fingerprint records what was used."""
@@ -56,7 +79,7 @@ class BatchJob:
         from autotag.config import load_settings
 
         settings = load_settings(model=self.model, top_k=self.top_k, threshold=self.threshold,
-                                 batch_size=self.batch_size)
+                                 batch_size=self.batch_size, objects=self.objects)
         if self.shard_size < 1 or settings.batch_size < 1:
             raise AutotagError("--shard-size and --batch-size must be at least 1")
         model = settings.model
@@ -68,7 +91,7 @@ class BatchJob:
                     f"unknown model {model!r}: give a model folder or one of {', '.join(list_encoders())}"
                 )
         return replace(self, model=model, top_k=settings.top_k, threshold=settings.threshold,
-                       batch_size=settings.batch_size)
+                       batch_size=settings.batch_size, objects=settings.objects)
 
 
 def shard_schema(dim: int) -> pa.Schema:
@@ -81,6 +104,7 @@ def shard_schema(dim: int) -> pa.Schema:
             ("phash", pa.uint64()),
             ("width", pa.int32()),
             ("height", pa.int32()),
+            *FACET_TYPES.items(),
             ("error", pa.string()),
         ]
     )
@@ -126,7 +150,7 @@ class ShardTagger:
         from autotag.pipeline import Tagger, TagOptions
 
         self.job = job
-        self.tagger = Tagger.load(job.model, threads=threads, batch_size=job.batch_size)
+        self.tagger = Tagger.load(job.model, threads=threads, batch_size=job.batch_size, objects=job.objects)
         self.options = TagOptions(top_k=job.top_k, threshold=job.threshold)
         self.dest = dest
         self.fs, self.root = filesystem(dest)
@@ -144,12 +168,15 @@ class ShardTagger:
         def column(pick: Any) -> list:
             return [pick(i) if i.ok else None for i in items]
 
+        rows = [i.facets() if i.ok else {} for i in items]
+
         return pa.table(
             {
                 "path": refs,
                 "content_hash": column(lambda i: i.content_hash),
                 "tags": pa.array(
-                    column(lambda i: [{"name": t.name, "id": t.id, "score": t.score, "kind": t.kind} for t in i.tags]),
+                    column(lambda i: [{"name": t.name, "id": t.id, "score": t.score, "kind": t.kind, "detail": t.detail}
+                                      for t in i.tags]),  # fmt: skip
                     pa.list_(TAG_TYPE),
                 ),
                 "embedding": pa.FixedSizeListArray.from_arrays(
@@ -158,6 +185,7 @@ class ShardTagger:
                 "phash": pa.array(column(lambda i: i.phash), pa.uint64()),
                 "width": pa.array(column(lambda i: i.meta.get("width")), pa.int32()),
                 "height": pa.array(column(lambda i: i.meta.get("height")), pa.int32()),
+                **{name: pa.array([facets.get(name) for facets in rows], kind) for name, kind in FACET_TYPES.items()},
                 "error": [i.error for i in items],
             },
             schema=self.schema,

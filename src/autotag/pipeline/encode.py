@@ -1,12 +1,12 @@
-"""The encode step: preprocessed arrays -> (logits, embeddings), run directly in batches, or through a
-batcher that lets concurrent callers (the HTTP server's requests) share batches; outputs cached by
-(content hash, encoder)."""
+"""The encode step: preprocessed arrays -> model outputs (the classifier's logits and embeddings, the
+detector's peaks and box sizes), run directly in batches, or through a batcher that lets concurrent
+callers (the HTTP server's requests) share batches; classifier outputs cached by (content hash, encoder)."""
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,43 +14,46 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from autotag.encoders import Encoder, EncoderSpec
+    from autotag.encoders import EncoderSpec
     from autotag.pipeline.item import Item
+
+
+Outputs = tuple[np.ndarray, np.ndarray]  # two arrays with one row per input image
 
 
 @dataclass
 class _Job:
     arrays: np.ndarray
     done: threading.Event
-    logits: np.ndarray | None = None
-    embeddings: np.ndarray | None = None
+    outputs: Outputs | None = None
     error: BaseException | None = None
 
 
 class EncoderBatcher:
-    """Runs one encoder on a worker thread; images that arrive while it is busy form its next batch.
+    """Runs one model (`run`: N inputs -> two arrays of N rows) on a worker thread; images that arrive
+    while it is busy form its next batch.
 
     A lone request runs at once (no waiting for company); under load the batches grow up to
-    `max_batch` images, which costs each image less encoder time than running it alone.
+    `max_batch` images, which costs each image less model time than running it alone.
     """
 
-    def __init__(self, encoder: Encoder, max_batch: int) -> None:
-        self.encoder = encoder
+    def __init__(self, run: Callable[[np.ndarray], Outputs], max_batch: int, name: str = "encoder") -> None:
+        self._model_run = run
         self.max_batch = max(1, max_batch)
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self.batches = 0
         self.images = 0
-        threading.Thread(target=self._loop, name=f"encoder-{encoder.spec.name}", daemon=True).start()
+        threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True).start()
 
-    def run(self, arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 3, S, S) preprocessed images -> (logits, embeddings), batched with other callers' images."""
+    def run(self, arrays: np.ndarray) -> Outputs:
+        """N preprocessed images -> the model's two outputs, batched with other callers' images."""
         job = _Job(arrays, threading.Event())
         self._queue.put(job)
         job.done.wait()
         if job.error is not None:
             raise job.error
-        assert job.logits is not None and job.embeddings is not None
-        return job.logits, job.embeddings
+        assert job.outputs is not None
+        return job.outputs
 
     def _loop(self) -> None:
         while True:
@@ -64,11 +67,11 @@ class EncoderBatcher:
                 jobs.append(job)
                 size += len(job.arrays)
             try:
-                logits, embeddings = self.encoder.run(np.concatenate([j.arrays for j in jobs]))
+                first, second = self._model_run(np.concatenate([j.arrays for j in jobs]))
                 start = 0
                 for job in jobs:
                     end = start + len(job.arrays)
-                    job.logits, job.embeddings = logits[start:end], embeddings[start:end]
+                    job.outputs = first[start:end], second[start:end]
                     start = end
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
                 for job in jobs:

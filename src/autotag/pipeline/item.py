@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from autotag.types import Tag
+from autotag.types import Detection, Tag, object_counts
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-# Facets a later signal may fill (the detector's objects, colours, photo-or-art style, picture facts).
-# They are kept apart from `tags` and appear in `to_dict` only once something filled them.
+    from autotag.read import Color, Properties
+
+# Facets kept apart from `tags` (what is in the picture): the detector's objects (boxes, counts), the
+# dominant colours, photo-or-art style and picture facts. Each appears in `to_dict` once something filled it.
 FACETS = ("objects", "colors", "style", "properties")
 
 
@@ -24,18 +26,23 @@ class Item:
     content_hash: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # format, width, height, size_bytes
     phash: int | None = None  # 64-bit perceptual hash, when asked for
+    fingerprint: Any = None  # autotag.index.duplicates.Fingerprint (pHash, detail, brightness), with phash
     image: Image.Image | None = None  # the decoded picture, long side <= KEPT_SIDE, while signals need it
     array: np.ndarray | None = None  # the encoder's preprocessed input; dropped once encoded
+    detector_input: np.ndarray | None = None  # the detector's letter-boxed input; dropped once detected
+    placement: Any = None  # how the picture sits in detector_input, to map boxes back to its pixels
+    detections: list[Detection] | None = None  # everything the detector found (before the decisions)
     logits: np.ndarray | None = None
     embedding: np.ndarray | None = None
     tags: list[Tag] = field(default_factory=list)
     error: str | None = None
     skipped: bool = False  # the caller already has this content (see Tagger.stream's `skip`)
     from_cache: bool = False  # encoder outputs read from the output cache
-    objects: Any = None
-    colors: Any = None
-    style: Any = None
-    properties: Any = None
+    # facets: the dataclasses below, or their to_dict() shapes when read back from a batch job's shards
+    objects: list[Detection] | None = None  # the detections the decisions kept, named in the vocabulary
+    colors: list[Color] | None = None
+    style: Any = None  # autotag.read.Style: photo, or art and its style
+    properties: Properties | None = None
 
     @property
     def path(self) -> str:
@@ -57,7 +64,14 @@ class Item:
             value = getattr(self, name)
             if value is not None:
                 out[name] = [_plain(v) for v in value] if isinstance(value, list) else _plain(value)
+        if self.objects is not None:
+            out["object_counts"] = object_counts(o.get("name") or o["label"] for o in out["objects"])
         return out
+
+    def facets(self) -> dict[str, Any]:
+        """The facets as plain data (what the store and the Parquet shards keep): objects, colors, style, properties."""
+        out = self.to_dict()
+        return {name: out.get(name) for name in FACETS}
 
 
 def _plain(value: Any) -> Any:

@@ -1,8 +1,10 @@
 """The one road from an image to its tags, used by the CLI, the HTTP API, the library, batch jobs and
-evaluation: sources -> decode (worker threads) -> encode (batched ONNX Runtime) -> read -> decide.
+evaluation: sources -> decode (worker threads) -> encode (batched ONNX Runtime: classifier, and for the
+default model the object detector) -> read (colours, picture facts, style) -> decide.
 
-Decoding runs in worker threads while the calling thread runs the encoder on the previous batch;
-PIL and ONNX Runtime both release the GIL, so the two overlap on a multi-core machine.
+Decoding runs in worker threads while the calling thread runs the models on the previous batch;
+PIL and ONNX Runtime both release the GIL, so the two overlap on a multi-core machine. The decode
+threads also prepare the detector's letter-boxed input from the same decoded picture.
 """
 
 from __future__ import annotations
@@ -21,22 +23,24 @@ from autotag.config import Settings, load_settings
 from autotag.encoders import Encoder, create_encoder
 from autotag.ingest import ImageError, Source, content_hash, decode_with_info, source_bytes, source_name
 from autotag.ingest.read import pixels_hash
-from autotag.pipeline.decide import TagOptions, default_tags
+from autotag.pipeline.decide import TagOptions, default_tags, named_objects
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import Item
+from autotag.pipeline.readers import Reader, default_readers, picture_readers
 from autotag.progress import ProgressBar
 from autotag.types import AutotagError, Tag
 
 if TYPE_CHECKING:
     from autotag.artifact import TrainedModel
+    from autotag.encoders.detector import Detector
 
 UserTags = Sequence[str] | Mapping[str, Sequence[str]] | None
-Reader = Callable[[Item], None]  # a signal read from the decoded picture (colours, objects, ...)
 KEPT_SIDE = 512  # the decoded picture kept for readers is scaled down to at most this long side
 
 
 class Tagger:
-    """Tags images with the default ImageNet model or a trained model folder.
+    """Tags images with the default model (ImageNet classifier + COCO object detector read through the
+    consumer vocabulary) or a trained model folder (its own labels).
 
     >>> tagger = Tagger.default()
     >>> [t.name for t in tagger.tag("cat.jpg")][:3]
@@ -44,6 +48,7 @@ class Tagger:
     `readers`: functions run on every decoded item (with `item.image`, long side 512 or the file's own
     size if smaller) after the encoder, filling a facet such as `item.colors`; the picture is decoded
     once for the encoder and all of them (JPEGs at a reduced scale that still gives the long side 512).
+    `detector`: the object detector run beside the encoder, its detections read by the default decisions.
     """
 
     def __init__(
@@ -52,12 +57,15 @@ class Tagger:
         model: TrainedModel | None = None,
         settings: Settings | None = None,
         readers: Sequence[Reader] = (),
+        detector: Detector | None = None,
     ) -> None:
         self.encoder = encoder
         self.model = model
         self.settings = settings or load_settings()
         self.readers = list(readers)
+        self.detector = detector
         self._run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = encoder.run
+        self._detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = detector.run if detector else None
         self._batcher: EncoderBatcher | None = None
         self._cache: OutputCache | None = None
         self._lock = threading.Lock()
@@ -66,17 +74,24 @@ class Tagger:
 
     @classmethod
     def load(cls, model: str | None = None, **settings_overrides: Any) -> Tagger:
-        """`model`: a registered encoder name (see `autotag models`) or a trained model folder."""
+        """`model`: a registered encoder name (see `autotag models`) or a trained model folder.
+
+        A trained folder keeps its own labels (plus the picture facets: colours, properties); a
+        registered ImageNet encoder is the default model: with the object detector unless the
+        `objects` setting is off, with the photo-or-art head where one reads its embeddings.
+        """
         settings = load_settings(**settings_overrides)
         name = model or settings.model
         if Path(name).is_dir():
             from autotag.artifact import load_model
 
             trained = load_model(name)
-            return cls(trained.make_encoder(settings.threads), trained, settings)
+            return cls(trained.make_encoder(settings.threads), trained, settings, readers=picture_readers())
         if "/" in name or name.startswith("."):
             raise AutotagError(f"model folder {name} does not exist")
-        return cls(create_encoder(name, threads=settings.threads), None, settings)
+        detector = load_detector(settings) if settings.objects else None  # first: a missing one fails fast
+        encoder = create_encoder(name, threads=settings.threads)
+        return cls(encoder, None, settings, readers=default_readers(encoder.spec.name), detector=detector)
 
     @classmethod
     def default(cls) -> Tagger:
@@ -87,11 +102,14 @@ class Tagger:
         return str(self.model.path) if self.model is not None else self.encoder.spec.name
 
     def share_batches(self, max_batch: int) -> EncoderBatcher:
-        """From now on, concurrent callers share encoder batches of up to `max_batch` images (a server)."""
+        """From now on, concurrent callers share encoder (and detector) batches of up to `max_batch`
+        images (a server). Returns the encoder's batcher."""
         with self._lock:
             if self._batcher is None:
-                self._batcher = EncoderBatcher(self.encoder, max_batch)
+                self._batcher = EncoderBatcher(self.encoder.run, max_batch, self.encoder.spec.name)
                 self._run = self._batcher.run
+                if self.detector is not None:
+                    self._detect = EncoderBatcher(self.detector.run, max_batch, "detector").run
             return self._batcher
 
     def output_cache(self) -> OutputCache | None:
@@ -112,10 +130,13 @@ class Tagger:
         keep_image: bool = False,
         cache: OutputCache | None = None,
         skip: Callable[[str], bool] | None = None,
+        detect: bool = False,
     ) -> Item:
         """One source -> an Item with its hash, metadata and encoder input (or its outputs from the
         cache, or `skipped` when `skip(content_hash)` says so, or the reason it cannot be used).
+        detect: also the detector's letter-boxed input, made from the same decoded picture.
         Never raises for a bad image: one file never stops a batch."""
+        detect = detect and self.detector is not None
         item = Item(source_name(source))
         try:
             if isinstance(source, Image.Image):
@@ -128,21 +149,27 @@ class Tagger:
                 if skip is not None and skip(item.content_hash):
                     item.skipped = True
                     return item
-                if cache is not None and not (phash or keep_image) and cache.fill(item):
+                if cache is not None and not (phash or keep_image or detect) and cache.fill(item):
                     return item
                 im, item.meta = decode_with_info(
                     data,
                     min_side=self.encoder.spec.input_size,
                     max_pixels=self.settings.max_pixels,
-                    min_long_side=KEPT_SIDE if keep_image else 0,  # readers get a picture of about KEPT_SIDE
+                    # readers get a picture of about KEPT_SIDE, the detector one of its input size
+                    min_long_side=max(KEPT_SIDE if keep_image else 0, self.detector.input_size if detect else 0),
                 )
             item.array = self.encoder.preprocess(im)
             if phash:
-                from autotag.index.duplicates import phash as perceptual_hash
+                from autotag.index.duplicates import fingerprint
 
-                item.phash = perceptual_hash(im)
+                item.fingerprint = fingerprint(im)
+                item.phash = item.fingerprint.phash
             if keep_image:
                 item.image = _scaled_down(im, KEPT_SIDE)
+            if detect:
+                assert self.detector is not None
+                picture = item.image if item.image is not None else im
+                item.detector_input, item.placement = self.detector.preprocess(picture, _upright_size(item.meta, im))
         except AutotagError as exc:
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
@@ -150,15 +177,21 @@ class Tagger:
         return item
 
     def encode(self, items: Sequence[Item], cache: OutputCache | None = None) -> None:
-        """Run the encoder on every item that has an input, as one batch; fill logits and embedding."""
+        """Run the encoder on every item that has an input, as one batch, filling logits and embedding;
+        and the detector on every item with a detector input, filling its detections."""
         todo = [i for i in items if i.array is not None and i.embedding is None]
-        if not todo:
-            return
-        logits, embeddings = self._run(np.stack([i.array for i in todo]))
-        for item, lg, emb in zip(todo, logits, embeddings, strict=True):
-            item.logits, item.embedding, item.array = lg, emb, None
-        if cache is not None:
-            cache.put(todo)
+        if todo:
+            logits, embeddings = self._run(np.stack([i.array for i in todo]))
+            for item, lg, emb in zip(todo, logits, embeddings, strict=True):
+                item.logits, item.embedding, item.array = lg, emb, None
+            if cache is not None:
+                cache.put(todo)
+        looking = [i for i in items if i.detector_input is not None]
+        if looking and self.detector is not None and self._detect is not None:
+            peaks, sizes = self._detect(np.stack([i.detector_input for i in looking]))
+            for item, p, s in zip(looking, peaks, sizes, strict=True):
+                item.detections = self.detector.decode(p, s, item.placement)
+                item.detector_input = item.placement = None
 
     def decide(self, items: Sequence[Item], user_tags: UserTags = None, options: TagOptions | None = None) -> None:
         """Fill the tags of every encoded item: the default decision, or the trained model's heads."""
@@ -168,6 +201,7 @@ class Tagger:
             return
         if self.model is None:
             for item in done:
+                item.objects = named_objects(item.detections)
                 item.tags = default_tags(item, options)
             return
         typed = [user_tags_for(user_tags, i.source) for i in done]
@@ -177,8 +211,8 @@ class Tagger:
             np.stack([i.logits for i in done]),
             [t or [] for t in typed] if any(t is not None for t in typed) else None,
         )
-        for item, row in zip(done, rows, strict=True):
-            item.tags = list(row[: options.max_tags])
+        for item, row in zip(done, rows, strict=True):  # --top-k caps what the model's own rule chose
+            item.tags = list(row[: min(options.top_k, options.max_tags)])
 
     def read(self, items: Sequence[Item]) -> None:
         for item in items:
@@ -208,7 +242,8 @@ class Tagger:
         """
         batch_size, workers = self.settings.batch_size, max(1, self.settings.workers)
         store = self.output_cache() if cache else None
-        need_image = keep_images or bool(self.readers)
+        # the signals (readers, detector) serve the decisions: only encoder outputs need neither
+        need_image = keep_images or (decide and bool(self.readers))
         with ThreadPoolExecutor(workers) as pool:
             pending: deque[Future[Item]] = deque()
             source_iter = iter(sources)
@@ -223,7 +258,7 @@ class Tagger:
                         exhausted = True
                         return
                     pending.append(pool.submit(self.decode, src, phash=phash, keep_image=need_image,
-                                               cache=store, skip=skip))  # fmt: skip
+                                               cache=store, skip=skip, detect=decide))  # fmt: skip
 
             submit()
             try:
@@ -231,8 +266,8 @@ class Tagger:
                     batch = [pending.popleft().result() for _ in range(min(batch_size, len(pending)))]
                     submit()  # the next images decode while the encoder runs on this batch
                     self.encode(batch, store)
-                    self.read(batch)
                     if decide:
+                        self.read(batch)
                         self.decide(batch, user_tags, options)
                     for item in batch:
                         if not keep_images:
@@ -257,11 +292,12 @@ class Tagger:
         """One source through the whole road in the calling thread (a server request); the encoder
         batch is shared with concurrent callers once `share_batches` was called."""
         with self._decoding:
-            item = self.decode(source, phash=phash, keep_image=keep_image or bool(self.readers))
+            item = self.decode(source, phash=phash, keep_image=keep_image or (decide and bool(self.readers)),
+                               detect=decide)  # fmt: skip
         if item.ok:
             self.encode([item])
-            self.read([item])
             if decide:
+                self.read([item])
                 self.decide([item], list(user_tags) if user_tags else None, options)
         if not keep_image:
             item.image = None
@@ -309,6 +345,24 @@ def user_tags_for(user_tags: UserTags, source: str) -> list[str] | None:
         found = user_tags.get(source)
         return list(found) if found is not None else None
     return list(user_tags)
+
+
+def load_detector(settings: Settings) -> Detector:
+    """The detector the settings name; missing (not set up) is one line saying what to do."""
+    from autotag.encoders.detector import create_detector
+
+    try:
+        return create_detector(settings.detector, threads=settings.threads or None)
+    except AutotagError as exc:
+        raise AutotagError(f"{exc}; or tag without objects: --no-objects (setting objects = false)") from None
+
+
+def _upright_size(meta: dict[str, Any], im: Image.Image) -> tuple[int, int]:
+    """The file's size in the decoded picture's orientation (EXIF may have turned it; JPEG draft
+    decoding may have shrunk it): boxes are reported in these pixels."""
+    full = max(int(meta.get("width") or 0), int(meta.get("height") or 0))
+    scale = full / max(im.size) if full else 1.0
+    return max(1, round(im.width * scale)), max(1, round(im.height * scale))
 
 
 def _scaled_down(im: Image.Image, side: int) -> Image.Image:

@@ -25,15 +25,15 @@ __all__ = [
 FEEDBACK_ACTIONS = ("accepted", "rejected", "added")
 
 
-def open_store(db: str | None = None, **settings_overrides: Any) -> Store:
-    """Open (creating and migrating if needed) the database at `db`.
+def open_store(db: str | None = None, *, create: bool = True, **settings_overrides: Any) -> Store:
+    """Open (creating and migrating if needed; with create=False an existing one only) the database at `db`.
 
     None -> the default SQLite file in settings.data_dir; a path or sqlite:/// URL -> SQLite in WAL
     mode; postgresql://user:pw@host:port/name -> PostgreSQL through psycopg 3.
     """
     from autotag.store.database import Store
 
-    return Store.open(db, **settings_overrides)
+    return Store.open(db, create=create, **settings_overrides)
 
 
 def __getattr__(name: str) -> Any:

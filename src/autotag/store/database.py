@@ -8,7 +8,7 @@ INSERT ... ON CONFLICT DO NOTHING, which waits for a concurrent insert of the sa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
 from autotag.store import schema as t
-from autotag.store.engine import create_engine, resolve_url
+from autotag.store.engine import NoLibrary, create_engine, resolve_url
 from autotag.store.migrations import apply_migrations
 from autotag.store.queries import TAG_QUERIES, upsert
 from autotag.store.records import (
+    PROPERTY_KEYS,
+    StoredFacets,
     StoredFeedback,
     StoredImage,
     StoredModel,
@@ -43,14 +45,17 @@ class Store:
 
     # ---------------------------------------------------------------- opening and closing
     @classmethod
-    def open(cls, db: str | None = None, **settings_overrides: Any) -> Store:
+    def open(cls, db: str | None = None, *, create: bool = True, **settings_overrides: Any) -> Store:
         from autotag.config import load_settings
 
         settings = load_settings(**settings_overrides)
         url = resolve_url(db, settings.data_dir)
-        engine, index_dir = create_engine(url, settings.data_dir)
+        engine, index_dir = create_engine(url, settings.data_dir, create=create)
         store = cls(engine, url, index_dir)
         try:
+            if not create and not sa.inspect(engine).has_table("schema_version"):
+                raise NoLibrary(f"no autotag library in {url.render_as_string(hide_password=True)}; check --db, "
+                                "or make one with `autotag index PHOTOS --db ...`")
             store.schema_version = apply_migrations(engine)
         except sa.exc.OperationalError as exc:
             engine.dispose()
@@ -109,7 +114,7 @@ class Store:
                 problems += [
                     f"foreign key broken: {tuple(r)}" for r in conn.exec_driver_sql("PRAGMA foreign_key_check")
                 ]
-            for table in (t.predictions, t.user_tags, t.feedback):
+            for table in (t.predictions, t.user_tags, t.feedback, *t.FACET_TABLES):
                 orphans = conn.execute(
                     sa.select(sa.func.count())
                     .select_from(table)
@@ -166,15 +171,20 @@ class Store:
         model: str | None = None,
         tags: Sequence[Tag | dict[str, Any]] = (),
         user_tags: Sequence[str] | None = None,
+        facets: Mapping[str, Any] | None = None,
     ) -> tuple[int, bool]:
-        """Image + its predictions + its user tags in ONE transaction: after a crash, all or nothing.
+        """Image + its predictions + its user tags + its facets in ONE transaction: after a crash, all
+        or nothing.
 
         Ingesting content already stored adds nothing, except predictions of a model the image has
-        none from yet and user tags when it has none.
+        none from yet, user tags when it has none and facets when it has none. `facets`: objects,
+        colors, style and properties in the shapes of the pipeline's records (Item.facets()).
         """
         values = {"width": width, "height": height, "format": format, "size_bytes": size_bytes}
         with self._write() as conn:
             image_id, created = self._get_or_create_image(conn, content_hash, source, values)
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=image_id, path=str(source))
+                         .on_conflict_do_nothing())
             if model is not None and tags:
                 has = (
                     not created
@@ -195,7 +205,36 @@ class Store:
                 )
                 if not has:
                     self._insert_user_tags(conn, image_id, user_tags)
+            if facets and any(facets.values()):
+                has = not created and conn.execute(
+                    sa.select(t.image_facets.c.image_id).where(t.image_facets.c.image_id == image_id)
+                ).first()
+                if not has:
+                    self._insert_facets(conn, image_id, model, facets)
             return image_id, created
+
+    def add_path(self, image_id: int, path: str) -> None:
+        """Remember another path of an image's content (a byte copy elsewhere); nothing if known."""
+        with self._write() as conn:
+            conn.execute(upsert(self.dialect, t.image_paths).values(image_id=int(image_id), path=str(path))
+                         .on_conflict_do_nothing())
+
+    def paths(self, image_id: int) -> list[str]:
+        """Every path this content was seen at, the first (images.source) first."""
+        image = self.get_image(image_id)
+        with self._read() as conn:
+            seen = conn.execute(sa.select(t.image_paths.c.path).where(t.image_paths.c.image_id == int(image_id))
+                                .order_by(t.image_paths.c.path)).scalars()
+            rest = [p for p in seen if image is None or p != image.source]
+        return ([image.source] if image else []) + rest
+
+    def images_with_copies(self) -> dict[int, list[str]]:
+        """Images seen at more than one path (byte-identical copies): id -> paths, the first first."""
+        several = (sa.select(t.image_paths.c.image_id).group_by(t.image_paths.c.image_id)
+                   .having(sa.func.count() > 1))
+        with self._read() as conn:
+            ids = [int(i) for i in conn.execute(several).scalars()]
+        return {i: self.paths(i) for i in sorted(ids)}
 
     def get_image(self, image_id: int) -> StoredImage | None:
         with self._read() as conn:
@@ -207,22 +246,36 @@ class Store:
             row = conn.execute(sa.select(t.images).where(t.images.c.content_hash == content_hash)).first()
         return StoredImage.from_row(row) if row else None
 
-    def list_images(self, tag: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredImage]:
-        """Newest first. With `tag`: images predicted with it (by name or id) unless a person rejected
-        it, plus images whose uploader typed it or a person added or accepted it."""
+    def list_images(
+        self,
+        tag: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        color: str | None = None,
+        style: str | None = None,
+        object: str | None = None,  # noqa: A002 - the filter's public name
+    ) -> list[StoredImage]:
+        """Newest first, matching every filter given. `tag`: images predicted with it (by name or id)
+        unless a person rejected it, plus images whose uploader typed it or a person added or accepted
+        it. `color`: a dominant colour's name. `style`: photo, art or an art style. `object`: a detected
+        object's word or detector class."""
         page = {"limit": max(0, int(limit)), "offset": max(0, int(offset))}
+        statement, _, params = TAG_QUERIES.filtered({"tag": tag, "color": color, "style": style, "object": object})
         with self._read() as conn:
-            if tag:
-                rows = conn.execute(TAG_QUERIES.list_by_tag, {"tag": tag, **page})
-            else:
-                rows = conn.execute(TAG_QUERIES.list_all, page)
-            return [StoredImage.from_row(r) for r in rows]
+            return [StoredImage.from_row(r) for r in conn.execute(statement, {**params, **page})]
 
-    def count_images(self, tag: str | None = None) -> int:
+    def count_images(
+        self,
+        tag: str | None = None,
+        *,
+        color: str | None = None,
+        style: str | None = None,
+        object: str | None = None,  # noqa: A002 - the filter's public name
+    ) -> int:
+        _, statement, params = TAG_QUERIES.filtered({"tag": tag, "color": color, "style": style, "object": object})
         with self._read() as conn:
-            if tag:
-                return int(conn.execute(TAG_QUERIES.count_by_tag, {"tag": tag}).scalar() or 0)
-            return int(conn.execute(TAG_QUERIES.count_all).scalar() or 0)
+            return int(conn.execute(statement, params).scalar() or 0)
 
     def image_ids(self) -> list[int]:
         with self._read() as conn:
@@ -273,6 +326,58 @@ class Store:
                 [{"image_id": image_id, "tag": k, "position": v} for k, v in seen.items()],
             )
 
+    def _insert_facets(self, conn: Connection, image_id: int, model: str | None, facets: Mapping[str, Any]) -> None:
+        style, props = facets.get("style") or {}, facets.get("properties") or {}
+        conn.execute(
+            sa.insert(t.image_facets).values(
+                image_id=image_id, model=model, kind=style.get("kind"), style=style.get("style"),
+                style_score=style.get("score"), **{k: props.get(k) for k in PROPERTY_KEYS},
+            )
+        )  # fmt: skip
+        colors = [
+            {"image_id": image_id, "position": i, "name": c["name"], "share": float(c["share"]), "hex": c["hex"]}
+            for i, c in enumerate(facets.get("colors") or [])
+        ]
+        if colors:
+            conn.execute(sa.insert(t.image_colors), colors)
+        objects = [
+            {"image_id": image_id, "position": i, "name": o.get("name") or o["label"], "label": o["label"],
+             "score": float(o["score"]), **dict(zip(("x0", "y0", "x1", "y1"), map(float, o["box"]), strict=True))}
+            for i, o in enumerate(facets.get("objects") or [])
+        ]  # fmt: skip
+        if objects:
+            conn.execute(sa.insert(t.image_objects), objects)
+
+    def set_facets(self, image_id: int, model: str | None, facets: Mapping[str, Any]) -> None:
+        """Replace an image's facets (objects, colors, style, properties as Item.facets() gives them)."""
+        with self._write() as conn:
+            self._require_image(conn, image_id)
+            for table in (t.image_facets, t.image_colors, t.image_objects):
+                conn.execute(sa.delete(table).where(table.c.image_id == int(image_id)))
+            self._insert_facets(conn, int(image_id), model, facets)
+
+    def facets(self, image_id: int) -> StoredFacets | None:
+        """An image's stored facets, or None when it has none (added before facets, or by a batch without them)."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.image_facets).where(t.image_facets.c.image_id == int(image_id))).first()
+            if row is None:
+                return None
+            colors = conn.execute(
+                sa.select(t.image_colors).where(t.image_colors.c.image_id == int(image_id)).order_by("position")
+            )
+            objects = conn.execute(
+                sa.select(t.image_objects).where(t.image_objects.c.image_id == int(image_id)).order_by("position")
+            )
+            return StoredFacets(
+                int(image_id),
+                row.model,
+                objects=[{"name": o.name, "label": o.label, "score": o.score, "box": [o.x0, o.y0, o.x1, o.y1]}
+                         for o in objects],
+                colors=[{"name": c.name, "share": c.share, "hex": c.hex} for c in colors],
+                style={"kind": row.kind, "style": row.style, "score": row.style_score} if row.style else None,
+                properties={k: getattr(row, k) for k in PROPERTY_KEYS if getattr(row, k) is not None} or None,
+            )  # fmt: skip
+
     def add_predictions(self, image_id: int, model: str, tags: Iterable[Tag | dict[str, Any]]) -> int:
         """Store `model`'s chosen tags for an image in rank order, replacing that model's earlier ones."""
         with self._write() as conn:
@@ -301,6 +406,20 @@ class Store:
             self._require_image(conn, image_id)
             conn.execute(sa.delete(t.user_tags).where(t.user_tags.c.image_id == int(image_id)))
             self._insert_user_tags(conn, int(image_id), tags)
+
+    def flag_user_tags(self, image_id: int, tags: Iterable[str]) -> None:
+        """Mark typed tags that do not fit the picture: kept and shown, but no longer found by tag search."""
+        names = [str(x).strip() for x in tags if str(x).strip()]
+        if not names:
+            return
+        with self._write() as conn:
+            conn.execute(sa.update(t.user_tags).where(t.user_tags.c.image_id == int(image_id),
+                                                      t.user_tags.c.tag.in_(names)).values(flagged=True))
+
+    def flagged_user_tags(self, image_id: int) -> list[str]:
+        stmt = sa.select(t.user_tags.c.tag).where(t.user_tags.c.image_id == int(image_id), t.user_tags.c.flagged)
+        with self._read() as conn:
+            return list(conn.execute(stmt.order_by(t.user_tags.c.position)).scalars())
 
     def user_tags(self, image_id: int) -> list[str]:
         stmt = (

@@ -19,6 +19,10 @@ from autotag.types import AutotagError
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
+
+class NoLibrary(AutotagError):
+    """A command that only reads a library was pointed at one that does not exist."""
+
 def resolve_url(db: str | None, data_dir: Path) -> URL:
     """Turn what a user typed after --db into a SQLAlchemy URL (psycopg 3 for PostgreSQL). A SQLite
     path is made absolute, so the library and the files beside it are found from any working folder."""
@@ -41,12 +45,15 @@ def resolve_url(db: str | None, data_dir: Path) -> URL:
     return URL.create("sqlite", database=str(Path(db).expanduser().absolute()))
 
 
-def create_engine(url: URL, data_dir: Path) -> tuple[Engine, Path]:
-    """The engine for `url` and the folder kept beside the database for its vector index."""
+def create_engine(url: URL, data_dir: Path, *, create: bool = True) -> tuple[Engine, Path]:
+    """The engine for `url` and the folder kept beside the database for its vector index.
+    create=False: a SQLite file that does not exist is an error (read-only commands never make one)."""
     if url.get_backend_name() == "sqlite":
         path = Path(url.database or "")
         if path.is_dir():
             raise AutotagError(f"--db {path} is a folder; give a database file path such as {path}/library.db")
+        if not create and not path.is_file():
+            raise NoLibrary(f"no library at {path}; check --db, or make one with `autotag index PHOTOS --db {path}`")
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,

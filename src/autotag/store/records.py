@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autotag.store import FEEDBACK_ACTIONS
-from autotag.types import AutotagError, Tag
+from autotag.types import AutotagError, Tag, object_counts
 
 ACTION_ALIASES = {
     "accept": "accepted",
@@ -146,6 +146,31 @@ class StoredModel:
             created_at=utc(row.created_at),
             active=bool(row.active),
         )
+
+
+PROPERTY_KEYS = ("width", "height", "orientation", "shape", "aspect_ratio", "resolution", "megapixels", "lightness",
+                 "tone")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StoredFacets:
+    """An image's facets as stored, in the shapes the pipeline's records use (Item.to_dict)."""
+
+    image_id: int
+    model: str | None = None
+    objects: list[dict[str, Any]] = field(default_factory=list)  # {name, label, score, box}, best first
+    colors: list[dict[str, Any]] = field(default_factory=list)  # {name, share, hex}, in the reader's order
+    style: dict[str, Any] | None = None  # {kind, style, score}
+    properties: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objects": self.objects,
+            "object_counts": object_counts(o["name"] for o in self.objects),
+            "colors": self.colors,
+            "style": self.style,
+            "properties": self.properties,
+        }
 
 
 def tag_fields(tag: Tag | dict[str, Any]) -> tuple[str, str, float, str]:

@@ -23,6 +23,13 @@ images = sa.Table(
     sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+image_paths = sa.Table(  # every path seen for an image's content (0004); images.source is the first
+    "image_paths",
+    metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("path", sa.Text, primary_key=True),
+)
+
 predictions = sa.Table(
     "predictions",
     metadata,
@@ -43,6 +50,7 @@ user_tags = sa.Table(
     sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("tag", sa.String(200), primary_key=True),
     sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("flagged", sa.Boolean, nullable=False, server_default=sa.false()),  # judged not to fit (0003)
 )
 
 feedback = sa.Table(
@@ -69,3 +77,48 @@ models = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("active", sa.Boolean, nullable=False),
 )
+
+image_facets = sa.Table(
+    "image_facets",
+    metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model", sa.String(200)),
+    sa.Column("kind", sa.String(16)),
+    sa.Column("style", sa.String(32)),
+    sa.Column("style_score", sa.Float),
+    sa.Column("width", sa.Integer),
+    sa.Column("height", sa.Integer),
+    sa.Column("orientation", sa.String(16)),
+    sa.Column("shape", sa.String(16)),
+    sa.Column("aspect_ratio", sa.String(16)),
+    sa.Column("resolution", sa.String(16)),
+    sa.Column("megapixels", sa.Float),
+    sa.Column("lightness", sa.Float),
+    sa.Column("tone", sa.String(16)),
+)
+
+image_colors = sa.Table(
+    "image_colors",
+    metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(32), nullable=False),
+    sa.Column("share", sa.Float, nullable=False),
+    sa.Column("hex", sa.String(7), nullable=False),
+)
+
+image_objects = sa.Table(
+    "image_objects",
+    metadata,
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("x0", sa.Float, nullable=False),
+    sa.Column("y0", sa.Float, nullable=False),
+    sa.Column("x1", sa.Float, nullable=False),
+    sa.Column("y1", sa.Float, nullable=False),
+)
+
+FACET_TABLES = (image_facets, image_colors, image_objects)

@@ -9,12 +9,18 @@ A tag's relevance is the best evidence for it among the model's concepts:
   present when users type the tag, a lift in 0..1) when the tag has been seen often enough, else
   from text similarity (all-MiniLM-L6-v2) between the tag and the concept's name, rescaled so that
   unrelated words get 0.
+
+The default ImageNet model audits through the consumer vocabulary instead (ConsumerAuditor): a user
+tag is tied to the consumer labels and categories it names; a tag the model has no concept for
+("sunset", "instagood") is "cannot judge" and never flagged; only a tag the model could see and does
+not see ("cat" on a photo of dogs) is flagged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -32,14 +38,14 @@ class TagAudit:
     relevance: float
     flagged: bool
     evidence: str  # the concept that backs the tag best, and how
+    judged: bool = True  # False: the model has no concept for the tag, so it cannot judge it
 
     def to_dict(self) -> dict:
-        return {
-            "tag": self.tag,
-            "relevance": round(self.relevance, 4),
-            "flagged": self.flagged,
-            "evidence": self.evidence,
-        }
+        out = {"tag": self.tag, "relevance": round(self.relevance, 4), "flagged": self.flagged,
+               "evidence": self.evidence}  # fmt: skip
+        if not self.judged:
+            out["cannot_judge"] = True
+        return out
 
 
 def text_affinity(tags: Sequence[str], concepts: Sequence[str], floor: float = TEXT_FLOOR) -> np.ndarray:
@@ -168,14 +174,86 @@ def imagenet_auditor() -> TagAuditor:
     return _IMAGENET_AUDITOR
 
 
+class ConsumerAuditor:
+    """Audits user tags against the default model through the consumer vocabulary.
+
+    A tag names consumer terms by its words ("cats" -> cat, "golden retriever" -> the label whose detail
+    it is). With no term that can fire, the verdict is "cannot judge". Otherwise its relevance is the best
+    evidence among those terms (label scores, category scores, detected objects; the tagger's own
+    decisions) and it is flagged below `flag_below` (fitted on the real-photo fit split).
+    """
+
+    def __init__(self, consumer: Any = None, params: Any = None, flag_below: float | None = None) -> None:
+        from autotag.taxonomy.consumer import default_consumer
+        from autotag.taxonomy.decisions import default_params
+
+        self.consumer = consumer or default_consumer()
+        self.params = params or default_params()
+        self.flag_below = self.params.audit_flag_below if flag_below is None else flag_below
+        c = self.consumer
+        self._label_pos = {x: j for j, x in enumerate(c.labels)}
+        self._cat_pos = {x: j for j, x in enumerate(c.categories) if c.members(x)}  # categories that can fire
+        self._details = {e.detail.lower(): e.label for e in c.imagenet if e.detail and not e.never}
+        self._coco = {e.label: k for k, e in c.coco.items() if not e.never}
+
+    def terms(self, tag: str) -> list[str]:
+        """The consumer labels / categories a user tag names (empty: the model has no concept for it)."""
+        from autotag.taxonomy.mapping import word_forms
+
+        found = []
+        for form in word_forms(normalise_user_tag(tag)):
+            for hit in (form if form in self._label_pos or form in self._cat_pos else None, self._details.get(form)):
+                if hit and hit not in found:
+                    found.append(hit)
+        return found
+
+    def audit(self, probs: np.ndarray, tags: Sequence[str], detections: Sequence[Any] = (),
+              flag_below: float | None = None) -> list[TagAudit]:  # fmt: skip
+        """One image's (1000,) class probabilities (and detections) and its user tags -> a TagAudit each."""
+        from autotag.taxonomy.decisions import evidence
+
+        cut = self.flag_below if flag_below is None else flag_below
+        p = self.params
+        ev = evidence(probs, detections, self.consumer, p.detection_min, p.member_floor, p.class_floor,
+                      p.chance_discount)  # fmt: skip
+        out = []
+        for tag in [t for t in dict.fromkeys(t.strip() for t in tags) if t]:
+            terms = self.terms(tag)
+            if not terms:
+                out.append(TagAudit(tag, 0.0, False, "cannot judge: the model has no concept for it", False))
+                continue
+            scored = []
+            for term in terms:
+                if term in self._label_pos:
+                    scored.append((float(ev.label_scores[self._label_pos[term]]), f"label {term}"))
+                if term in self._cat_pos:
+                    scored.append((float(ev.category_scores[self._cat_pos[term]]), f"category {term}"))
+                if term in self._coco and self._coco[term] in ev.objects:
+                    scored.append((ev.objects[self._coco[term]], f"detected {term}"))
+            rel, why = max(scored)
+            out.append(TagAudit(tag, rel, rel < cut, f"{why} {rel:.2f}" if rel > 0 else f"no {why.split()[-1]} seen"))
+        return out
+
+
+_CONSUMER_AUDITOR: ConsumerAuditor | None = None
+
+
+def consumer_auditor() -> ConsumerAuditor:
+    global _CONSUMER_AUDITOR
+    if _CONSUMER_AUDITOR is None:
+        _CONSUMER_AUDITOR = ConsumerAuditor()
+    return _CONSUMER_AUDITOR
+
+
 def audit_user_tags(
-    image, user_tags: Sequence[str] | str, *, tagger=None, flag_below: float = FLAG_BELOW
+    image, user_tags: Sequence[str] | str, *, tagger=None, flag_below: float | None = None
 ) -> list[TagAudit]:
     """Audit the tags a user typed for one image (a path, bytes or PIL image) with the tagger's model
-    (the default ImageNet model, or a trained model folder loaded with `Tagger.load`).
+    (the default ImageNet model through the consumer vocabulary, or a trained model folder loaded with
+    `Tagger.load`). `flag_below` None: the fitted cut.
 
-    >>> [a.tag for a in audit_user_tags("cat.jpg", "cat, car, instagood") if a.flagged]
-    ['car', 'instagood']
+    >>> [(a.tag, a.flagged, a.judged) for a in audit_user_tags("cat.jpg", "cat, car, instagood")]
+    [('cat', False, True), ('car', True, True), ('instagood', False, False)]
     """
     from autotag.ingest import ImageError
     from autotag.pipeline import Tagger, softmax
@@ -190,6 +268,6 @@ def audit_user_tags(
     if tagger.model is not None:  # the model's own labels: visual head for the image, user-tag head for the tags
         estimator = tagger.model.estimator
         auditor = TagAuditor(tagger.model.labels, estimator.tag_grounding())
-        return auditor.audit(estimator.predict_visual_proba(item.embedding[None])[0], user_tags, flag_below)
-    _, scores = imagenet_concepts(softmax(item.logits[None]))
-    return imagenet_auditor().audit(scores[0], user_tags, flag_below)
+        cut = FLAG_BELOW if flag_below is None else flag_below
+        return auditor.audit(estimator.predict_visual_proba(item.embedding[None])[0], user_tags, cut)
+    return consumer_auditor().audit(softmax(item.logits[None])[0], user_tags, flag_below=flag_below)

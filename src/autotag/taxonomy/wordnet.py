@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,9 @@ def wordnet() -> Any:
     folder = _prepare(root)
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
-    return WordNetCorpusReader(str(folder), None)
+    with warnings.catch_warnings():  # only the Open Multilingual Wordnet has them; we use English 3.0
+        warnings.filterwarnings("ignore", message="The multilingual functions are not available")
+        return WordNetCorpusReader(str(folder), None)
 
 
 def synset_from_wnid(wnid: str) -> Any:

@@ -79,11 +79,38 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise AutotagError(f"unknown training settings {unknown}; valid: {', '.join(sorted(known))}")
-        return cls(**values)
+        config = cls(**values)
+        try:
+            config.check_values()
+        except AutotagError as exc:
+            raise AutotagError(f"training config {path}: {exc}" if path else str(exc)) from exc
+        return config
+
+    def check_values(self) -> None:
+        """Every setting of the right type and in range (a TOML file can hold anything)."""
+        for f in fields(self):
+            value, kinds = getattr(self, f.name), str(f.type).replace(" ", "").split("|")
+            if value is None and "None" in kinds:
+                continue
+            if not any(_KIND_TEST[k](value) for k in kinds if k in _KIND_TEST):
+                example = f.default if f.default is not None else _EXAMPLES.get(f.name)
+                raise AutotagError(f"{f.name} = {_toml(value)} is not {_KIND_WORDS[kinds[0]]}; "
+                                   f"e.g. {f.name} = {_toml(example)}")
+            low, high, low_open = _RANGES.get(f.name, (None, None, False))
+            too_low = low is not None and (value < low or (low_open and value == low))
+            if too_low or (high is not None and value > high):
+                bounds = [f"{'above' if low_open else 'at least'} {low}" if low is not None else "",
+                          f"at most {high}" if high is not None else ""]
+                raise AutotagError(f"{f.name} = {_toml(value)} is out of range: it must be "
+                                   f"{' and '.join(b for b in bounds if b)}")
+        if not (self.finetune_blocks == "all" or self.finetune_blocks.isdigit()):
+            raise AutotagError(f"finetune_blocks = {_toml(self.finetune_blocks)}: give \"all\" or a number of blocks, "
+                               'e.g. "3"')
 
     def check(self, finetune: bool = False) -> None:
-        """Refuse unknown names before any image is read: a bad rule would otherwise be saved into the
-        model folder and only fail when tagging, a bad loss or objective after minutes of embedding."""
+        """Refuse bad values and unknown names before any image is read: a bad rule would otherwise be saved
+        into the model folder and only fail when tagging, a bad loss or epoch count after minutes of embedding."""
+        self.check_values()
         from autotag.decide import OBJECTIVES, RULES
         from autotag.encoders import ENCODERS
         from autotag.heads.losses import LOSSES
@@ -112,6 +139,33 @@ class TrainConfig:
                 raise AutotagError(f"{key} = {value} is not a multiple of tiles = {self.tiles}")
         if self.tiles > 1 and self.pool_grid > 1:
             raise AutotagError("choose pool_grid or tiles, not both")
+
+
+_KIND_TEST = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "a quoted name"}
+_EXAMPLES = {"input_size": 224, "finetune_size": 224, "finetune_max_minutes": 30, "limit": 1000}
+# setting -> (lowest, highest, lowest excluded); None = no bound
+_RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "input_size": (32, None, False), "pool_grid": (1, None, False), "tiles": (1, None, False),
+    "visual_hidden": (1, None, False), "tag_hidden": (1, None, False), "count_hidden": (1, None, False),
+    "max_user_tags": (1, None, False), "epochs": (1, None, False), "batch_size": (1, None, False),
+    "lr": (0, None, True), "weight_decay": (0, None, False), "patience": (0, None, False),
+    "k": (1, None, False), "floor": (0, 1, False), "target_precision": (0, 1, True),
+    "finetune_size": (32, None, False), "finetune_epochs": (1, None, False), "finetune_lr": (0, None, True),
+    "finetune_batch_size": (1, None, False), "augment": (0, 1, False), "finetune_max_minutes": (0, None, True),
+    "limit": (1, None, False), "val_fraction": (0, 1, True),
+}
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f'"{value}"' if isinstance(value, str) else str(value)
 
 
 @dataclass
@@ -229,6 +283,9 @@ def train_model(dataset: str, out: str | Path, config: TrainConfig | None = None
     folder.mkdir(parents=True, exist_ok=True)
     labels, splits, data_info = _splits(dataset, cfg)
     log(f"dataset {dataset}: {data_info['sizes']} images, {len(labels)} labels")
+    if cfg.use_user_tags and not any(tags for split in splits.values() for tags in split.user_tags):
+        log("warning: the dataset has no user tags, so the model will not use them (--user-tags at tagging "
+            "time will change nothing); give a manifest with a user_tags column to train with them")
     spec = encoder_spec(cfg.encoder)
     size = cfg.input_size or spec.input_size
     history: list[dict[str, Any]] = []

@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { image: null, page: { tag: "", offset: 0, limit: 24 } };
+const state = { image: null, page: { tag: "", color: "", style: "", object: "", offset: 0, limit: 24 } };
+const BROADER = new Set(["ancestor", "category"]);  // broader words, shown after what is in the picture
 
 // ----- talking to the API -----
 
@@ -56,7 +57,11 @@ async function handleFile(file) {
     return;
   }
   const store = $("#store-it").checked;
+  clearResult();  // the previous image's tags must not sit beside the new picture while it uploads
   $("#preview").src = URL.createObjectURL(file);
+  $("#result").hidden = false;
+  $("#tags").append(el("li", { class: "waiting" }, "Tagging…"));
+  drawBoxes([], null);
   setStatus(store ? "Tagging and storing…" : "Tagging…");
   const form = new FormData();
   form.append("file", file, file.name || "upload");
@@ -69,10 +74,22 @@ async function handleFile(file) {
                     : "Tagged (not stored).");
     loadSimilar(store ? { id: result.id } : { file });
   } catch (err) {
-    $("#result").hidden = true;
-    $("#similar-box").hidden = true;
+    clearResult();
     setStatus(`Could not tag ${file.name}: ${err.message}`, true);
   }
+}
+
+// Back to "nothing shown": no card, no picture (a card without one shows a broken image), no tags.
+function clearResult() {
+  state.image = null;
+  $("#result").hidden = true;
+  $("#similar-box").hidden = true;
+  $("#preview").removeAttribute("src");
+  $("#image-meta").textContent = "";
+  for (const list of ["#tags", "#hashtags", "#flagged", "#similar"]) $(list).replaceChildren();
+  $("#hashtag-box").hidden = true;
+  $("#flagged-box").hidden = true;
+  $("#add-tag-form").hidden = true;
 }
 
 function showResult(result) {
@@ -89,10 +106,11 @@ function showResult(result) {
 
   const list = $("#tags");
   list.replaceChildren();
-  if (!result.tags.length) list.append(el("li", { class: "empty" }, "No confident tags for this image."));
+  if (!result.tags.length) list.append(el("li", { class: "empty" }, "Not sure: no confident tags for this image."));
   // What is in the picture first, broader categories after; each group best first.
-  const ordered = [...result.tags].sort((a, b) => (a.kind === "ancestor") - (b.kind === "ancestor") || b.score - a.score);
+  const ordered = [...result.tags].sort((a, b) => BROADER.has(a.kind) - BROADER.has(b.kind) || b.score - a.score);
   for (const tag of ordered) list.append(tagChip(tag, verdicts[tag.name]));
+  showFacets(result);
 
   const hashtags = result.hashtags || [];
   $("#hashtag-box").hidden = hashtags.length === 0;
@@ -108,9 +126,57 @@ function showResult(result) {
   $("#add-tag-form").hidden = state.image == null;
 }
 
+// Objects (with boxes over the preview), colour swatches, photo or art, picture facts: apart from the tags.
+function showFacets(result) {
+  const counts = result.object_counts || {};
+  const objects = Object.entries(counts).map(([name, n]) =>
+    name === "person" ? (n === 1 ? "1 person" : n === 2 ? "2 people" : `group of people (${n})`) : (n === 1 ? name : `${n} × ${name}`));
+  $("#objects-line").hidden = objects.length === 0;
+  $("#objects-list").textContent = objects.join(", ");
+
+  const colors = result.colors || [];
+  $("#colors-line").hidden = colors.length === 0;
+  $("#colors").replaceChildren(...colors.map((c) => el("li", { class: "swatch", "data-color": c.name, title: `${c.hex} · ${pct(c.share)} of the picture` },
+    el("span", { class: "dot", style: `background:${c.hex}` }), c.name)));
+
+  const facts = [];
+  if (result.style) facts.push(result.style.kind === "art" ? `art: ${result.style.style}` : "photo");
+  const p = result.properties;
+  if (p) facts.push(p.shape, p.aspect_ratio, p.resolution, ...(p.tone && p.tone !== "normal" ? [p.tone] : []));
+  $("#picture-line").hidden = facts.length === 0;
+  $("#picture-facts").textContent = facts.join(" · ");
+  if (result.style) $("#picture-facts").dataset.style = result.style.style; else delete $("#picture-facts").dataset.style;
+
+  drawBoxes(result.objects || [], p || { width: result.width, height: result.height });
+}
+
+// Boxes are in the upright picture's pixels; an SVG with that viewBox lies exactly over the preview.
+function drawBoxes(objects, size) {
+  const svg = $("#boxes");
+  svg.replaceChildren();
+  svg.hidden = !(objects.length && size && size.width);
+  if (svg.hidden) return;
+  svg.setAttribute("viewBox", `0 0 ${size.width} ${size.height}`);
+  const ns = "http://www.w3.org/2000/svg";
+  const stroke = Math.max(size.width, size.height) / 250;
+  for (const o of objects) {
+    const [x0, y0, x1, y1] = o.box;
+    const g = document.createElementNS(ns, "g");
+    g.setAttribute("class", "box");
+    g.setAttribute("data-object", o.name);
+    const rect = document.createElementNS(ns, "rect");
+    for (const [k, v] of Object.entries({ x: x0, y: y0, width: x1 - x0, height: y1 - y0, "stroke-width": stroke })) rect.setAttribute(k, v);
+    const label = document.createElementNS(ns, "text");
+    for (const [k, v] of Object.entries({ x: x0 + stroke * 2, y: y0 + stroke * 9, "font-size": stroke * 8 })) label.setAttribute(k, v);
+    label.textContent = `${o.name} ${pct(o.score)}`;
+    g.append(rect, label);
+    svg.append(g);
+  }
+}
+
 function tagChip(tag, verdict) {
   const chip = el("li", { class: `chip ${tag.kind}`, "data-tag": tag.name, "data-kind": tag.kind,
-                          title: `${tag.kind}${tag.id ? " · " + tag.id : ""}` },
+                          title: `${tag.kind}${tag.detail ? " · " + tag.detail : ""}${tag.id ? " · " + tag.id : ""}` },
     el("span", { class: "name" }, tag.name),
     el("span", { class: "bar" }, el("span", { style: `width:${pct(tag.score)}` })),
     el("span", { class: "score" }, pct(tag.score)));
@@ -154,10 +220,12 @@ async function loadSimilar(query) {
 }
 
 function thumb(image, caption) {
-  const first = (image.tags || []).find((t) => t.kind !== "ancestor");
+  // the caption follows feedback: an added tag shows, a rejected one no longer does
+  const first = (image.accepted_tags || [])[0] || ((image.tags || []).find((t) => !BROADER.has(t.kind)) || {}).name;
+  const name = first || `image ${image.id}`;
+  const label = caption ? el("div", {}, el("b", {}, caption), ` · ${name}`) : el("div", {}, name);
   return el("figure", { class: "thumb", "data-id": image.id, onclick: () => openImage(image.id) },
-    el("img", { src: image.thumbnail_url, alt: first ? first.name : `image ${image.id}`, loading: "lazy" }),
-    el("div", {}, caption || (first ? first.name : `image ${image.id}`)));
+    el("img", { src: image.thumbnail_url.replace(/size=\d+/, "size=384"), alt: name, loading: "lazy" }), label);
 }
 
 async function openImage(id) {
@@ -177,14 +245,15 @@ async function openImage(id) {
 // ----- browsing the library -----
 
 async function browse() {
-  const { tag, offset, limit } = state.page;
+  const { tag, color, style, object, offset, limit } = state.page;
   const params = new URLSearchParams({ limit, offset });
-  if (tag) params.set("tag", tag);
+  for (const [k, v] of Object.entries({ tag, color, style, object })) if (v) params.set(k, v);
   try {
     const page = await api("GET", `/v1/images?${params}`);
     const grid = $("#library");
     grid.replaceChildren(...page.items.map((im) => thumb(im)));
-    if (!page.items.length) grid.append(el("p", {}, tag ? `No images tagged “${tag}”.` : "The library is empty."));
+    const asked = [tag, color, style, object].filter(Boolean);
+    if (!page.items.length) grid.append(el("p", {}, asked.length ? `No images match “${asked.join(", ")}”.` : "The library is empty."));
     $("#page-info").textContent = page.items.length ? `${offset + 1}–${offset + page.items.length}` : "";
     $("#prev-page").disabled = offset === 0;
     $("#next-page").disabled = page.next_offset == null;
@@ -213,18 +282,20 @@ function init() {
     e.preventDefault();
     const name = $("#add-tag").value.trim();
     if (!name || !state.image) return;
-    const chip = tagChip({ name, score: 1, kind: "leaf", id: "" }, "added");
+    const chip = tagChip({ name, score: 1, kind: "label", id: "" }, "added");
     $("#tags").append(chip);
     sendFeedback(chip, name, "add");
     $("#add-tag").value = "";
   });
 
   $("#api-key").value = apiKey();
-  $("#api-key").addEventListener("change", (e) => localStorage.setItem("autotag-api-key", e.target.value.trim()));
+  // every keystroke, not only on leaving the field: a file dropped right after typing must carry the key
+  $("#api-key").addEventListener("input", (e) => localStorage.setItem("autotag-api-key", e.target.value.trim()));
 
   $("#browse-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    state.page = { ...state.page, tag: $("#browse-tag").value.trim(), offset: 0 };
+    state.page = { ...state.page, tag: $("#browse-tag").value.trim(), color: $("#browse-color").value,
+                   style: $("#browse-style").value, object: $("#browse-object").value.trim(), offset: 0 };
     browse();
   });
   $("#prev-page").addEventListener("click", () => { state.page.offset = Math.max(0, state.page.offset - state.page.limit); browse(); });

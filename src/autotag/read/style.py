@@ -1,0 +1,169 @@
+"""Photo or art, and the style of art: two small linear heads on the default encoder's embedding.
+
+The weights ship as `style_head.npz` beside this file (made by scripts/train_style.py, which records
+the data it was trained on); inference is numpy only. One head says photo or art, a second one,
+trained on art alone, says which style: abstract, illustration, 3d render or pattern.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from autotag.types import AutotagError
+
+KINDS = ("photo", "art")
+ART_STYLES = ("abstract", "illustration", "3d render", "pattern")
+STYLE_NAMES = ("photo", *ART_STYLES)
+HEAD_PATH = Path(__file__).with_name("style_head.npz")
+# Art whose content an ImageNet/COCO tag can still describe (a drawn dog is a dog); abstract and
+# pattern pictures have no content to tag, so the style stands in for it.
+STYLES_WITH_CONTENT = ("illustration", "3d render")
+ART_CONTENT_MIN_SCORE = 0.5  # classifiers trained on photos guess wildly on art: keep only sure tags
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Style:
+    kind: str  # photo | art
+    style: str  # "photo", or an art style (ART_STYLES)
+    score: float  # the head's probability of `kind` (photo or art)
+    style_score: float  # probability of `style` among the art styles (equals score for photos)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "style": self.style,
+            "score": round(float(self.score), 4),
+            "style_score": round(float(self.style_score), 4),
+        }
+
+
+class LinearHead:
+    """Softmax over `classes` of ((x / |x|) - mean) / scale @ coef.T + intercept."""
+
+    def __init__(self, classes: Sequence[str], mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                 intercept: np.ndarray) -> None:  # fmt: skip
+        if coef.shape != (len(classes), mean.shape[0]) or intercept.shape != (len(classes),):
+            raise AutotagError(f"style head: weights of shape {coef.shape} do not fit {len(classes)} classes")
+        self.classes = tuple(classes)
+        self.mean, self.scale = mean.astype(np.float32), scale.astype(np.float32)
+        self.coef, self.intercept = coef.astype(np.float32), intercept.astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        x = np.asarray(embeddings, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise AutotagError(f"style head expects (N, {self.dim}) embeddings, got {x.shape}")
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}_classes": np.array(json.dumps(self.classes)),
+            f"{prefix}_mean": self.mean, f"{prefix}_scale": self.scale,
+            f"{prefix}_coef": self.coef, f"{prefix}_intercept": self.intercept,
+        }  # fmt: skip
+
+    @classmethod
+    def from_arrays(cls, data: Any, prefix: str) -> LinearHead:
+        return cls(
+            json.loads(str(data[f"{prefix}_classes"])), data[f"{prefix}_mean"], data[f"{prefix}_scale"],
+            data[f"{prefix}_coef"], data[f"{prefix}_intercept"],
+        )  # fmt: skip
+
+
+class StyleHead:
+    """Photo-or-art head plus art-style head, with the metadata of their training run.
+
+    The kind head is trained with balanced classes; `art_threshold` moves its decision to the share
+    of photos among real pictures (a balanced head's p(art) must beat the photo prior's odds)."""
+
+    def __init__(
+        self, kind: LinearHead, style: LinearHead, meta: dict[str, Any] | None = None, art_threshold: float = 0.5
+    ) -> None:
+        if tuple(kind.classes) != KINDS or set(style.classes) != set(ART_STYLES):
+            raise AutotagError(f"style head: classes {kind.classes} / {style.classes} are not {KINDS} / {ART_STYLES}")
+        if kind.dim != style.dim:
+            raise AutotagError("style head: the two heads expect embeddings of different sizes")
+        if not 0 < art_threshold < 1:
+            raise AutotagError(f"style head: art threshold {art_threshold} is not between 0 and 1")
+        self.kind, self.style, self.meta, self.art_threshold = kind, style, meta or {}, float(art_threshold)
+
+    @property
+    def encoder(self) -> str:
+        """The encoder whose embeddings the heads read."""
+        return str(self.meta.get("encoder", "efficientnet_lite0"))
+
+    def predict(self, embeddings: np.ndarray) -> list[Style]:
+        """(N, D) embeddings of the head's encoder -> one Style per row."""
+        p_kind = self.kind.predict_proba(embeddings)
+        p_style = self.style.predict_proba(embeddings)
+        out = []
+        for pk, ps in zip(p_kind, p_style, strict=True):
+            if pk[1] <= self.art_threshold:
+                out.append(Style("photo", "photo", float(pk[0]), float(pk[0])))
+            else:
+                j = int(np.argmax(ps))
+                out.append(Style("art", self.style.classes[j], float(pk[1]), float(ps[j])))
+        return out
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(
+            path, **self.kind.arrays("kind"), **self.style.arrays("style"), meta=np.array(json.dumps(self.meta)),
+            art_threshold=np.array(self.art_threshold),
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path | str = HEAD_PATH) -> StyleHead:
+        path = Path(path)
+        if not path.is_file():
+            raise AutotagError(f"style head {path} is missing: run scripts/train_style.py to make it")
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                LinearHead.from_arrays(data, "kind"), LinearHead.from_arrays(data, "style"),
+                json.loads(str(data["meta"])), float(data["art_threshold"]),
+            )  # fmt: skip
+
+
+_default: StyleHead | None = None
+_lock = threading.Lock()
+
+
+def default_style_head() -> StyleHead:
+    """The shipped head, loaded once."""
+    global _default
+    with _lock:
+        if _default is None:
+            _default = StyleHead.load()
+        return _default
+
+
+def picture_styles(embeddings: np.ndarray) -> list[Style]:
+    """Photo or art (and the art style) of each row of default-encoder embeddings."""
+    return default_style_head().predict(embeddings)
+
+
+def keep_content_tags(style: Style, tags: Sequence[T], score_of: Any = lambda t: t.score) -> list[T]:
+    """The content tags worth showing on a picture of this style.
+
+    Photos keep them all. Abstract and pattern pictures keep none (their style is their tag: an
+    ImageNet "jellyfish" or "honeycomb" on a swirl wallpaper is noise). Illustrations and 3D renders
+    keep only tags the classifier is sure of (a drawn cat is still a cat)."""
+    if style.kind == "photo":
+        return list(tags)
+    if style.style not in STYLES_WITH_CONTENT:
+        return []
+    return [t for t in tags if score_of(t) >= ART_CONTENT_MIN_SCORE]

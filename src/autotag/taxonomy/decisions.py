@@ -1,0 +1,198 @@
+"""Decisions that earn each tag: classifier probabilities (and detected objects) -> consumer tags.
+
+- A label's score is the summed probability of its classes ("dog" = the 118 breeds); never-classes
+  count for nothing, and so does any class below a small floor (noise spread over many classes).
+  A label is shown when its score reaches its threshold (fitted, never below the file's `min`).
+- A category is earned by evidence, not by summed noise: it needs one confident member, a label whose
+  mass inside the category (or a detected member object's score) reaches the category's bar, so a leaf
+  whose probability is spread thinly over 300 insect and bird classes earns no "animal". Once earned,
+  its score adds up the members that are each fairly sure (finch + robin + jay for "bird"). A label
+  below its file `min` backs no category.
+- Tags far below the best one are dropped (relative cut-off), the list is capped, and an empty list
+  is a valid answer: the model is not sure of anything.
+Pure numpy; the fitted numbers come from consumer_fitted.json (scripts/fit_consumer.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer
+from autotag.types import AutotagError, Tag
+
+KIND_ORDER = {"label": 0, "object": 1, "category": 2}
+
+
+class Detected(Protocol):
+    """What the decisions need of a detection: a COCO class name and a score."""
+
+    label: str
+    score: float
+
+
+@dataclass
+class ConsumerParams:
+    """The operating point of the decisions; the shipped one is fitted (consumer_fitted.json)."""
+
+    label_threshold: float = 0.3  # a label's score must reach this (or its own entry in per_label)
+    per_label: dict[str, float] = field(default_factory=dict)
+    category_bar: float = 0.4  # a category needs one member this sure (or its own entry in per_category)
+    per_category: dict[str, float] = field(default_factory=dict)
+    # members at least this sure also add up (a bird the model splits between finch, robin and jay);
+    # 1.0 = the best member alone. Thin noise (0.3% on each of 300 insects) never reaches the floor.
+    member_floor: float = 1.0
+    # a class below this probability counts for nothing: 118 dog breeds at 0.2% each on a lawn are not a dog
+    class_floor: float = 0.0
+    # scores above chance: a label behind 118 of 1000 classes gets 11.8% of a clueless prediction's mass
+    # for free, so its score is (mass - share) / (1 - share)
+    chance_discount: bool = True
+    detection_min: float = 0.5  # a detected object counts from this score on
+    relative: float = 0.25  # drop tags scoring below this share of the best tag's score
+    max_tags: int = 8
+    detail_min: float = 0.5  # show a breed/species when its own class is at least this sure
+    audit_flag_below: float = 0.1  # the audit flags a user tag the model could see scoring below this
+    meta: dict[str, Any] = field(default_factory=dict)  # how the numbers were fitted
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "consumer parameters") -> ConsumerParams:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise AutotagError(f"{where}: unknown key {unknown[0]!r}; valid: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConsumerParams:
+        p = Path(path)
+        if not p.is_file():
+            raise AutotagError(f"parameters file {p} does not exist")
+        return cls.from_dict(json.loads(p.read_text()), str(p))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+
+
+@functools.cache
+def default_params() -> ConsumerParams:
+    """The fitted operating point shipped with the package (defaults if it has not been fitted yet)."""
+    f = resources.files("autotag.taxonomy").joinpath("consumer_fitted.json")
+    if not f.is_file():
+        return ConsumerParams()
+    return ConsumerParams.from_dict(json.loads(f.read_text()), "consumer_fitted.json")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-image scores behind the decisions (what fitting and the audit read)."""
+
+    label_scores: np.ndarray  # (L,) summed probability per label, vocab.labels order
+    category_best: np.ndarray  # (C,) its best single member (label or object): what earns a category
+    category_scores: np.ndarray  # (C,) its score once earned: the best member, or its sure members summed
+    objects: dict[str, float]  # COCO name -> best detection score
+
+
+def _label_thresholds(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray:
+    fitted = np.array([params.per_label.get(name, params.label_threshold) for name in vocab.labels])
+    return np.maximum(fitted, vocab.label_min)
+
+
+def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
+    return np.clip((mass - share) / np.maximum(1.0 - share, 1e-6), 0.0, 1.0)
+
+
+def evidence(
+    probs: np.ndarray, detections: Iterable[Detected] = (), vocab: ConsumerVocabulary | None = None,
+    detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
+) -> Evidence:  # fmt: skip
+    """One image's (1000,) class probabilities and detections -> label and category scores."""
+    vocab = vocab or default_consumer()
+    p = np.asarray(probs, np.float64).ravel()
+    if len(p) != len(vocab.imagenet):
+        raise AutotagError(f"expected {len(vocab.imagenet)} class probabilities, got {len(p)}")
+    if class_floor > 0.0:
+        p = np.where(p >= class_floor, p, 0.0)
+    kept = vocab.label_index >= 0
+    labels = np.bincount(vocab.label_index[kept], weights=p[kept], minlength=len(vocab.labels))
+    if chance_discount:
+        labels = _above_chance(labels, vocab.label_share)
+    best = np.zeros(len(vocab.categories))
+    summed = np.zeros(len(vocab.categories))
+    if len(vocab.group_starts):
+        group_mass = np.add.reduceat(p[vocab.group_classes], vocab.group_starts)
+        if chance_discount:
+            group_mass = _above_chance(group_mass, vocab.group_share)
+        # a label the file distrusts below its `min` (it fires falsely) backs no category either
+        group_mass[labels[vocab.group_label] < vocab.label_min[vocab.group_label]] = 0.0
+        np.maximum.at(best, vocab.group_category, group_mass)
+        if member_floor < 1.0:
+            np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
+    objects: dict[str, float] = {}
+    cat_pos = {c: j for j, c in enumerate(vocab.categories)}
+    for det in detections:
+        entry = vocab.coco.get(det.label)
+        score = float(det.score)
+        if entry is None or entry.never or score < detection_min:
+            continue
+        objects[det.label] = max(objects.get(det.label, 0.0), score)
+        for c in entry.categories:
+            best[cat_pos[c]] = max(best[cat_pos[c]], score)
+    return Evidence(labels, best, np.maximum(best, summed), objects)
+
+
+def consumer_tags(
+    probs: np.ndarray,
+    detections: Sequence[Detected] = (),
+    vocab: ConsumerVocabulary | None = None,
+    params: ConsumerParams | None = None,
+) -> list[Tag]:
+    """One image's (1000,) ImageNet probabilities and detections -> consumer tags, best first.
+
+    Labels (kind "label", id = the WordNet id of its best class, detail = breed/species when sure),
+    categories (kind "category", id = the category) and detected objects (kind "object", id = "coco:NAME").
+    A name reached several ways is shown once, with its best score. May be empty: nothing is sure.
+    """
+    vocab = vocab or default_consumer()
+    params = params or default_params()
+    p = np.asarray(probs, np.float64).ravel()
+    ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
+                  params.chance_discount)  # fmt: skip
+    return tags_from_evidence(ev, p, vocab, params)
+
+
+def tags_from_evidence(ev: Evidence, probs: np.ndarray, vocab: ConsumerVocabulary, params: ConsumerParams) -> list[Tag]:
+    """The decisions proper, on precomputed evidence (fitting tries many parameters on the same evidence)."""
+    best: dict[str, Tag] = {}
+
+    def offer(tag: Tag) -> None:
+        old = best.get(tag.name)
+        if old is None or (tag.score, -KIND_ORDER[tag.kind]) > (old.score, -KIND_ORDER[old.kind]):
+            best[tag.name] = tag
+
+    for j in np.flatnonzero(ev.label_scores >= _label_thresholds(vocab, params)):
+        members = np.flatnonzero(vocab.label_index == j)
+        top = int(members[np.argmax(probs[members])])
+        entry = vocab.imagenet[top]
+        detail = entry.detail if entry.detail and probs[top] >= params.detail_min else ""
+        offer(Tag(vocab.labels[j], float(ev.label_scores[j]), entry.key, "label", detail))
+    for name, score in ev.objects.items():
+        offer(Tag(vocab.coco[name].label, score, f"coco:{name}", "object"))
+    bars = np.array([params.per_category.get(c, params.category_bar) for c in vocab.categories])
+    for j in np.flatnonzero(ev.category_best >= bars):
+        offer(Tag(vocab.categories[j], float(ev.category_scores[j]), vocab.categories[j], "category"))
+    if not best:
+        return []
+    cat_order = {c: j for j, c in enumerate(vocab.categories)}
+    tags = sorted(best.values(), key=lambda t: (-t.score, KIND_ORDER[t.kind], cat_order.get(t.name, 0)))
+    floor = params.relative * tags[0].score
+    return [t for t in tags if t.score >= floor][: params.max_tags]

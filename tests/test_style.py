@@ -1,0 +1,90 @@
+"""Photo or art (autotag.read.style): the shipped heads on the real default encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autotag.demo import bundled_photo
+from autotag.read import ART_STYLES, Style, StyleHead, keep_content_tags, picture_styles
+from autotag.read.style import HEAD_PATH, KINDS, LinearHead
+from autotag.types import AutotagError, Tag
+
+
+def gradient(size=(640, 400), left=(250, 120, 30), right=(90, 40, 160)) -> Image.Image:
+    t = np.linspace(0, 1, size[0])[None, :, None]
+    row = np.array(left) * (1 - t) + np.array(right) * t
+    return Image.fromarray(np.repeat(row, size[1], axis=0).astype(np.uint8))
+
+
+def stripes(size=(600, 400), period=40) -> Image.Image:
+    x = np.arange(size[0])[None, :]
+    mask = np.repeat((x // (period // 2)) % 2 == 0, size[1], axis=0)
+    return Image.fromarray(np.where(mask[..., None], [20, 110, 200], [240, 230, 210]).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def styles_of(encoder):
+    def run(images: list[Image.Image]) -> list[Style]:
+        return picture_styles(encoder.encode(images)[1])
+
+    return run
+
+
+def test_a_generated_gradient_and_stripes_are_art(styles_of):
+    grad, stripe = styles_of([gradient(), stripes()])
+    assert grad.kind == "art" and grad.style in ART_STYLES and grad.score > 0.5
+    assert stripe.kind == "art" and stripe.style in ("pattern", "abstract")
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "motorcycle", "china"])
+def test_real_photos_are_photos(styles_of, name):
+    (style,) = styles_of([bundled_photo(name)])
+    assert (style.kind, style.style) == ("photo", "photo") and style.score > 0.5
+    assert style.to_dict() == {"kind": "photo", "style": "photo", "score": round(style.score, 4),
+                               "style_score": round(style.score, 4)}  # fmt: skip
+
+
+def test_the_shipped_head_records_what_it_was_trained_on():
+    head = StyleHead.load()
+    assert head.encoder == "efficientnet_lite0" and head.kind.dim == head.style.dim == 1280
+    assert len(head.meta["data_fingerprint"]) == 64 and head.art_threshold == head.meta["art_threshold"]
+    assert head.meta["data"]["pictures"] > 500 and set(head.meta["data"]["by_label"]) == {"photo", *ART_STYLES}
+    assert HEAD_PATH.stat().st_size < 200_000  # small enough to ship in the package
+
+
+def test_head_round_trips_and_refuses_wrong_input(tmp_path):
+    rng = np.random.default_rng(0)
+
+    def head(classes):
+        n = len(classes)
+        return LinearHead(classes, rng.random(8), np.ones(8), rng.normal(size=(n, 8)), np.zeros(n))
+
+    made = StyleHead(head(KINDS), head(ART_STYLES), {"data_fingerprint": "x"}, art_threshold=0.7)
+    made.save(tmp_path / "h.npz")
+    loaded = StyleHead.load(tmp_path / "h.npz")
+    x = rng.random((3, 8))
+    assert loaded.predict(x) == made.predict(x) and loaded.meta == {"data_fingerprint": "x"}
+    assert loaded.art_threshold == 0.7
+    p_art = made.kind.predict_proba(x)[:, 1]
+    assert [s.kind for s in loaded.predict(x)] == ["art" if p > 0.7 else "photo" for p in p_art]
+    with pytest.raises(AutotagError, match="threshold"):
+        StyleHead(head(KINDS), head(ART_STYLES), art_threshold=1.0)
+    with pytest.raises(AutotagError, match=r"\(N, 8\)"):
+        loaded.predict(rng.random((3, 9)))
+    with pytest.raises(AutotagError, match="missing"):
+        StyleHead.load(tmp_path / "absent.npz")
+    with pytest.raises(AutotagError, match="classes"):
+        StyleHead(head(("photo", "painting")), head(ART_STYLES))
+
+
+def test_art_keeps_only_the_content_tags_that_make_sense():
+    tags = [Tag("jellyfish", 0.3), Tag("cat", 0.8)]
+    assert keep_content_tags(Style("photo", "photo", 0.9, 0.9), tags) == tags
+    assert keep_content_tags(Style("art", "abstract", 0.9, 0.7), tags) == []
+    assert keep_content_tags(Style("art", "pattern", 0.9, 0.7), tags) == []
+    assert keep_content_tags(Style("art", "illustration", 0.9, 0.7), tags) == [Tag("cat", 0.8)]
+    assert keep_content_tags(Style("art", "3d render", 0.9, 0.7), [("cat", 0.6)], score_of=lambda t: t[1]) == [
+        ("cat", 0.6)
+    ]
