@@ -1,12 +1,12 @@
 """A tag taught by example: a small linear model over the library's stored embeddings.
 
 The owner shows a few pictures of a word ("sky", "my cat Shrek") and rejects wrong suggestions; the
-model is an L2-regularised logistic regression of those examples against the rest of the library as
-unlabelled background (PU-style: the background is weighted as a whole, like one more class, so the
-few positives hidden in it barely pull the line), with explicit rejections as weighted negatives.
-Chosen by measurement on a development library (bench/bench_teach.py): it beat the class prototype
-(cosine to the examples' mean) at every number of examples, and its limit under strong regularisation
-is that prototype, so with one or two examples it degrades to the prototype rather than overfitting.
+model is a logistic regression of those examples against the rest of the library as unlabelled
+background (PU-style: a large library's background weighs as much as the examples, each picture very
+little, so the few positives hidden in it barely pull the line), with explicit rejections as weighted
+negatives, regularised towards the examples' prototype (cosine to their mean). Chosen by measurement
+on a development library (bench/bench_teach.py): it beat the prototype from two examples on; with
+few examples or a small library it stays that prototype rather than fitting noise.
 
 Features: the embedding's square root (the pooled activations are non-negative and heavy-tailed),
 centred on the library's mean and scaled to unit length; the centre is stored with the model so a
@@ -41,6 +41,8 @@ BACKGROUND_SAMPLE = 2000  # background images per fit: enough for the line, smal
 ESTIMATE_EXAMPLES = 5
 MIN_BIN_RECALL = 0.2  # the share estimate ignores score ranges holding fewer of the examples (noise)
 FALLBACK_SHARE = 0.01  # with fewer examples, the tag goes on at most this share of the library
+CENTRE_PRIOR = 100  # pictures: a library of 100 is centred on half its mean
+PROTOTYPE_RIDGE = 0.01  # the penalty on the prototype's direction, relative to the rest
 MAX_ITERATIONS = 30  # started from the prototype: 30 steps ranked as well as 60 (dev library)
 
 
@@ -50,10 +52,13 @@ def sqrt_features(embeddings: np.ndarray) -> np.ndarray:
 
 
 def library_centre(embeddings: np.ndarray) -> np.ndarray:
-    """The mean of the library's square-rooted embeddings: the origin of every learned tag's features."""
+    """The mean of the library's square-rooted embeddings, the origin of every learned tag's features,
+    shrunk towards zero for a small library (by n / (n + CENTRE_PRIOR)): the mean of a few dozen
+    pictures is mostly those pictures, and centring on it pushed a third cat below a rocket."""
     if len(embeddings) == 0:
         raise AutotagError("the library holds no images; add some before teaching a tag")
-    return sqrt_features(embeddings).mean(0)
+    n = len(embeddings)
+    return sqrt_features(embeddings).mean(0) * (n / (n + CENTRE_PRIOR))
 
 
 def features(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -62,8 +67,10 @@ def features(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 
 def regularisation(n_examples: int) -> float:
-    """L2 strength: strong with one example (the model stays near the prototype), weaker as examples add up."""
-    return 0.1 / max(1, n_examples)
+    """Penalty on the model's departure from the examples' prototype: strong with one example, weaker as
+    examples add up (0.03 / n: on the development library 0.1 / n ranked worse at 5-10 examples and
+    0.01 / n at 2)."""
+    return 0.03 / max(1, n_examples)
 
 
 def fit_logistic(
@@ -89,6 +96,7 @@ def fit_logistic(
     top = float(np.linalg.norm(wz.T @ (wz @ v)))
     step = 1.0 / (lam + 0.25 * (top * 1.1 + float(weights.sum(0).max())))
     m = weights.shape[1]
+    prior = np.asarray(w0, np.float32) / max(float(np.linalg.norm(w0)), 1e-12)
     w = np.repeat(np.asarray(w0, np.float32).reshape(-1, 1), m, axis=1)
     b = np.zeros(m, np.float32)
     w_prev, b_prev = w.copy(), b.copy()
@@ -99,7 +107,11 @@ def fit_logistic(
         p = 1.0 / (1.0 + np.exp(-(z @ wv + bv)))
         g = weights * (p - yy)
         w_prev, b_prev = w, b
-        w = wv - np.float32(step) * (z.T @ g + np.float32(lam) * wv)
+        # the penalty leaves the prototype's direction (w0) to a light ridge and shrinks the rest: as it
+        # grows, the model becomes the prototype, whatever the background looks like
+        along = prior @ wv
+        penalty = np.float32(lam) * (wv - prior[:, None] * along) + np.float32(lam * PROTOTYPE_RIDGE) * wv
+        w = wv - np.float32(step) * (z.T @ g + penalty)
         b = bv - np.float32(step) * g.sum(0)
     return w, b
 
@@ -208,7 +220,10 @@ def _fit_with_folds(
     n_folds = min(folds, n_judged) if n_pos > 1 else 0
     fold_of = np.arange(n_judged) % max(1, n_folds)
     weights = np.zeros((len(z), 1 + n_folds), np.float32)
-    weights[n_judged:] = 1.0 / max(1, len(background))
+    # each background image weighs 1/BACKGROUND_SAMPLE: a large library's sample weighs as much as the
+    # examples, a small library's less, so a 20-picture library (where one unlabelled cat is 5% of the
+    # background) leaves the model near the examples' prototype instead of fitting its few pictures
+    weights[n_judged:] = 1.0 / BACKGROUND_SAMPLE
     for col in range(1 + n_folds):
         kept = np.ones(n_judged, bool) if col == 0 else fold_of != col - 1
         kept_pos = max(1, int(kept[:n_pos].sum()))
@@ -262,7 +277,8 @@ def fit_threshold(
         else:
             threshold = float(cuts[0]) + 1e-6
     else:
-        threshold = float(unlabelled[min(n_u - 1, int(np.ceil((1 - FALLBACK_SHARE) * n_u)))])
+        above = int(FALLBACK_SHARE * n_u)  # this many unlabelled pictures may score at or above the cut
+        threshold = float(np.nextafter(unlabelled[n_u - 1 - above], np.inf))
     if len(rejections):
         judged = np.r_[examples, rejections]
         accepted = np.r_[np.ones(n_e, bool), np.zeros(len(rejections), bool)]
@@ -287,8 +303,8 @@ class TeachingSpace:
         self.centre = library_centre(embeddings)
         self.features = features(embeddings, self.centre)
         rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(len(embeddings), min(BACKGROUND_SAMPLE, len(embeddings)), replace=False))
-        self.background = self.features[sample]
+        self._sample = np.sort(rng.choice(len(embeddings), min(BACKGROUND_SAMPLE, len(embeddings)), replace=False))
+        self.background = self.features[self._sample]
 
     def __len__(self) -> int:
         return len(self.features)
@@ -299,10 +315,12 @@ class TeachingSpace:
         examples: np.ndarray,
         rejections: np.ndarray | None = None,
         *,
+        judged_rows: Sequence[int] = (),
         target_precision: float = TARGET_PRECISION,
     ) -> LearnedTag:
         """Learn `tag` from example embeddings (and rejected ones) against this library as unlabelled
-        background (the examples may be among its images). No example is an AutotagError."""
+        background. `judged_rows`: the rows of the library that are examples or rejections, left out
+        of the background. No example is an AutotagError."""
         dim = self.features.shape[1]
         examples = np.asarray(examples, np.float32).reshape(-1, dim)
         if len(examples) == 0:
@@ -312,8 +330,11 @@ class TeachingSpace:
         pos = features(examples, self.centre)
         neg = features(np.asarray(rejections, np.float32).reshape(-1, dim), self.centre)
         lam = regularisation(len(pos))
-        w, b, pos_out, neg_out = _fit_with_folds(pos, neg, self.background, lam)
-        threshold, precision = fit_threshold(pos_out, neg_out, self.background @ w + b, target_precision)
+        background = self.background
+        if len(judged_rows):
+            background = background[~np.isin(self._sample, np.asarray(judged_rows, np.int64))]
+        w, b, pos_out, neg_out = _fit_with_folds(pos, neg, background, lam)
+        threshold, precision = fit_threshold(pos_out, neg_out, background @ w + b, target_precision)
         return LearnedTag(
             tag, self.centre.copy(), w, b, threshold, len(pos), len(neg), precision,
             {"regularisation": lam, "target_precision": target_precision},
