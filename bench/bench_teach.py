@@ -148,7 +148,8 @@ Scorer = Callable[[TeachingSpace, np.ndarray, np.ndarray], tuple[np.ndarray, flo
 def learned(space: TeachingSpace, examples: np.ndarray, rejected: np.ndarray) -> tuple[np.ndarray, float | None]:
     """The learner; `examples` and `rejected` are row numbers of the library the space was built from."""
     emb = space.embeddings
-    model = space.teach("tag", emb[examples], emb[rejected] if len(rejected) else None)
+    judged = np.r_[examples, rejected].astype(np.int64)
+    model = space.teach("tag", emb[examples], emb[rejected] if len(rejected) else None, judged_rows=judged)
     return space.scores(model), model.threshold
 
 
@@ -226,7 +227,9 @@ def rounds(
             accepted = list(rng.choice(members, ROUND_START, replace=False))
             rejected: list[int] = []
             for r in range(n_rounds + 1):
-                model = space.teach("tag", emb[accepted], emb[rejected] if rejected else None)
+                model = space.teach(
+                    "tag", emb[accepted], emb[rejected] if rejected else None, judged_rows=accepted + rejected
+                )
                 scores = space.scores(model)
                 judged = np.array(accepted + rejected, np.int64)
                 rest = np.ones(len(Y), bool)
