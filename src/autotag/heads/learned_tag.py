@@ -47,8 +47,10 @@ MAX_ITERATIONS = 30  # started from the prototype: 30 steps ranked as well as 60
 
 
 def sqrt_features(embeddings: np.ndarray) -> np.ndarray:
-    """The square root of the (non-negative) embeddings, float32."""
-    return np.sqrt(np.maximum(np.asarray(embeddings, np.float32), 0.0))
+    """The square root of the (non-negative) embeddings scaled to unit length, float32: the same for an
+    encoder's raw output and for the unit vectors a library's index keeps."""
+    x = np.maximum(np.asarray(embeddings, np.float32), 0.0)
+    return np.sqrt(x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12))
 
 
 def library_centre(embeddings: np.ndarray) -> np.ndarray:
