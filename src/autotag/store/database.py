@@ -25,11 +25,13 @@ from autotag.store.records import (
     StoredFacets,
     StoredFeedback,
     StoredImage,
+    StoredLearnedTag,
     StoredModel,
     StoredPrediction,
     normal_action,
     now,
     tag_fields,
+    utc,
 )
 from autotag.types import AutotagError, Tag
 
@@ -563,3 +565,149 @@ class Store:
         model = self.get_model(name, version)
         assert model is not None
         return model
+
+    # ---------------------------------------------------------------- learned tags
+    LEARNED_MODEL = "learned"  # the predictions' model name for learned tags (kind "learned")
+    VERDICTS = ("example", "rejected")
+
+    def learned_tag(self, name: str) -> StoredLearnedTag | None:
+        """A learned tag with its judged pictures, or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(t.learned_tags).where(t.learned_tags.c.name == name)).first()
+            if row is None:
+                return None
+            judged = conn.execute(
+                sa.select(t.learned_examples.c.image_id, t.learned_examples.c.verdict)
+                .where(t.learned_examples.c.tag_id == row.id)
+                .order_by(t.learned_examples.c.created_at, t.learned_examples.c.image_id)
+            ).all()
+        return StoredLearnedTag(
+            row.name,
+            row.version,
+            [int(i) for i, v in judged if v == "example"],
+            [int(i) for i, v in judged if v == "rejected"],
+            utc(row.created_at),
+            utc(row.updated_at),
+        )
+
+    def learned_tags(self) -> list[StoredLearnedTag]:
+        """Every learned tag, by name."""
+        with self._read() as conn:
+            names = list(conn.execute(sa.select(t.learned_tags.c.name).order_by(t.learned_tags.c.name)).scalars())
+        found = [self.learned_tag(n) for n in names]
+        return [f for f in found if f is not None]
+
+    def judge_for_tag(
+        self, name: str, examples: Iterable[int] = (), rejections: Iterable[int] = ()
+    ) -> StoredLearnedTag:
+        """Record pictures as examples of a learned tag or as rejected for it (creating the tag); a new
+        judgement of a picture replaces its old one. Every id must be a stored image, else nothing changes."""
+        verdicts = {int(i): "example" for i in examples} | {int(i): "rejected" for i in rejections}
+        with self._write() as conn:
+            for image_id in verdicts:
+                self._require_image(conn, image_id)
+            stamp = now()
+            row = conn.execute(sa.select(t.learned_tags.c.id).where(t.learned_tags.c.name == name)).first()
+            if row is None:
+                tag_id = conn.execute(
+                    sa.insert(t.learned_tags)
+                    .values(name=name, version=0, created_at=stamp, updated_at=stamp)
+                    .returning(t.learned_tags.c.id)
+                ).scalar_one()
+            else:
+                tag_id = row.id
+                conn.execute(sa.update(t.learned_tags).where(t.learned_tags.c.id == tag_id).values(updated_at=stamp))
+            if verdicts:
+                conn.execute(
+                    sa.delete(t.learned_examples).where(
+                        t.learned_examples.c.tag_id == tag_id, t.learned_examples.c.image_id.in_(list(verdicts))
+                    )
+                )
+                conn.execute(
+                    sa.insert(t.learned_examples),
+                    [{"tag_id": tag_id, "image_id": i, "verdict": v, "created_at": stamp} for i, v in verdicts.items()],
+                )
+        found = self.learned_tag(name)
+        assert found is not None
+        return found
+
+    def save_learned_model(
+        self, name: str, model: str, *, examples: int, rejections: int, tagged: dict[int, float]
+    ) -> int:
+        """Store a new version of a learned tag's model and, in the same transaction, the pictures that
+        now carry the tag (image id -> score) as its predictions. Returns the new version."""
+        with self._write() as conn:
+            row = conn.execute(sa.select(t.learned_tags).where(t.learned_tags.c.name == name)).first()
+            if row is None:
+                raise AutotagError(f"no learned tag {name!r}")
+            version = int(row.version) + 1
+            stamp = now()
+            conn.execute(
+                sa.insert(t.learned_models).values(
+                    tag_id=row.id, version=version, model=model, examples=examples, rejections=rejections,
+                    created_at=stamp,
+                )
+            )  # fmt: skip
+            conn.execute(
+                sa.update(t.learned_tags).where(t.learned_tags.c.id == row.id).values(version=version, updated_at=stamp)
+            )
+            self._replace_learned_predictions(conn, name, tagged)
+        return version
+
+    def _replace_learned_predictions(self, conn: Connection, name: str, tagged: dict[int, float]) -> None:
+        p = t.predictions
+        conn.execute(sa.delete(p).where(p.c.model == self.LEARNED_MODEL, p.c.tag == name))
+        stamp = now()
+        existing = set(conn.execute(sa.select(t.images.c.id).where(t.images.c.id.in_(list(tagged)))).scalars())
+        rows = [
+            {"image_id": i, "model": self.LEARNED_MODEL, "tag": name, "tag_id": f"learned:{name}",
+             "score": float(s), "rank": 1, "kind": "learned", "created_at": stamp}
+            for i, s in tagged.items() if i in existing
+        ]  # fmt: skip
+        if rows:
+            conn.execute(sa.insert(p), rows)
+
+    def learned_model(self, name: str, version: int | None = None) -> tuple[int, str] | None:
+        """(version, model document) of a learned tag: the given version or the newest; None if none."""
+        stmt = (
+            sa.select(t.learned_models.c.version, t.learned_models.c.model)
+            .join(t.learned_tags, t.learned_tags.c.id == t.learned_models.c.tag_id)
+            .where(t.learned_tags.c.name == name)
+        )
+        stmt = stmt.where(t.learned_models.c.version == int(version)) if version is not None else stmt
+        with self._read() as conn:
+            row = conn.execute(stmt.order_by(t.learned_models.c.version.desc()).limit(1)).first()
+        return (int(row.version), row.model) if row else None
+
+    def learned_models(self) -> dict[str, tuple[int, str]]:
+        """The newest model of every learned tag that has one: name -> (version, model document)."""
+        m, lt = t.learned_models, t.learned_tags
+        stmt = sa.select(lt.c.name, m.c.version, m.c.model).join(
+            m, sa.and_(m.c.tag_id == lt.c.id, m.c.version == lt.c.version)
+        )
+        with self._read() as conn:
+            return {r.name: (int(r.version), r.model) for r in conn.execute(stmt)}
+
+    def learned_version(self) -> tuple[int, int]:
+        """(number of learned tags, sum of their versions): changes whenever any learned tag changes, so a
+        process can tell cheaply that its loaded models are stale (another process taught a tag)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(t.learned_tags.c.version), 0))
+            ).one()
+        return int(row[0]), int(row[1])
+
+    def forget_learned_tag(self, name: str) -> bool:
+        """Remove a learned tag: its judgements, models and predictions (never an image). False if unknown."""
+        with self._write() as conn:
+            conn.execute(
+                sa.delete(t.predictions).where(t.predictions.c.model == self.LEARNED_MODEL, t.predictions.c.tag == name)
+            )
+            tag_id = conn.execute(sa.select(t.learned_tags.c.id).where(t.learned_tags.c.name == name)).scalar()
+            if tag_id is None:
+                return False
+            # explicit deletes: SQLite enforces ON DELETE CASCADE only with foreign keys on
+            conn.execute(sa.delete(t.learned_examples).where(t.learned_examples.c.tag_id == tag_id))
+            conn.execute(sa.delete(t.learned_models).where(t.learned_models.c.tag_id == tag_id))
+            conn.execute(sa.delete(t.learned_tags).where(t.learned_tags.c.id == tag_id))
+        return True

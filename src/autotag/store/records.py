@@ -185,3 +185,25 @@ def tag_fields(tag: Tag | dict[str, Any]) -> tuple[str, str, float, str]:
             str(tag.get("kind", "leaf")),
         )
     raise AutotagError(f"a prediction must be a Tag or a dict with 'name' and 'score', got {tag!r}")
+
+
+@dataclass(frozen=True)
+class StoredLearnedTag:
+    """A tag taught by example: the pictures judged for it and its newest model's version (0: none yet)."""
+
+    name: str
+    version: int
+    examples: list[int]  # image ids given or accepted as examples, in the order judged
+    rejections: list[int]  # image ids rejected
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "examples": len(self.examples),
+            "rejections": len(self.rejections),
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }

@@ -122,3 +122,33 @@ image_objects = sa.Table(
 )
 
 FACET_TABLES = (image_facets, image_colors, image_objects)
+
+learned_tags = sa.Table(
+    "learned_tags",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+learned_examples = sa.Table(
+    "learned_examples",
+    metadata,
+    sa.Column("tag_id", sa.Integer, sa.ForeignKey("learned_tags.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("image_id", sa.Integer, sa.ForeignKey("images.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("verdict", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+learned_models = sa.Table(
+    "learned_models",
+    metadata,
+    sa.Column("tag_id", sa.Integer, sa.ForeignKey("learned_tags.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("examples", sa.Integer, nullable=False),
+    sa.Column("rejections", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
