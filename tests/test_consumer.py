@@ -137,8 +137,13 @@ def test_a_detection_earns_its_label_and_categories():
 def test_a_category_needs_a_member_near_its_own_bar_unless_detected():
     # bobsled (snow, sport) at 0.3: above the category bar, below its own label threshold of 0.6
     sled = probs_of(n02860847=0.3)
-    loose = ConsumerParams(label_threshold=0.6, category_bar=0.2, relative=0.0, chance_discount=False)
+    loose = ConsumerParams(label_threshold=0.6, category_bar=0.2, relative=0.0, chance_discount=False,
+                           scene_categories=[])  # fmt: skip
     assert {t.name for t in consumer_tags(sled, params=loose)} == {"snow", "sport"}
+    # a scene category (where the picture is) needs a shown member: an unsure bobsled is no "snow"
+    assert {t.name for t in consumer_tags(sled, params=replace(loose, scene_categories=["snow"]))} == {"sport"}
+    sure = {t.name for t in consumer_tags(probs_of(n02860847=0.7), params=replace(loose, scene_categories=["snow"]))}
+    assert sure == {"bobsled", "snow", "sport"}
     strict = replace(loose, member_ratio=1.0)  # a member must reach 1.0 x its own threshold
     assert consumer_tags(sled, params=strict) == []
     assert {t.name for t in consumer_tags(sled, params=replace(loose, member_ratio=0.5))} == {"snow", "sport"}

@@ -1,7 +1,8 @@
 """The decide step: encoder outputs -> tags.
 
 `default_tags` is THE decision of the default (untrained) model, in one place: the consumer vocabulary
-(taxonomy/consumer.toml) reads the classifier's probabilities and the detector's objects, and a
+(taxonomy/consumer.toml) reads the classifier's probabilities, the detector's objects and the scene
+models' words (heads/scenes.py: sky, sunset, sea, ... which ImageNet has no class for), and a
 picture the style head calls art gets its style as a tag instead of photo content that makes no sense
 on it. `named_objects` is the objects facet: the detections the same decisions count, in their words.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from autotag.config import Settings
+from autotag.heads.scenes import scene_evidence
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
 from autotag.taxonomy.decisions import consumer_tags
@@ -62,7 +64,8 @@ def default_tags(item: Item, options: TagOptions) -> list[Tag]:
     """The default model's tags of one encoded item: consumer labels, detected objects and categories
     (may be empty: nothing is sure), or for art its style and only the content that survives it."""
     assert item.logits is not None
-    tags = consumer_tags(softmax(item.logits), item.detections or ())
+    # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models
+    tags = consumer_tags(softmax(item.logits), item.detections or (), scenes=scene_evidence(item.embedding))
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)

@@ -58,6 +58,8 @@ class ConsumerVocabulary:
     categories: tuple[str, ...]  # declared order
     imagenet: tuple[SourceClass, ...]  # in the classifier's column order
     coco: dict[str, SourceClass]
+    # category -> itself and every category it implies, most specific first (sunset -> sunset, sky)
+    implied: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # derived index arrays (see _derive)
     labels: tuple[str, ...] = ()  # every label a kept ImageNet class can give, in first-seen order
     label_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (1000,), -1 for never
@@ -222,7 +224,7 @@ def parse_consumer(
     for k in coco:
         if k not in COCO_CLASSES:
             raise AutotagError(f"{where('coco', k)}: {k!r} is not a COCO class; valid: {', '.join(COCO_CLASSES)}")
-    return _derive(ConsumerVocabulary(path, categories, ordered, coco))
+    return _derive(ConsumerVocabulary(path, categories, ordered, coco, expanded))
 
 
 def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
@@ -247,7 +249,7 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
     starts = np.cumsum([0] + [len(groups[k]) for k in keys[:-1]]) if keys else np.zeros(0, np.int64)
     kept = max(int((index >= 0).sum()), 1)
     return ConsumerVocabulary(
-        v.path, v.categories, v.imagenet, v.coco,
+        v.path, v.categories, v.imagenet, v.coco, v.implied,
         labels=tuple(labels), label_index=index, label_min=minimum,
         group_label=np.array([k[0] for k in keys], np.int64), group_category=np.array([k[1] for k in keys], np.int64),
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),

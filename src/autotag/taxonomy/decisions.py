@@ -7,8 +7,9 @@
   mass inside the category (or a detected member object's score) reaches the category's bar, so a leaf
   whose probability is spread thinly over 300 insect and bird classes earns no "animal". Once earned,
   its score adds up the members that are each fairly sure (finch + robin + jay for "bird"). A label
-  below its file `min`, or below `member_ratio` of its own shown-bar, backs no category (a bobsled at
-  0.29 whose own bar is 0.6 is not evidence of "snow, sport"); a detected member object always can.
+  below its file `min`, or below `member_ratio` of its own shown-bar, backs no category; a scene
+  category (snow, sky, landscape, ...) needs a label that is itself shown (a bobsled at 0.29 whose own
+  bar is 0.6 is not evidence of "snow"); a detected member object or a scene model's word always can.
 - Tags far below the best one are dropped (relative cut-off), the list is capped, and an empty list
   is a valid answer: the model is not sure of anything.
 Pure numpy; the fitted numbers come from consumer_fitted.json (scripts/fit_consumer.py).
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,8 @@ from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer
 from autotag.types import AutotagError, Tag
 
 KIND_ORDER = {"label": 0, "object": 1, "category": 2}
+SCENE_CATEGORIES = ("sky", "sunset", "cloud", "night", "space", "snow", "landscape", "mountain", "beach", "desert",
+                    "field", "forest", "water", "sea", "lake", "river", "city")  # fmt: skip
 
 
 class Detected(Protocol):
@@ -58,6 +61,14 @@ class ConsumerParams:
     # a label backs its categories only when its score reaches this share of its own threshold
     # (0: any label above its file `min`; 1: only a label that is itself shown)
     member_ratio: float = 0.0
+    # categories that say where a picture is (snow, sky, landscape, ...): an object class the model is
+    # unsure of is no evidence of a place (a bobsled at 0.29 on an astronaut is not "snow"), so these
+    # are earned only by a shown member label, a detected object or the scene models (heads/scenes.py)
+    scene_categories: list[str] = field(default_factory=lambda: list(SCENE_CATEGORIES))
+    # category -> a bar on the summed probability of all its classes: a broad category is also earned
+    # when the model puts most of its mass on it without one sure member (a dragonfly the model splits
+    # over 30 insects). Far above what thin noise adds up to (a leaf's 300 insect and bird classes).
+    category_mass: dict[str, float] = field(default_factory=dict)
     detection_min: float = 0.5  # a detected object counts from this score on
     relative: float = 0.25  # drop tags scoring below this share of the best tag's score
     max_tags: int = 8
@@ -112,8 +123,13 @@ def _label_thresholds(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.n
 
 
 def member_bars(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray | None:
-    """Per label, the score it needs to back its categories (None: the file's `min` alone)."""
-    return params.member_ratio * _label_thresholds(vocab, params) if params.member_ratio > 0 else None
+    """Per (label, category) group, the score the label needs to back that category (None: the file's
+    `min` alone): `member_ratio` of its own threshold, and all of it for a scene category."""
+    if params.member_ratio <= 0 and not params.scene_categories:
+        return None
+    thresholds = _label_thresholds(vocab, params)[vocab.group_label]
+    scene = np.isin(np.asarray(vocab.categories)[vocab.group_category], list(params.scene_categories))
+    return np.where(scene, thresholds, params.member_ratio * thresholds)
 
 
 def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
@@ -123,15 +139,21 @@ def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
 def evidence(
     probs: np.ndarray, detections: Iterable[Detected] = (), vocab: ConsumerVocabulary | None = None,
     detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
-    member_bars: np.ndarray | None = None,
+    member_bars: np.ndarray | None = None, scenes: Mapping[str, float] | None = None,
+    category_mass: Mapping[str, float] | None = None,
 ) -> Evidence:  # fmt: skip
     """One image's (1000,) class probabilities and detections -> label and category scores.
 
-    `member_bars` (L,): a label below its bar backs no category (default: the file's `min`)."""
+    `member_bars` (G,): a label below its bar backs no category of that group (default: the file's `min`).
+    `scenes`: scene words the scene models earned (heads/scenes.py), {category name: probability};
+    each is a confident member of its category and of every category that one implies.
+    `category_mass`: {category: bar}; a category whose classes' summed probability (before any class
+    floor) reaches its bar is earned too, scored above chance like the rest."""
     vocab = vocab or default_consumer()
     p = np.asarray(probs, np.float64).ravel()
     if len(p) != len(vocab.imagenet):
         raise AutotagError(f"expected {len(vocab.imagenet)} class probabilities, got {len(p)}")
+    raw = p
     if class_floor > 0.0:
         p = np.where(p >= class_floor, p, 0.0)
     kept = vocab.label_index >= 0
@@ -145,13 +167,24 @@ def evidence(
         if chance_discount:
             group_mass = _above_chance(group_mass, vocab.group_share)
         # a label the file distrusts below its `min` (it fires falsely) backs no category either
-        bars = vocab.label_min if member_bars is None else np.maximum(member_bars, vocab.label_min)
-        group_mass[labels[vocab.group_label] < bars[vocab.group_label]] = 0.0
+        bars = vocab.label_min[vocab.group_label]
+        bars = bars if member_bars is None else np.maximum(member_bars, bars)
+        group_mass[labels[vocab.group_label] < bars] = 0.0
         np.maximum.at(best, vocab.group_category, group_mass)
         if member_floor < 1.0:
             np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
-    objects: dict[str, float] = {}
     cat_pos = {c: j for j, c in enumerate(vocab.categories)}
+    if category_mass and len(vocab.group_starts):
+        mass, share = np.zeros(len(vocab.categories)), np.zeros(len(vocab.categories))
+        np.add.at(mass, vocab.group_category, np.add.reduceat(raw[vocab.group_classes], vocab.group_starts))
+        np.add.at(share, vocab.group_category, vocab.group_share)
+        for name, bar in category_mass.items():
+            j = cat_pos[name]
+            if mass[j] >= bar:
+                score = float(_above_chance(mass[j], share[j])) if chance_discount else float(mass[j])
+                for c in vocab.implied.get(name, (name,)):
+                    best[cat_pos[c]] = max(best[cat_pos[c]], score)
+    objects: dict[str, float] = {}
     for det in detections:
         entry = vocab.coco.get(det.label)
         score = float(det.score)
@@ -160,6 +193,11 @@ def evidence(
         objects[det.label] = max(objects.get(det.label, 0.0), score)
         for c in entry.categories:
             best[cat_pos[c]] = max(best[cat_pos[c]], score)
+    for word, score in (scenes or {}).items():
+        if word not in cat_pos:
+            raise AutotagError(f"scene word {word!r} is no category of {vocab.path}")
+        for c in vocab.implied.get(word, (word,)):
+            best[cat_pos[c]] = max(best[cat_pos[c]], float(score))
     return Evidence(labels, best, np.maximum(best, summed), objects)
 
 
@@ -168,8 +206,10 @@ def consumer_tags(
     detections: Sequence[Detected] = (),
     vocab: ConsumerVocabulary | None = None,
     params: ConsumerParams | None = None,
+    scenes: Mapping[str, float] | None = None,
 ) -> list[Tag]:
-    """One image's (1000,) ImageNet probabilities and detections -> consumer tags, best first.
+    """One image's (1000,) ImageNet probabilities and detections (and the scene words its embedding
+    earned, heads/scenes.py) -> consumer tags, best first.
 
     Labels (kind "label", id = the WordNet id of its best class, detail = breed/species when sure),
     categories (kind "category", id = the category) and detected objects (kind "object", id = "coco:NAME").
@@ -179,7 +219,7 @@ def consumer_tags(
     params = params or default_params()
     p = np.asarray(probs, np.float64).ravel()
     ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
-                  params.chance_discount, member_bars(vocab, params))  # fmt: skip
+                  params.chance_discount, member_bars(vocab, params), scenes, params.category_mass)  # fmt: skip
     return tags_from_evidence(ev, p, vocab, params)
 
 
