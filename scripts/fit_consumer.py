@@ -88,6 +88,10 @@ class Grid:
         self.cat_scores[:, self.cat_cols] = [ev.category_scores for ev in evs]
         self.cat_best = np.full((n, t), -np.inf)
         self.cat_best[:, self.cat_cols] = [ev.category_best for ev in evs]
+        self.cat_mass = np.full((n, t), -np.inf)  # earned by its classes' summed mass (category_mass)
+        self.cat_mass[:, self.cat_cols] = [np.where(ev.category_mass > 0, ev.category_mass, -np.inf)
+                                           if ev.category_mass is not None else np.full(len(vocab.categories), -np.inf)
+                                           for ev in evs]  # fmt: skip
         self.obj_scores = np.full((n, t), -np.inf)  # a detected object shown as a tag under its word
         for i, ev in enumerate(evs):
             for name, sc in ev.objects.items():
@@ -117,7 +121,7 @@ class Grid:
         cbar = np.full(len(self.terms), np.inf)
         cbar[self.cat_cols] = [params.per_category.get(c, params.category_bar) for c in v.categories]
         lpass = np.where(self.label_scores >= lthr, self.label_scores, -np.inf)
-        cpass = np.where(self.cat_best >= cbar, self.cat_scores, -np.inf)
+        cpass = np.where(self.cat_best >= cbar, self.cat_scores, self.cat_mass)
         scores = np.maximum(np.maximum(lpass, self.obj_scores), cpass)
         key = np.where(lpass >= scores, self.label_key, np.where(self.obj_scores >= scores, self.obj_key, self.cat_key))
         order = np.lexsort((np.broadcast_to(key, scores.shape), -scores), axis=-1)[:, : params.max_tags]

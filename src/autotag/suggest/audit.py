@@ -227,7 +227,9 @@ class ConsumerAuditor:
                 if term in self._label_pos:
                     scored.append((float(ev.label_scores[self._label_pos[term]]), f"label {term}"))
                 if term in self._cat_pos:
-                    scored.append((float(ev.category_scores[self._cat_pos[term]]), f"category {term}"))
+                    j = self._cat_pos[term]
+                    by_mass = 0.0 if ev.category_mass is None else float(ev.category_mass[j])
+                    scored.append((max(float(ev.category_scores[j]), by_mass), f"category {term}"))
                 if term in self._coco and self._coco[term] in ev.objects:
                     scored.append((ev.objects[self._coco[term]], f"detected {term}"))
             rel, why = max(scored)

@@ -322,7 +322,7 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         for i, row in enumerate(probs):
             ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount,
                           member_bars(self.consumer, p), None, p.category_mass)
-            cats = np.where(ev.category_best >= self._bars, ev.category_scores, 0.0)
+            cats = ev.earned_categories(self._bars)
             for j in range(len(self.tag_names)):
                 best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]],
                            default=0.0)  # fmt: skip

@@ -115,6 +115,14 @@ class Evidence:
     category_best: np.ndarray  # (C,) its best single member (label or object): what earns a category
     category_scores: np.ndarray  # (C,) its score once earned: the best member, or its sure members summed
     objects: dict[str, float]  # COCO name -> best detection score
+    # (C,) where its classes' summed mass reached its `category_mass` bar, that mass above chance: the
+    # category's score when no member earns it (a member that does keeps the score, and the label first)
+    category_mass: np.ndarray | None = None
+
+    def earned_categories(self, bars: np.ndarray) -> np.ndarray:
+        """(C,) each category's score where its members reach `bars` or its mass earned it, else 0."""
+        members = np.where(self.category_best >= bars, self.category_scores, 0.0)
+        return members if self.category_mass is None else np.where(members > 0, members, self.category_mass)
 
 
 def _label_thresholds(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray:
@@ -174,6 +182,7 @@ def evidence(
         if member_floor < 1.0:
             np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
     cat_pos = {c: j for j, c in enumerate(vocab.categories)}
+    by_mass = np.zeros(len(vocab.categories))
     if category_mass and len(vocab.group_starts):
         mass, share = np.zeros(len(vocab.categories)), np.zeros(len(vocab.categories))
         np.add.at(mass, vocab.group_category, np.add.reduceat(raw[vocab.group_classes], vocab.group_starts))
@@ -183,7 +192,7 @@ def evidence(
             if mass[j] >= bar:
                 score = float(_above_chance(mass[j], share[j])) if chance_discount else float(mass[j])
                 for c in vocab.implied.get(name, (name,)):
-                    best[cat_pos[c]] = max(best[cat_pos[c]], score)
+                    by_mass[cat_pos[c]] = max(by_mass[cat_pos[c]], score)
     objects: dict[str, float] = {}
     for det in detections:
         entry = vocab.coco.get(det.label)
@@ -198,7 +207,7 @@ def evidence(
             raise AutotagError(f"scene word {word!r} is no category of {vocab.path}")
         for c in vocab.implied.get(word, (word,)):
             best[cat_pos[c]] = max(best[cat_pos[c]], float(score))
-    return Evidence(labels, best, np.maximum(best, summed), objects)
+    return Evidence(labels, best, np.maximum(best, summed), objects, by_mass)
 
 
 def consumer_tags(
@@ -241,8 +250,9 @@ def tags_from_evidence(ev: Evidence, probs: np.ndarray, vocab: ConsumerVocabular
     for name, score in ev.objects.items():
         offer(Tag(vocab.coco[name].label, score, f"coco:{name}", "object"))
     bars = np.array([params.per_category.get(c, params.category_bar) for c in vocab.categories])
-    for j in np.flatnonzero(ev.category_best >= bars):
-        offer(Tag(vocab.categories[j], float(ev.category_scores[j]), vocab.categories[j], "category"))
+    earned = ev.earned_categories(bars)
+    for j in np.flatnonzero(earned > 0):
+        offer(Tag(vocab.categories[j], float(earned[j]), vocab.categories[j], "category"))
     if not best:
         return []
     cat_order = {c: j for j, c in enumerate(vocab.categories)}
