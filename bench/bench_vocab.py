@@ -29,10 +29,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_consumer import DEFAULT_DIR, load_set, view_probabilities  # noqa: E402
 
 TAXONOMY = ROOT / "src" / "autotag" / "taxonomy"
+SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"  # scripts/train_scenes.py --oof
+EMBEDDINGS = ROOT / ".cache" / "bench" / "scenes"  # shared with scripts/train_scenes.py
 
 
-def evaluate(suggester: Any, probs: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    out = suggester.evaluate(probs, truth)
+def evaluate(suggester: Any, probs: np.ndarray, truth: np.ndarray, scenes: Any = None) -> dict[str, Any]:
+    out = suggester.evaluate(probs, truth, scenes=scenes)
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -43,24 +45,58 @@ def consumer_mapping(vocab: Any, classes: Any = None) -> Any:
     return map_onto_consumer(vocab, default_consumer(), classes)
 
 
-def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndarray) -> tuple[Any, dict]:
+def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
+    """Each picture's scene words as the tagger sees them: on the FIT split from the scene models that
+    did not see the picture (scripts/train_scenes.py --oof), on the TEST split from the shipped ones
+    (embeddings cached per picture); None without the out-of-fold file (run train_scenes.py --oof)."""
+    import hashlib
+
+    from autotag.heads.scenes import scene_evidence
+
+    if not SCENES_OOF.is_file():
+        print(f"no {SCENES_OOF}: hashtags without scene words (scripts/train_scenes.py --oof {SCENES_OOF})")
+        return None
+    oof = json.loads(SCENES_OOF.read_text())
+    EMBEDDINGS.mkdir(parents=True, exist_ok=True)
+    out, tagger = [], None
+    for e in entries:
+        if e["split"] == "fit":
+            out.append(oof.get(e["id"], {}))
+            continue
+        f = EMBEDDINGS / f"efficientnet_lite0-{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.npy"
+        if not f.is_file():
+            from autotag.pipeline import Tagger
+
+            tagger = tagger or Tagger.load(None)
+            np.save(f, tagger.embed([e["path"]])[0])
+        out.append(scene_evidence(np.load(f)))
+    return out
+
+
+def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndarray,
+        scenes: list[dict[str, float]] | None = None) -> tuple[Any, dict]:  # fmt: skip
     from autotag.suggest.hashtags import ConsumerHashtagSuggester, fit_on_pictures
     from autotag.taxonomy.mapping import tag_truth
 
     truth = tag_truth(mapping, vocab, [e["tags"] for e in entries])
     fit = np.array([e["split"] == "fit" for e in entries])
     photo = np.array([e["kind"] == "photo" for e in entries])
+
+    def of(rows: np.ndarray) -> list[dict[str, float]] | None:
+        return None if scenes is None else [scenes[i] for i in np.flatnonzero(rows)]
+
     suggester = ConsumerHashtagSuggester(mapping)
-    points = fit_on_pictures(suggester, probs[fit], truth[fit], meta={
-        "fitted_on": f"fit split of bench/realphotos ({int(fit.sum())} pictures), target precision 0.9",
+    points = fit_on_pictures(suggester, probs[fit], truth[fit], scenes=of(fit), meta={
+        "fitted_on": f"fit split of bench/realphotos ({int(fit.sum())} pictures), target precision 0.9"
+                     + (", out-of-fold scene words" if scenes is not None else ""),
         "date": datetime.date.today().isoformat()})  # fmt: skip
     test = ~fit
     row = {
         "vocabulary": name, "unreachable": mapping.unreachable(), "pooled threshold": round(points.default, 3),
         "per-tag": {k: round(v, 3) for k, v in points.per_tag.items()},
-        "test": evaluate(suggester, probs[test], truth[test]),
-        "test photos": evaluate(suggester, probs[test & photo], truth[test & photo]),
-        "fit": evaluate(suggester, probs[fit], truth[fit]),
+        "test": evaluate(suggester, probs[test], truth[test], of(test)),
+        "test photos": evaluate(suggester, probs[test & photo], truth[test & photo], of(test & photo)),
+        "fit": evaluate(suggester, probs[fit], truth[fit], of(fit)),
     }  # fmt: skip
     return suggester, row
 
@@ -132,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--custom", type=Path, default=ROOT / "bench" / "custom_vocab.yaml")
     ap.add_argument("--write", action="store_true", help="store the shipped hashtag mapping and operating points")
     ap.add_argument("--audit", action="store_true", help="only the audit (right tags kept, wrong tags flagged)")
+    ap.add_argument("--no-scenes", action="store_true", help="hashtags from class probabilities alone (as before)")
     args = ap.parse_args(argv)
 
     entries = load_set(args.dir)
@@ -144,11 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     hashtags = load_vocabulary()
     classes = Mapping.from_dict(json.loads((TAXONOMY / "hashtags_imagenet.json").read_text()))  # reviewed
     shipped_map = consumer_mapping(hashtags, classes)
-    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs)
+    scenes = None if args.no_scenes else scene_words(entries)
+    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs, scenes)
     rows.append(row)
     custom = load_vocabulary(args.custom)
     custom_classes = map_labels(source_labels("imagenet"), custom, use_text=False, source="imagenet")
-    _, row = run(f"{custom.name} (custom, 12 tags)", custom, consumer_mapping(custom, custom_classes), entries, probs)
+    _, row = run(f"{custom.name} (custom, 12 tags)", custom, consumer_mapping(custom, custom_classes), entries, probs,
+                 scenes)  # fmt: skip
     rows.append(row)
     # before: the class-level suggester as shipped (mass over mapped classes, 19-photo operating points)
     old = HashtagSuggester.default()

@@ -105,3 +105,27 @@ def test_a_mountain_wallpaper_gets_sky_and_a_meadow_no_animal(tagger):
     mountains, meadow = ({t.name for t in tagger.tag(p)} for p in (MOUNTAINS, MEADOW))
     assert {"sky", "landscape"} <= mountains, mountains
     assert not mountains & ANIMAL_WORDS and not meadow & ANIMAL_WORDS, (mountains, meadow)
+
+
+def test_hashtags_read_scene_words_like_the_tags():
+    from autotag.suggest.hashtags import ConsumerHashtagSuggester
+    from autotag.taxonomy.mapping import ConsumerMapping
+
+    mapping = ConsumerMapping.from_dict({"vocabulary": "test", "tags": ["sky", "cats"],
+                                         "terms": {"sky": ["sky"], "cats": ["cat"]}})  # fmt: skip
+    suggester = ConsumerHashtagSuggester(mapping)
+    probs = np.full((2, 1000), 1e-3)
+    plain = suggester.scores(probs)
+    seen = suggester.scores(probs, [{"sunset": 0.9}, {}])  # a sunset is sky
+    assert plain[0, 0] == 0.0 and seen[0, 0] == pytest.approx(0.9) and seen[1, 0] == 0.0
+    with pytest.raises(AutotagError, match="scene words"):
+        suggester.scores(probs, [{}])
+
+
+def test_shipped_hashtags_read_the_scene_models(tagger):
+    from autotag.demo import bundled_photo
+    from autotag.suggest.hashtags import iter_hashtags
+
+    # the temple by the lake: its building is a scene word (0.99), not a sure ImageNet class (0.33)
+    (row,) = iter_hashtags([bundled_photo("china")], tagger=tagger)
+    assert row["error"] is None and "architecture" in {t["name"] for t in row["tags"]}, row

@@ -16,7 +16,8 @@ so it needs neither WordNet nor the text model.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Mapping as MappingOf
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,8 @@ from autotag.types import AutotagError, Tag
 DEFAULT_TARGET_PRECISION = 0.90
 # Used only when no validation data has been seen: a tag needs most of the probability mass.
 FALLBACK_THRESHOLD = 0.90
+# each image's scene words, {word: probability} (autotag.heads.scenes.scene_evidence), or None: none read
+SceneWords = Sequence[MappingOf[str, float]] | None
 
 
 
@@ -182,8 +185,9 @@ class HashtagSuggester:
             )
         return np.clip(probs @ self.weights, 0.0, 1.0)
 
-    def scores(self, probs: np.ndarray) -> np.ndarray:
-        """(N, T) tag scores in [0, 1]: the mass above chance, (mass - share) / (1 - share).
+    def scores(self, probs: np.ndarray, scenes: SceneWords = None) -> np.ndarray:
+        """(N, T) tag scores in [0, 1]: the mass above chance, (mass - share) / (1 - share). `scenes`
+        (each image's scene words, heads/scenes.py) are not read: a class-level mapping has no scene words.
 
         A tag behind 40% of the classes (#animals) collects 40% of a diffuse prediction's mass by
         chance; discounting that keeps broad tags from firing on images the model does not know.
@@ -206,10 +210,12 @@ class HashtagSuggester:
         return scores > self.points.ood_threshold
 
     def suggest(
-        self, probs: np.ndarray, embeddings: np.ndarray | None = None, *, logits: np.ndarray | None = None
-    ) -> list[list[Tag]]:
-        """Confident tags per image, best first; an empty list means the suggester abstains."""
-        scores = self.scores(probs)
+        self, probs: np.ndarray, embeddings: np.ndarray | None = None, *, logits: np.ndarray | None = None,
+        scenes: SceneWords = None,
+    ) -> list[list[Tag]]:  # fmt: skip
+        """Confident tags per image, best first; an empty list means the suggester abstains. `scenes`:
+        each image's scene words ({word: probability}, autotag.heads.scenes.scene_evidence)."""
+        scores = self.scores(probs, scenes)
         silenced = (
             self.out_of_domain(logits, embeddings) if (logits is not None or embeddings is not None)
             else np.zeros(len(scores), bool)
@@ -228,6 +234,7 @@ class HashtagSuggester:
         self, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = DEFAULT_TARGET_PRECISION,
         min_positives: int = 30, per_tag_can_lower: bool = False, logits: np.ndarray | None = None,
         ood_kind: str | None = "energy", ood_keep: float = 0.95, meta: dict[str, Any] | None = None,
+        scenes: SceneWords = None,
     ) -> OperatingPoints:  # fmt: skip
         """Choose thresholds on validation data: (N, S) probs, (N, T) 0/1 truth in tag_names order.
 
@@ -237,7 +244,7 @@ class HashtagSuggester:
         the bar are mostly luck. The out-of-domain cut keeps `ood_keep` of the
         validation images (they are in-domain by construction).
         """
-        scores = self.scores(probs)
+        scores = self.scores(probs, scenes)
         truth = np.asarray(truth, bool)
         pooled = precision_first_threshold(scores.ravel(), truth.ravel(), target_precision)
         default = max(pooled if pooled is not None else FALLBACK_THRESHOLD, 0.05)
@@ -255,9 +262,10 @@ class HashtagSuggester:
         self.thresholds = np.array([points.threshold(t) for t in self.tag_names], np.float64)
         return points
 
-    def evaluate(self, probs: np.ndarray, truth: np.ndarray, logits: np.ndarray | None = None) -> dict[str, float]:
+    def evaluate(self, probs: np.ndarray, truth: np.ndarray, logits: np.ndarray | None = None,
+                 scenes: SceneWords = None) -> dict[str, float]:  # fmt: skip
         """Precision of the suggested tags, coverage and recall at the current operating points."""
-        suggestions = self.suggest(probs, logits=logits)
+        suggestions = self.suggest(probs, logits=logits, scenes=scenes)
         col = {t: j for j, t in enumerate(self.tag_names)}
         truth = np.asarray(truth, bool)
         n = sum(len(s) for s in suggestions)
@@ -309,9 +317,9 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         self.embedding_ood = None
         self.thresholds = np.array([self.points.threshold(t) for t in self.tag_names], np.float64)
 
-    def scores(self, probs: np.ndarray) -> np.ndarray:
-        """(N, T): per tag, the best of its labels' and earned categories' scores, or its classes' mass above
-        chance if that is larger."""
+    def scores(self, probs: np.ndarray, scenes: SceneWords = None) -> np.ndarray:
+        """(N, T): per tag, the best of its labels' and earned categories' scores (a scene word earns its
+        category, as in the tags), or its classes' mass above chance if that is larger."""
         from autotag.taxonomy.decisions import evidence, member_bars
 
         probs = np.atleast_2d(np.asarray(probs, np.float64))
@@ -319,9 +327,11 @@ class ConsumerHashtagSuggester(HashtagSuggester):
             raise AutotagError(f"consumer hashtags need {len(self.consumer.imagenet)} ImageNet scores per image")
         p = self.params
         out = np.zeros((len(probs), len(self.tag_names)))
+        if scenes is not None and len(scenes) != len(probs):
+            raise AutotagError(f"{len(scenes)} images' scene words for {len(probs)} images' probabilities")
         for i, row in enumerate(probs):
             ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount,
-                          member_bars(self.consumer, p), None, p.category_mass)
+                          member_bars(self.consumer, p), scenes[i] if scenes is not None else None, p.category_mass)
             cats = ev.earned_categories(self._bars)
             for j in range(len(self.tag_names)):
                 best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]],
@@ -344,13 +354,14 @@ class ConsumerHashtagSuggester(HashtagSuggester):
 
 def fit_on_pictures(
     suggester: HashtagSuggester, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = 0.9,
-    min_positives: int = 8, meta: dict[str, Any] | None = None,
+    min_positives: int = 8, meta: dict[str, Any] | None = None, scenes: SceneWords = None,
 ) -> OperatingPoints:  # fmt: skip
     """Operating points of a target vocabulary fitted on labelled pictures ((N, 1000) probabilities and
     (N, T) truth): a pooled precision-first threshold, and a tag's own (stricter only) where it has
     `min_positives` positives. Never a flat guess: a tag the pictures cannot vouch for gets the pooled one."""
     return suggester.fit_operating_points(
-        probs, truth, target_precision=target_precision, min_positives=min_positives, ood_kind=None, meta=meta
+        probs, truth, target_precision=target_precision, min_positives=min_positives, ood_kind=None, meta=meta,
+        scenes=scenes,
     )
 
 
@@ -371,6 +382,7 @@ def iter_hashtags(
 ) -> Iterator[dict[str, Any]]:
     """The Python form of `autotag hashtags`: one dict per source, in order (path, tags, out_of_domain,
     ood_score, error); a bad image carries its error instead of stopping the batch."""
+    from autotag.heads.scenes import scene_evidence
     from autotag.pipeline import Tagger, softmax
 
     tagger = tagger or Tagger.default()
@@ -381,7 +393,8 @@ def iter_hashtags(
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
-            row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits)[0]]
+            scenes = [scene_evidence(item.embedding)]
+            row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes)[0]]
             ood = suggester.ood_scores(logits)
             row["out_of_domain"] = bool(suggester.out_of_domain(logits)[0])
             row["ood_score"] = round(float(ood[0]), 4) if ood is not None else None
@@ -409,6 +422,7 @@ def fit_vocabulary(
             "fitted_on": "pooled threshold of the shipped hashtags (real-photo benchmark, fit split); "
                          "pass labelled pictures to fit this vocabulary's own"})  # fmt: skip
     from autotag.data import load_dataset
+    from autotag.heads.scenes import scene_evidence
     from autotag.pipeline import Tagger, softmax
 
     data = load_dataset(dataset)
@@ -416,15 +430,16 @@ def fit_vocabulary(
     tagger = tagger or Tagger.default()
     if tagger.model is not None:
         raise AutotagError("fitting a vocabulary over the consumer vocabulary needs the default ImageNet model")
-    probs, words = [], []
+    probs, words, scenes = [], [], []
     for record, item in zip(records, tagger.stream([r.source for r in records], decide=False), strict=True):
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)
+            scenes.append(scene_evidence(item.embedding))
     if not probs:
         raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")
     truth = tag_truth(mapping, vocab, words)
     meta = {"fitted_on": f"{dataset} ({len(probs)} labelled pictures)", "positives": dict(
         zip(mapping.tag_names, (int(x) for x in truth.sum(axis=0)), strict=True))}  # fmt: skip
     return fit_on_pictures(ConsumerHashtagSuggester(mapping), np.stack(probs), truth,
-                           target_precision=target_precision, meta=meta)  # fmt: skip
+                           target_precision=target_precision, meta=meta, scenes=scenes)  # fmt: skip
