@@ -71,8 +71,8 @@ class ConsumerVocabulary:
     group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     label_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) share of the kept classes
     group_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (G,) likewise per group
-    # COCO name -> the ImageNet classes that say the same thing: same label, or the COCO label is one of
-    # their categories (a detected "bird" and the classifier's 59 bird classes)
+    # COCO name -> the ImageNet classes that say the same thing: same label, the COCO label is one of
+    # their categories (a detected "bird" and the classifier's 59 bird classes), or its confirmed_by
     coco_support: dict[str, np.ndarray] = field(default_factory=dict)
 
     def label_categories(self, label: str) -> tuple[str, ...]:
@@ -101,7 +101,8 @@ class ConsumerVocabulary:
 
     def object_support(self, probs: np.ndarray, coco_name: str) -> float:
         """How sure the classifier is of what a detected COCO class names: the summed probability of the
-        ImageNet classes with the same label or category (0 when it has none, e.g. "sports ball")."""
+        ImageNet classes with the same label or category, or named by its `confirmed_by` (0 when it has
+        none, e.g. "toothbrush")."""
         classes = self.coco_support.get(coco_name)
         return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
 
