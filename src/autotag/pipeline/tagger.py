@@ -23,7 +23,7 @@ from autotag.config import Settings, load_settings
 from autotag.encoders import Encoder, create_encoder
 from autotag.ingest import ImageError, Source, content_hash, decode_with_info, source_bytes, source_name
 from autotag.ingest.read import pixels_hash
-from autotag.pipeline.decide import TagOptions, default_tags, named_objects
+from autotag.pipeline.decide import TagOptions, default_tags, named_objects, softmax
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers
@@ -201,7 +201,7 @@ class Tagger:
             return
         if self.model is None:
             for item in done:
-                item.objects = named_objects(item.detections)
+                item.objects = named_objects(item.detections, softmax(item.logits))
                 item.tags = default_tags(item, options)
             return
         typed = [user_tags_for(user_tags, i.source) for i in done]
