@@ -224,10 +224,9 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     # the most noise: scores above chance, a class floor, categories on their best member alone.
     se = float(np.sqrt(top[3] * (1 - top[3]) / max(int(photos.sum()), 1)))
     near = [r for r in usable if r[1] >= top[1] - se]
-    # ... except the confirm rule: on a tie it stays on, because the objects facet (boxes) reads it too
-    # and finds 17 of the 24 FIT objects with it, 8 without (bench/bench_objects.py)
+    # (the tags' confirm rule included: off unless it earns its place; the objects facet has its own)
     best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
-                                    r[2].member_ratio, r[2].detection_min, -r[2].confirm_min, r[1]))  # fmt: skip
+                                    r[2].member_ratio, r[2].detection_min, r[2].confirm_min, r[1]))  # fmt: skip
     params = best[2]
     evs = evidences(probs, dets, params, scenes)
     grid = Grid(entries, evs, vocab, like=grid)

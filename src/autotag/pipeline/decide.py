@@ -98,10 +98,11 @@ def limited(tags: Sequence[Tag], options: TagOptions) -> list[Tag]:
 
 def named_objects(detections: Sequence[Detection] | None, probs: np.ndarray | None = None) -> list[Detection] | None:
     """The objects facet: what the detector found at its own operating point (OBJECTS_MIN_SCORE, chosen
-    for finding objects, bench_detector), plus weaker detections the classifier confirms (the decisions'
-    confirm rule, given `probs`), whose class is not on the never list, named by the consumer vocabulary,
-    best first. A detection becomes a *tag* only at the stricter fitted `detection_min` or confirmed
-    (consumer_tags): a box is a finding to show, a tag is a word to search by."""
+    for finding objects, bench_detector), plus weaker detections the classifier confirms (the objects
+    facet's confirm rule, `objects_confirm_*`, given `probs`), whose class is not on the never list, named
+    by the consumer vocabulary, best first. A detection becomes a *tag* only at the stricter fitted
+    `detection_min` (or the tags' own confirm rule, consumer_tags): a box is a finding to show, a tag is a
+    word to search by."""
     if detections is None:
         return None
     vocab, params = default_consumer(), default_params()
@@ -112,8 +113,8 @@ def named_objects(detections: Sequence[Detection] | None, probs: np.ndarray | No
             continue
         confirmed = (
             probs is not None
-            and found.score >= params.confirm_min
-            and vocab.object_support(probs, found.label) >= params.confirm_support
+            and found.score >= params.objects_confirm_min
+            and vocab.object_support(probs, found.label) >= params.objects_confirm_support
         )
         if found.score >= OBJECTS_MIN_SCORE or confirmed:
             out.append(replace(found, name=entry.label))
