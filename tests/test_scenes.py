@@ -43,6 +43,8 @@ def test_scene_heads_round_trip_and_report_only_words_above_their_threshold(tmp_
     again = SceneHeads.load(tmp_path / "scenes.json")
     assert again.words == ("sky", "sea") and again.found(x) == pytest.approx(found)
     assert scene_evidence(np.ones(5, np.float32), heads) == {}  # another encoder's embedding: no scene words
+    assert scene_evidence(x, heads, encoder="some_encoder") == found
+    assert scene_evidence(x, heads, encoder="efficientnet_lite2") == {}  # same size, another space
     with pytest.raises(AutotagError, match="8-d embeddings"):
         heads.probabilities(np.ones((1, 5)))
     with pytest.raises(AutotagError, match="does not exist"):

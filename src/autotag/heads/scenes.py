@@ -97,10 +97,15 @@ def default_scene_heads() -> SceneHeads | None:
     return SceneHeads.load() if SCENES_PATH.is_file() else None
 
 
-def scene_evidence(embedding: np.ndarray | None, heads: SceneHeads | None = None) -> dict[str, float]:
-    """The scene words an embedding earns, with their probabilities; {} when no scene model reads
-    embeddings of this size (another encoder) or there is no embedding."""
+def scene_evidence(
+    embedding: np.ndarray | None, heads: SceneHeads | None = None, encoder: str | None = None
+) -> dict[str, float]:
+    """The scene words an embedding earns, with their probabilities; {} when the scene models read
+    another encoder's embeddings (`encoder`, its registered name, when known; else by size) or there is
+    no embedding. EfficientNet-Lite1/2 embed in 1280 dimensions too, but not in Lite0's space."""
     heads = heads if heads is not None else default_scene_heads()
     if heads is None or embedding is None or np.asarray(embedding).size != heads.dim:
+        return {}
+    if encoder is not None and encoder != heads.encoder:
         return {}
     return heads.found(embedding)

@@ -61,12 +61,13 @@ def imagenet_tags(probs: np.ndarray, options: TagOptions | None = None, ancestor
     return list(best.values())[: options.max_tags]
 
 
-def default_tags(item: Item, options: TagOptions) -> list[Tag]:
+def default_tags(item: Item, options: TagOptions, encoder: str | None = None) -> list[Tag]:
     """The default model's tags of one encoded item: consumer labels, detected objects and categories
     (may be empty: nothing is sure), or for art its style and only the content that survives it."""
     assert item.logits is not None
     # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models
-    tags = consumer_tags(softmax(item.logits), item.detections or (), scenes=scene_evidence(item.embedding))
+    scenes = scene_evidence(item.embedding, encoder=encoder)  # `encoder`: the embedding's, when known
+    tags = consumer_tags(softmax(item.logits), item.detections or (), scenes=scenes)
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)

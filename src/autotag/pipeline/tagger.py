@@ -202,7 +202,7 @@ class Tagger:
         if self.model is None:
             for item in done:
                 item.objects = named_objects(item.detections, softmax(item.logits))
-                item.tags = default_tags(item, options)
+                item.tags = default_tags(item, options, self.encoder.spec.name)
             return
         typed = [user_tags_for(user_tags, i.source) for i in done]
         # the stored rule is usually top-k-predicted: k comes from the model's label-count head

@@ -393,7 +393,7 @@ def iter_hashtags(
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
-            scenes = [scene_evidence(item.embedding)]
+            scenes = [scene_evidence(item.embedding, encoder=tagger.encoder.spec.name)]
             row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes)[0]]
             ood = suggester.ood_scores(logits)
             row["out_of_domain"] = bool(suggester.out_of_domain(logits)[0])
@@ -435,7 +435,7 @@ def fit_vocabulary(
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)
-            scenes.append(scene_evidence(item.embedding))
+            scenes.append(scene_evidence(item.embedding, encoder=tagger.encoder.spec.name))
     if not probs:
         raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")
     truth = tag_truth(mapping, vocab, words)
