@@ -239,6 +239,12 @@ def _fit_with_folds(
     return w[:, 0], float(b[0]), out[:n_pos], out[n_pos:]
 
 
+def just_above(score: float) -> float:
+    """The next float32 above `score`: scores are float32, and numpy compares them with a Python float
+    in float32, where a step smaller than float32's would vanish."""
+    return float(np.nextafter(np.float32(score), np.float32(np.inf)))
+
+
 def share_above(sorted_scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """The share of `sorted_scores` (ascending) at or above each cut."""
     return (len(sorted_scores) - np.searchsorted(sorted_scores, cuts, side="left")) / len(sorted_scores)
@@ -277,10 +283,10 @@ def fit_threshold(
         if len(reached):
             threshold, estimate = float(cuts[reached[-1]]), float(precision[reached[-1]])
         else:
-            threshold = float(cuts[0]) + 1e-6
+            threshold = just_above(cuts[0])
     else:
         above = int(FALLBACK_SHARE * n_u)  # this many unlabelled pictures may score at or above the cut
-        threshold = float(np.nextafter(unlabelled[n_u - 1 - above], np.inf))
+        threshold = just_above(unlabelled[n_u - 1 - above])
     if len(rejections):
         judged = np.r_[examples, rejections]
         accepted = np.r_[np.ones(n_e, bool), np.zeros(len(rejections), bool)]
@@ -291,7 +297,7 @@ def fit_threshold(
                     threshold, estimate = float(t), float(accepted[above].mean())
                 break
         else:
-            threshold, estimate = float(judged.max()) + 1e-6, None
+            threshold, estimate = just_above(judged.max()), None
     return threshold, estimate
 
 
