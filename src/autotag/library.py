@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotag.config import Settings, load_settings
-from autotag.heads.learned_tag import TARGET_PRECISION, LearnedTag, TeachingSpace, suggestion_order
+from autotag.heads.learned_tag import TARGET_PRECISION, LearnedTag, TeachingSpace, learned_tags, suggestion_order
 from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, Fingerprint, find_duplicates
 from autotag.index.library_index import LibraryIndex
 from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
@@ -70,8 +70,16 @@ def check_facet_filters(color: str | None, style: str | None, obj: str | None) -
             raise AutotagError(f"unknown object {obj!r}; valid: {', '.join(words)}")
 
 
+def source_label(source: Source) -> str:
+    return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
+
+
 class NotInLibrary(AutotagError):
     """No image with that id is stored."""
+
+
+class UnknownLearnedTag(AutotagError):
+    """No learned tag of that name."""
 
 
 class FileGone(AutotagError):
@@ -112,7 +120,8 @@ class Hit:
 @dataclass
 class Teaching:
     """A learned tag after a change: its model, the stored images that now carry it (best first) and the
-    ones it is least sure about (nearest its threshold first: a judgement there teaches it most)."""
+    ones it is least sure about (nearest its threshold first: a judgement there teaches it most). Hit
+    scores are the model's confidence (LearnedTag.confidence: 0.5 at the threshold)."""
 
     tag: str
     version: int
@@ -555,14 +564,16 @@ class Library:
 
     def describe(self, image: StoredImage) -> dict[str, Any]:
         """A stored image as one record: id, path, its tags from the library's model (else from the
-        model that tagged it) and its facets."""
+        model that tagged it), then its learned tags, and its facets."""
         predictions = self.store.predictions(image.id)
-        models = list(dict.fromkeys(p.model for p in predictions))
+        learned = self.store.LEARNED_MODEL
+        models = list(dict.fromkeys(p.model for p in predictions if p.model != learned))
         chosen = self.model_name if self.model_name in models else (models[0] if models else None)
         return {
             "id": image.id,
             "path": image.source,
-            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen],
+            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen]
+            + [p.to_tag().to_dict() for p in sorted(predictions, key=lambda p: -p.score) if p.model == learned],
             **(self.facets(image.id) or {}),
         }
 
@@ -733,8 +744,11 @@ class Library:
             if isinstance(image, (int, np.integer)):
                 ids.append(self.require(int(image)).id)
                 continue
-            data = image if isinstance(image, bytes) else load_source(str(image))
-            decode_image(data, min_side=8, max_pixels=self.settings.max_pixels)  # unreadable: ImageError now
+            try:
+                data = image if isinstance(image, bytes) else load_source(str(image))
+                decode_image(data, min_side=8, max_pixels=self.settings.max_pixels)  # unreadable: fail now
+            except ImageError as exc:
+                raise ImageError(f"{source_label(image)}: {exc}") from exc
             found = self.store.get_image_by_hash(content_hash(data))
             ids.append(found.id if found is not None else None)
             if ids[-1] is None:
@@ -782,9 +796,7 @@ class Library:
             raise AutotagError(f"image {min(both)} is given both as an example of {name!r} and as not one")
         kept = set(known.examples if known else ()) - set(rejected_ids)
         if not kept and not example_ids:
-            raise AutotagError(
-                f"teaching {name!r} needs at least one example picture: autotag teach {name!r} PHOTO... --db LIB"
-            )
+            raise AutotagError(f"teaching {name!r} needs at least one example picture (none given or kept)")
         stored = self.store.judge_for_tag(name, example_ids, rejected_ids)
         return self._retrain(stored, suggestions, target_precision)
 
@@ -819,7 +831,7 @@ class Library:
     def _unknown_learned(self, name: str) -> AutotagError:
         known = [t.name for t in self.store.learned_tags()]
         listed = ", ".join(known) if known else "none yet; teach one with `autotag teach TAG PHOTO... --db LIB`"
-        return AutotagError(f"no learned tag {name!r}; learned tags: {listed}")
+        return UnknownLearnedTag(f"no learned tag {name!r}; learned tags: {listed}")
 
     def _retrain(self, stored: StoredLearnedTag, suggestions: int, target_precision: float) -> Teaching:
         ids, vectors, space = self._teaching_space()
@@ -834,8 +846,9 @@ class Library:
         model = space.teach(stored.name, vectors[ex_rows], vectors[rej_rows] if rej_rows else None,
                             judged_rows=ex_rows + rej_rows, target_precision=target_precision)  # fmt: skip
         scores = space.scores(model)
-        tagged = {int(ids[r]): float(scores[r]) for r in np.flatnonzero(scores >= model.threshold)}
-        tagged |= {int(ids[r]): float(scores[r]) for r in ex_rows}
+        shown = model.confidence(scores)
+        tagged = {int(ids[r]): float(shown[r]) for r in np.flatnonzero(scores >= model.threshold)}
+        tagged |= {int(ids[r]): float(shown[r]) for r in ex_rows}
         for r in rej_rows:
             tagged.pop(int(ids[r]), None)
         version = self.store.save_learned_model(stored.name, model.to_bytes().decode(), examples=model.examples,
@@ -854,6 +867,7 @@ class Library:
         ids, vectors, space = self._teaching_space()
         if scores is None:
             scores = space.scores(model, vectors)
+        shown = model.confidence(scores)
         judged = set(stored.examples) | set(stored.rejections)
         row_judged = [r for r, i in enumerate(ids) if int(i) in judged]
         rejected = set(stored.rejections)
@@ -865,12 +879,12 @@ class Library:
                 continue
             image = self.store.get_image(image_id)
             if image is not None:
-                hits.append(Hit(image, float(scores[r])))
+                hits.append(Hit(image, float(shown[r])))
         offered = []
         for r in suggestion_order(scores, model.threshold, row_judged)[: max(0, suggestions)]:
             image = self.store.get_image(int(ids[r]))
             if image is not None:
-                offered.append(Hit(image, float(scores[r])))
+                offered.append(Hit(image, float(shown[r])))
         return Teaching(stored.name, version, model, hits, offered)
 
     def learned_models(self) -> dict[str, LearnedTag]:
@@ -883,15 +897,7 @@ class Library:
 
     def learned_tags_for(self, embeddings: np.ndarray) -> list[list[Tag]]:
         """The learned tags (kind "learned") each embedding earns, best first."""
-        embeddings = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
-        out: list[list[Tag]] = [[] for _ in range(len(embeddings))]
-        for name, model in self.learned_models().items():
-            if model.weights.shape[0] != embeddings.shape[1]:
-                continue  # taught on another encoder's embeddings
-            for i, score in enumerate(model.scores(embeddings)):
-                if score >= model.threshold:
-                    out[i].append(Tag(name, float(score), f"learned:{name}", "learned"))
-        return [sorted(tags, key=lambda t: -t.score) for tags in out]
+        return learned_tags(self.learned_models(), embeddings)
 
     def _tag_learned(self, image_ids: Sequence[int], embeddings: np.ndarray) -> list[list[Tag]]:
         """Give new images the learned tags they earn, stored as predictions of the "learned" model."""

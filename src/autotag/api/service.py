@@ -101,6 +101,8 @@ class Service:
             from autotag.ingest import ImageError
 
             raise ImageError(item.error)
+        if tagger.encoder.spec.name == self.library.tagger.encoder.spec.name:  # the library's learned tags too
+            item.tags = [*item.tags, *self.library.learned_tags_for(item.embedding[None])[0]]
         record = item.to_dict()
         return {
             "model": model or self.default_model,
@@ -148,7 +150,7 @@ class Service:
         store = self.library.store
         out = image.to_dict()
         predictions = store.predictions(image.id)
-        models = list(dict.fromkeys(p.model for p in predictions))
+        models = list(dict.fromkeys(p.model for p in predictions if p.model != store.LEARNED_MODEL))
         if model in models:
             chosen = model
         elif self.default_model in models:
@@ -156,7 +158,10 @@ class Service:
         else:
             chosen = models[0] if models else None
         out["model"] = chosen
-        out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen]
+        learned = store.LEARNED_MODEL
+        out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen and chosen != learned] + [
+            p.to_tag().to_dict() for p in sorted(predictions, key=lambda p: -p.score) if p.model == learned
+        ]
         out.update(self.library.facets(image.id) or {})
         out["thumbnail_url"] = f"/v1/images/{image.id}/thumbnail?size=256"
         feedback = store.feedback(image.id)
@@ -210,6 +215,27 @@ class Service:
             "stored": len(actions),
             "feedback": [_feedback_dict(f) for f in store.feedback(image_id)],
         }
+
+    # ------------------------------------------------------------------ learned tags
+    def learned_tags(self) -> dict[str, Any]:
+        store = self.library.store
+        return {"tags": [t.to_dict() | {"images": store.count_images(t.name)} for t in self.library.learned_tags()]}
+
+    def teach(self, tag: str, examples: Sequence[int], rejections: Sequence[int], suggestions: int) -> dict[str, Any]:
+        return self._learned_dict(self.library.teach(tag, list(examples), list(rejections), suggestions=suggestions))
+
+    def learned_tag(self, tag: str, suggestions: int) -> dict[str, Any]:
+        return self._learned_dict(self.library.learned(tag, suggestions=suggestions))
+
+    def forget_tag(self, tag: str) -> None:
+        self.library.forget_tag(tag)
+
+    @staticmethod
+    def _learned_dict(taught: Any) -> dict[str, Any]:
+        out = taught.to_dict()
+        for hit in (*out["images"], *out["suggestions"]):
+            hit["thumbnail_url"] = f"/v1/images/{hit['id']}/thumbnail?size=256"
+        return out
 
     def thumbnail(self, image_id: int, size: int) -> bytes:
         return self.library.thumbnail(image_id, size)

@@ -141,4 +141,7 @@ def emit(
 
 
 def main() -> None:
+    from autotag.cli.teach import spread_not
+
+    sys.argv = spread_not(sys.argv)
     app()

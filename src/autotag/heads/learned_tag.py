@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from autotag.types import AutotagError
+from autotag.types import AutotagError, Tag
 
 FORMAT_VERSION = 1
 TARGET_PRECISION = 0.9
@@ -142,6 +142,10 @@ class LearnedTag:
 
     def applies(self, embeddings: np.ndarray) -> np.ndarray:
         return self.scores(embeddings) >= self.threshold
+
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as shown beside other tags, in (0, 1): 0.5 at the threshold, rising with the margin."""
+        return 1.0 / (1.0 + np.exp(-(np.asarray(scores, np.float64) - self.threshold)))
 
     def summary(self) -> str:
         judged = f"learned from {self.examples} example{'s' * (self.examples != 1)}"
@@ -379,3 +383,18 @@ def suggestion_order(scores: np.ndarray, threshold: float, judged: Sequence[int]
     if len(judged):
         order = order[~np.isin(order, np.asarray(judged, np.int64))]
     return order
+
+
+def learned_tags(models: Mapping[str, LearnedTag], embeddings: np.ndarray) -> list[list[Tag]]:
+    """The learned tags (kind "learned", id "learned:NAME") each embedding earns, best first. Models
+    taught on another encoder's embeddings (another size) are passed over."""
+    embeddings = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+    out: list[list[Tag]] = [[] for _ in range(len(embeddings))]
+    for name, model in models.items():
+        if model.weights.shape[0] != embeddings.shape[1]:
+            continue
+        scores = model.scores(embeddings)
+        shown = model.confidence(scores)
+        for i in np.flatnonzero(scores >= model.threshold):
+            out[i].append(Tag(name, float(shown[i]), f"learned:{name}", "learned"))
+    return [sorted(tags, key=lambda t: -t.score) for tags in out]
