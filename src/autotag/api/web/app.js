@@ -277,7 +277,7 @@ async function teach(word, examples, rejections) {
 async function judge(word, id, yes) {
   try {
     const taught = await teach(word, yes ? [id] : [], yes ? [] : [id]);
-    teachStatus(`Saved: image ${id} ${yes ? "is" : "is not"} “${taught.tag}”. ${taught.summary}, ${taught.images.length} pictures carry it.`);
+    teachStatus(`Saved: image ${id} ${yes ? "is" : "is not"} “${taught.tag}” (${taught.summary}, ${taught.images.length} pictures carry it).`);
   } catch (err) {
     teachStatus(`Could not teach “${word}”: ${err.message}`, true);
   }
@@ -391,7 +391,7 @@ function init() {
     if (!state.selected.size) return;
     try {
       const taught = await teach(word, [...state.selected], []);
-      teachStatus(`Taught “${taught.tag}”: ${taught.summary}, ${taught.images.length} pictures carry it.`);
+      teachStatus(`Taught “${taught.tag}” (${taught.summary}, ${taught.images.length} pictures carry it).`);
       setSelecting(false);
     } catch (err) {
       teachStatus(`Could not teach “${word}”: ${err.message}`, true);
