@@ -49,7 +49,9 @@ def load_set(folder: Path = DEFAULT_DIR, build: bool = False) -> list[dict[str, 
     dataset = load_dataset(f"realphotos:{folder}")
     pictures = dataset.info["pictures"]
     return [{"id": pictures[r.source]["id"], "path": r.source, "split": r.split, "kind": pictures[r.source]["kind"],
-             "tags": list(r.labels), "wrong": list(pictures[r.source].get("wrong", []))}
+             "tags": list(r.labels), "wrong": list(pictures[r.source].get("wrong", [])),
+             "people": str(pictures[r.source].get("people", "0")),
+             "objects": list(pictures[r.source].get("objects", []))}
             for r in dataset.records]  # fmt: skip
 
 
@@ -78,6 +80,27 @@ def view_probabilities(entries: Sequence[dict[str, Any]], view_set: str, merge: 
     return np.stack(out)
 
 
+def detections(entries: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """Each picture's detections by the default object detector (label, score, box), cached per picture
+    as JSON; decoded as the tagger does (long side at least the detector's input, letter-boxed)."""
+    from autotag.config import load_settings
+    from autotag.ingest import decode_with_info, load_source
+    from autotag.pipeline import load_detector
+    from autotag.types import Detection
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    detector = load_detector(load_settings())  # keyed by its input size and floor: the default may change
+    out = []
+    for e in entries:
+        f = CACHE / f"{e['id']}-{_digest(e['path'])}-detections-{detector.input_size}-{detector.min_score}.json"
+        if not f.is_file():
+            im, _ = decode_with_info(load_source(e["path"]), min_side=224, max_pixels=encoder_max_pixels(),
+                                     min_long_side=detector.input_size)  # fmt: skip
+            f.write_text(json.dumps([d.to_dict() for d in detector.detect([im])[0]]))
+        out.append([Detection(d["label"], d["score"], tuple(d["box"])) for d in json.loads(f.read_text())])
+    return out
+
+
 def encoder_max_pixels() -> int:
     from autotag.config import load_settings
 
@@ -92,10 +115,34 @@ def today_tags(probs: np.ndarray) -> list[list[str]]:
     return [[t.name for t in imagenet_tags(p, TagOptions())] for p in probs]
 
 
-def consumer_names(probs: np.ndarray, params: Any = None) -> list[list[str]]:
+def consumer_names(probs: np.ndarray, params: Any = None,
+                   dets: Sequence[Sequence[Any]] | None = None) -> list[list[str]]:  # fmt: skip
     from autotag.taxonomy.decisions import consumer_tags
 
-    return [[t.name for t in consumer_tags(p, (), params=params)] for p in probs]
+    dets = dets if dets is not None else [()] * len(probs)
+    return [[t.name for t in consumer_tags(p, d, params=params)] for p, d in zip(probs, dets, strict=True)]
+
+
+PEOPLE_WORDS = frozenset({"person", "people", "1 person", "2 people", "group of people"})
+
+
+def people_and_objects(entries: Sequence[dict[str, Any]], shown: Sequence[Sequence[str]],
+                       dets: Sequence[Sequence[Any]]) -> dict[str, Any]:  # fmt: skip
+    """People: pictures with a visible person (manifest `people` > 0) whose shown tags say person/people.
+    Objects: the manifest's COCO `objects` found by the detections the decisions keep (detection_min),
+    and kept detections of a class the manifest does not list (extra; may be small, unlisted things)."""
+    from autotag.taxonomy.decisions import default_params
+
+    cut = default_params().detection_min
+    with_people = [i for i, e in enumerate(entries) if e["people"] not in ("0", "")]
+    found = sum(1 for i in with_people if PEOPLE_WORDS & {w.strip() for t in shown[i] for w in t.split(",")})
+    listed = hit = extra = 0
+    for e, d in zip(entries, dets, strict=True):
+        kept = {x.label for x in d if x.score >= cut}
+        listed += len(e["objects"])
+        hit += len(kept & set(e["objects"]))
+        extra += len(kept - set(e["objects"]))
+    return {"people": f"{found}/{len(with_people)}", "objects": f"{hit}/{listed}", "extra objects": extra}
 
 
 # -- metrics --------------------------------------------------------------------------------------------
@@ -185,13 +232,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--splits", default="fit,test", help="which splits to print (fit while fitting)")
     ap.add_argument("--speed", action="store_true", help="time every view set (interleaved rounds)")
     ap.add_argument("--table", action="store_true", help="per-picture table of the printed splits")
+    ap.add_argument("--objects", action="store_true",
+                    help="also the default tagger with the object detector (detections cached per picture)")
     ap.add_argument("--json", type=Path, help="write the rows here")
     args = ap.parse_args(argv)
 
     entries = load_set(args.dir, args.build)
     center = view_probabilities(entries, "center")
     name = f"consumer ({args.views})"
-    shown = {"today": today_tags(center), name: consumer_names(view_probabilities(entries, args.views, args.merge))}
+    probs = view_probabilities(entries, args.views, args.merge)
+    shown = {"today": today_tags(center), name: consumer_names(probs)}
+    dets = None
+    if args.objects:  # the default tagger: the same decisions with the detector's detections
+        dets = detections(entries)
+        shown[f"{name} + objects"] = consumer_names(probs, dets=dets)
     if args.compare_views:
         for v in VIEW_SETS:
             for merge in ("mean", "max"):
@@ -201,6 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"real-photo benchmark, {len(entries)} pictures, {datetime.date.today()}, {platform.machine()} "
           f"{os.cpu_count()} CPUs (shared)")  # fmt: skip
     print_rows(rows)
+    if dets is not None:
+        for split in splits:
+            for kind in ("photo", "all"):
+                idx = [i for i, e in enumerate(entries) if e["split"] == split and kind in ("all", e["kind"])]
+                for tagger, tags in shown.items():
+                    po = people_and_objects([entries[i] for i in idx], [tags[i] for i in idx], [dets[i] for i in idx])
+                    print(f"{split} {kind} {tagger}: people found {po['people']}, objects found {po['objects']} "
+                          f"(+{po['extra objects']} unlisted)")  # fmt: skip
     if args.table:
         for i, e in enumerate(entries):
             if e["split"] in splits:

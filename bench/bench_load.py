@@ -21,7 +21,6 @@ import io
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from autotag.testing.server import free_port
+from autotag.testing.server import start_server as start_server_process
 
 MIX = {"tag": 0.30, "ingest": 0.25, "similar": 0.20, "get": 0.25}
 PHOTOS = (
@@ -82,45 +84,14 @@ def photo_pool(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(workdir: Path, port: int, extra: list[str]) -> subprocess.Popen:
-    import httpx
-
     env = {**os.environ, "AUTOTAG_DATA_DIR": str(workdir / "data"), "AUTOTAG_API_KEYS": ""}
-    cmd = [
-        sys.executable,
-        "-c",
-        "from autotag.cli import main; main()",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        str(workdir / "library.db"),
-        "--preload",
-        "--log-level",
-        "warning",
-        *extra,
-    ]
-    proc = subprocess.Popen(cmd, env=env, stderr=open(workdir / "server.log", "wb"))  # noqa: SIM115
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server exited early; see {workdir / 'server.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    sys.exit("server did not start in 180 s")
+    args = ["--db", str(workdir / "library.db"), "--preload", "--log-level", "warning", *extra]
+    log = open(workdir / "server.log", "wb")  # noqa: SIM115 - the server writes it until the end
+    try:
+        return start_server_process(args, port=port, env=env, stderr=log, timeout=180)
+    except RuntimeError as exc:
+        sys.exit(f"{exc}; see {workdir / 'server.log'}")
 
 
 def proc_memory(pid: int) -> dict[str, float]:

@@ -34,8 +34,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from autotag.metrics import normalize_tag  # noqa: E402
 from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer  # noqa: E402
-from autotag.taxonomy.decisions import KIND_ORDER, ConsumerParams, Evidence, evidence, tags_from_evidence  # noqa: E402
-from bench_consumer import DEFAULT_DIR, animal_words, load_set, score, view_probabilities  # noqa: E402
+from autotag.taxonomy.decisions import (  # noqa: E402
+    KIND_ORDER,
+    ConsumerParams,
+    Evidence,
+    evidence,
+    member_bars,
+    tags_from_evidence,
+)  # fmt: skip
+from bench_consumer import DEFAULT_DIR, animal_words, detections, load_set, score, view_probabilities  # noqa: E402
 
 OUT = ROOT / "src" / "autotag" / "taxonomy" / "consumer_fitted.json"
 # A category is never earned on a member below 0.2: on the fit split, categories whose best member
@@ -46,6 +53,10 @@ GRID = {
     "relative": [0.0, 0.3, 0.5],
     "max_tags": [5, 8],
 }
+# With the detector: a detection counts from this score on (the detector itself reports from 0.3).
+DETECTION_MINS = [0.3, 0.4, 0.5]
+# A label backs its categories only from this share of its own threshold on (0: from its file `min`).
+MEMBER_RATIOS = [0.0, 0.5, 1.0]
 MEMBER_FLOORS = [1.0, 0.05, 0.02]  # 1.0: a category's best member alone
 CLASS_FLOORS = [0.05, 0.02, 0.01, 0.0]  # on a tie the stricter one: it ignores more noise
 WRONG_COST = 0.02
@@ -56,9 +67,10 @@ class Grid:
     """The decisions of taxonomy/decisions.py in matrix form over (pictures x terms), so the grid search
     costs milliseconds per setting; `check` compares it with the real function."""
 
-    def __init__(self, entries, evs: list[Evidence], vocab: ConsumerVocabulary) -> None:
+    def __init__(self, entries, evs: list[Evidence], vocab: ConsumerVocabulary, like: Grid | None = None) -> None:
         self.vocab = vocab
-        terms = list(dict.fromkeys([*vocab.labels, *vocab.categories]))
+        coco_words = sorted({e.label for e in vocab.coco.values()})
+        terms = list(dict.fromkeys([*vocab.labels, *vocab.categories, *coco_words]))
         col = {t: i for i, t in enumerate(terms)}
         n, t = len(evs), len(terms)
         self.label_cols = np.array([col[x] for x in vocab.labels])
@@ -69,16 +81,25 @@ class Grid:
         self.cat_scores[:, self.cat_cols] = [ev.category_scores for ev in evs]
         self.cat_best = np.full((n, t), -np.inf)
         self.cat_best[:, self.cat_cols] = [ev.category_best for ev in evs]
+        self.obj_scores = np.full((n, t), -np.inf)  # a detected object shown as a tag under its word
+        for i, ev in enumerate(evs):
+            for name, sc in ev.objects.items():
+                j = col[vocab.coco[name].label]
+                self.obj_scores[i, j] = max(self.obj_scores[i, j], sc)
         cat_order = {c: j for j, c in enumerate(vocab.categories)}
         self.label_key = np.array([KIND_ORDER["label"] * 1000 + cat_order.get(x, 0) for x in terms])
         self.cat_key = np.array([KIND_ORDER["category"] * 1000 + cat_order.get(x, 0) for x in terms])
+        self.obj_key = np.array([KIND_ORDER["object"] * 1000 + cat_order.get(x, 0) for x in terms])
+        self.terms = terms
+        if like is not None and like.terms == terms:  # the truth does not depend on the evidence
+            self.right, self.wrong, self.animal, self.no_animal = like.right, like.wrong, like.animal, like.no_animal
+            return
         self.right = np.array([[x in {normalize_tag(w) for w in e["tags"]} for x in terms] for e in entries])
         self.wrong = np.array([[x in {normalize_tag(w) for w in e["wrong"]} for x in terms] for e in entries])
         self.wrong &= ~self.right
         animals = animal_words()
         self.animal = np.array([x in animals for x in terms])
         self.no_animal = np.array([not set(e["tags"]) & animals for e in entries])
-        self.terms = terms
 
     def shown(self, params: ConsumerParams) -> tuple[np.ndarray, np.ndarray]:
         """(order (N, max_tags) term indices best first, mask of which of them are shown)."""
@@ -90,8 +111,8 @@ class Grid:
         cbar[self.cat_cols] = [params.per_category.get(c, params.category_bar) for c in v.categories]
         lpass = np.where(self.label_scores >= lthr, self.label_scores, -np.inf)
         cpass = np.where(self.cat_best >= cbar, self.cat_scores, -np.inf)
-        scores = np.maximum(lpass, cpass)
-        key = np.where(lpass >= cpass, self.label_key, self.cat_key)
+        scores = np.maximum(np.maximum(lpass, self.obj_scores), cpass)
+        key = np.where(lpass >= scores, self.label_key, np.where(self.obj_scores >= scores, self.obj_key, self.cat_key))
         order = np.lexsort((np.broadcast_to(key, scores.shape), -scores), axis=-1)[:, : params.max_tags]
         top = np.take_along_axis(scores, order, axis=1)
         best = np.where(np.isfinite(top[:, :1]), top[:, :1], 0.0)
@@ -115,6 +136,13 @@ class Grid:
         return [[self.terms[j] for j, m in zip(o, k, strict=True) if m] for o, k in zip(order, mask, strict=True)]
 
 
+def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams) -> list[Evidence]:
+    vocab = default_consumer()
+    bars = member_bars(vocab, params)
+    return [evidence(p, d, vocab, params.detection_min, params.member_floor, params.class_floor,
+                     params.chance_discount, bars) for p, d in zip(probs, dets, strict=True)]  # fmt: skip
+
+
 def shown(evs: list[Evidence], probs: np.ndarray, params: ConsumerParams) -> list[list[Any]]:
     vocab = default_consumer()
     return [tags_from_evidence(ev, p, vocab, params) for ev, p in zip(evs, probs, strict=True)]
@@ -136,19 +164,31 @@ def right_above(entries, tags, name: str, cut: float) -> int:
                if t.name == name and t.score > cut and t.name in e["tags"])  # fmt: skip
 
 
-def fit(entries, probs, min_precision: float) -> tuple[ConsumerParams, dict[str, Any]]:
+def fit(entries, probs, dets, min_precision: float,
+        keep: ConsumerParams | None = None, ratios: list[float] | None = None) -> tuple[ConsumerParams, dict[str, Any]]:
+    """`keep`: take how the evidence adds up (chance discount, member and class floors) from these
+    parameters instead of searching it (a 9x smaller search, for a quick refit)."""
     vocab = default_consumer()
     photos = np.array([e["kind"] == "photo" for e in entries])
     every = np.ones(len(entries), bool)
     animals = animal_words()
     results: list[tuple[bool, float, ConsumerParams, float]] = []  # (precision ok, gain, params, hit@5)
-    for discount, floor, class_floor in itertools.product((True, False), MEMBER_FLOORS, CLASS_FLOORS):
-        evs = [evidence(p, (), vocab, member_floor=floor, class_floor=class_floor, chance_discount=discount)
-               for p in probs]  # fmt: skip
-        grid = Grid(entries, evs, vocab)
+    grid = None
+    for discount, floor, class_floor, det_min, ratio, threshold in itertools.product(
+            [keep.chance_discount] if keep else (True, False), [keep.member_floor] if keep else MEMBER_FLOORS,
+            [keep.class_floor] if keep else CLASS_FLOORS, DETECTION_MINS, ratios or MEMBER_RATIOS,
+            GRID["label_threshold"]):
+        if ratio == 0.0 and threshold != GRID["label_threshold"][0]:
+            continue  # the evidence does not depend on the label threshold: one grid serves them all
+        base = ConsumerParams(label_threshold=threshold, member_floor=floor, class_floor=class_floor,
+                              chance_discount=discount, detection_min=det_min, member_ratio=ratio)  # fmt: skip
+        grid = Grid(entries, evidences(probs, dets, base), vocab, like=grid)
         for values in itertools.product(*GRID.values()):
+            if ratio > 0.0 and values[0] != threshold:
+                continue
             params = ConsumerParams(**dict(zip(GRID, values, strict=True)), member_floor=floor,
-                                    class_floor=class_floor, chance_discount=discount)  # fmt: skip
+                                    class_floor=class_floor, chance_discount=discount, detection_min=det_min,
+                                    member_ratio=ratio)  # fmt: skip
             m_all, m_photo = grid.metrics(params, every), grid.metrics(params, photos)
             bad = m_all["wrong"] + m_all["animal-without-animal"]
             # hit@5 + coverage on the photos, each wrong tag costing about one photo's worth (the
@@ -161,15 +201,16 @@ def fit(entries, probs, min_precision: float) -> tuple[ConsumerParams, dict[str,
     # the most noise: scores above chance, a class floor, categories on their best member alone.
     se = float(np.sqrt(top[3] * (1 - top[3]) / max(int(photos.sum()), 1)))
     near = [r for r in usable if r[1] >= top[1] - se]
-    best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor, r[1]))
+    best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
+                                    r[2].member_ratio, r[2].detection_min, r[1]))  # fmt: skip
     params = best[2]
-    evs = [evidence(p, (), vocab, member_floor=params.member_floor, class_floor=params.class_floor,
-                    chance_discount=params.chance_discount) for p in probs]  # fmt: skip
-    grid = Grid(entries, evs, vocab)
+    evs = evidences(probs, dets, params)
+    grid = Grid(entries, evs, vocab, like=grid)
     slow = [[t.name for t in row] for row in shown(evs, probs, params)]
     assert grid.names(params) == slow, "the matrix form disagrees with taxonomy/decisions.py"
     # raise-only per-label / per-category thresholds against what is still wrong
     for _ in range(10):
+        evs = evidences(probs, dets, params)  # a raised label threshold also raises its member bar
         tags = shown(evs, probs, params)
         bad = offenders(entries, tags, animals)
         changed = False
@@ -183,7 +224,7 @@ def fit(entries, probs, min_precision: float) -> tuple[ConsumerParams, dict[str,
                     changed = True
         if not changed:
             break
-    names = [[t.name for t in row] for row in shown(evs, probs, params)]
+    names = [[t.name for t in row] for row in shown(evidences(probs, dets, params), probs, params)]
     figures = {
         "fit_all": score(entries, names),
         "fit_photos": score([e for e, p in zip(entries, photos, strict=True) if p],
@@ -195,20 +236,31 @@ def fit(entries, probs, min_precision: float) -> tuple[ConsumerParams, dict[str,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the built benchmark (make realphotos)")
-    ap.add_argument("--views", default="center+full")
+    ap.add_argument("--views", default="center", help="the view set the tagger uses (centre crop by default)")
     ap.add_argument("--merge", default="mean")
     ap.add_argument("--min-precision", type=float, default=0.7)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--no-objects", dest="objects", action="store_false",
+                    help="fit without the object detector's detections (as before the detector)")
+    ap.add_argument("--keep-structure", action="store_true",
+                    help="keep the chance discount and member / class floors of --out, search the rest")
+    ap.add_argument("--member-ratio", type=float, help=f"fix it instead of searching {MEMBER_RATIOS}")
     ap.add_argument("--dry-run", action="store_true", help="print, do not write")
     args = ap.parse_args(argv)
 
     entries = [e for e in load_set(args.dir) if e["split"] == "fit"]
     probs = view_probabilities(entries, args.views, args.merge)
-    params, figures = fit(entries, probs, args.min_precision)
+    dets = detections(entries) if args.objects else [[] for _ in entries]
+    keep = ConsumerParams.load(args.out) if args.keep_structure else None
+    old = ConsumerParams.load(args.out) if args.out.is_file() else ConsumerParams()
+    params, figures = fit(entries, probs, dets, args.min_precision, keep,
+                          [args.member_ratio] if args.member_ratio is not None else None)  # fmt: skip
+    params.audit_flag_below = old.audit_flag_below  # fitted by bench/bench_vocab.py --audit, not here
     params.meta = {
-        "fitted_on": f"fit split of bench/realphotos ({len(entries)} pictures), views {args.views} ({args.merge})",
+        "fitted_on": f"fit split of bench/realphotos ({len(entries)} pictures), views {args.views} ({args.merge}), "
+                     + ("with" if args.objects else "without") + " the object detector's detections",
         "date": datetime.date.today().isoformat(), "min_precision": args.min_precision,
-        "views": args.views, "merge": args.merge,
+        "views": args.views, "merge": args.merge, "kept_structure": args.keep_structure,
         **{f"{k}_{m}": round(v, 4) for k, fig in figures.items()
            for m, v in fig.items() if m in ("hit@5", "precision", "coverage", "wrong-rate")},
     }  # fmt: skip

@@ -18,6 +18,19 @@ FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 from autotag.demo import PHOTO_NAMES, write_photos  # noqa: E402,F401  (after the environment is set)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def object_detector_in_the_test_cache() -> None:
+    """The default tagger runs the COCO detector: convert it into the tests' own model cache once, as
+    `make setup` does for the user's cache. Without npm, the tests that need it fail with the tagger's
+    one-line "run make setup" error, and test_detector skips with its reason."""
+    import shutil
+
+    from autotag.encoders.detector_setup import detector_onnx_path, install_detector
+
+    if not detector_onnx_path().is_file() and shutil.which("npm"):
+        install_detector()
+
+
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> dict[str, Path]:
     return write_photos(tmp_path_factory.mktemp("photos"))
@@ -60,6 +73,16 @@ def postgres_url():
         pytest.skip("PostgreSQL server missing (/usr/lib/postgresql/*/bin): apt-get install postgresql")
     with TempPostgres() as server:
         yield server.url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """Each test that takes it runs twice: on a new SQLite file and on a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "lib" / "library.db")
+    from autotag.testing.postgres import create_database
+
+    return create_database(request.getfixturevalue("postgres_url"))
 
 
 # --- the deterministic fake encoder (plumbing tests: API, store, index, distributed, CLI) -----------

@@ -11,7 +11,6 @@ import io
 import os
 import struct
 import time
-import uuid
 import zlib
 from pathlib import Path
 
@@ -30,22 +29,6 @@ from autotag.api.app import create_app  # noqa: E402
 
 MAX_UPLOAD = 3_000_000
 MAX_PIXELS = 40_000_000
-
-
-def _new_postgres_database(base_url: str) -> str:
-    import psycopg
-
-    name = f"autotag_api_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base_url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "lib" / "library.db")
-    return _new_postgres_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -123,12 +106,14 @@ def test_hashtags_and_flagged_user_tags(make_client, sqlite_db, photos):
     pytest.importorskip("autotag.suggest.hashtags", reason="hashtag suggester (area D) not installed")
     pytest.importorskip("autotag.suggest.audit", reason="tag audit (area D) not installed")
     client = make_client(sqlite_db)
-    body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car"}).json()
+    body = client.post("/v1/tag", files=_upload(photos["chelsea"]), data={"user_tags": "cat, car, sunset"}).json()
     assert all(h["kind"] == "hashtag" and 0 < h["score"] <= 1 for h in body["hashtags"])  # may abstain
     assert body["out_of_domain"] is False  # a photo of a cat is what the hashtags know
     flagged = {f["tag"] for f in body["flagged_user_tags"]}
     assert "car" in flagged and "cat" not in flagged
     assert all(f["reason"] for f in body["flagged_user_tags"])
+    # the consumer auditor, as `autotag audit`: no concept for "sunset", so it cannot judge it (not flagged)
+    assert body["cannot_judge_user_tags"] == ["sunset"] and "sunset" not in flagged
     # storing it, and storing it again, answers the same suggestions /v1/tag gives for the picture
     tagged = client.post("/v1/tag", files=_upload(photos["chelsea"])).json()
     first = client.post("/v1/images", files=_upload(photos["chelsea"])).json()
@@ -150,7 +135,7 @@ def test_search_and_captions_follow_accepted_tags(make_client, sqlite_db, photos
 
     assert found("car") == []  # the uploader typed it, the server flagged it: not a search hit
     assert found("kitty") == [cat["id"]]  # typed and not flagged
-    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "leaf")
+    leaf = next(t["name"] for t in cat["tags"] if t["kind"] == "label")
     assert cat["accepted_tags"][0] == leaf and found(leaf) == [cat["id"]]
     feedback = client.post(f"/v1/images/{cat['id']}/feedback", json={"reject": [leaf], "add": ["dandelion"]})
     assert feedback.status_code == 200, feedback.text
@@ -169,6 +154,15 @@ def test_tag_options_change_the_answer(make_client, sqlite_db, photos, fake_mode
     _is_error(client.post("/v1/tag", files=_upload(photos["coffee"]), data={"top_k": "0"}), 422)
     unknown = _is_error(client.post("/v1/tag", files=_upload(photos["coffee"]), data={"model": "resnet9000"}), 400)
     assert "efficientnet_lite0" in unknown["detail"]  # the error lists the valid names
+
+
+def test_tagging_needs_no_database(make_client, photos, tmp_path, fake_model):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    client = make_client(str(blocker / "library.db"))  # this library can never be opened
+    assert client.post("/v1/tag", files=_upload(photos["coffee"])).status_code == 200
+    health = client.get("/healthz").json()
+    assert health["status"] == "degraded" and health["images"] is None and health["model_loaded"] is True
 
 
 def test_tag_keywords_answers_the_file_with_its_tags_inside(make_client, sqlite_db, photos, tmp_path, fake_model):
@@ -474,39 +468,10 @@ def test_bad_requests_are_json_errors(make_client, sqlite_db, photos, fake_model
 
 
 def _start_server(db: str, data_dir: Path, port: int):
-    import subprocess
-    import sys
-    import time
-
-    import httpx
+    from autotag.testing.server import start_server
 
     env = {**os.environ, "AUTOTAG_DATA_DIR": str(data_dir), "AUTOTAG_API_KEYS": ""}
-    cmd = [
-        sys.executable,
-        "-c",
-        "from autotag.testing.fake import register_fake_encoder as r; r(); from autotag.cli import main; main()",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--db",
-        db,
-        "--log-level",
-        "warning",
-    ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start in 90 s")
+    return start_server(["--db", db, "--log-level", "warning"], port=port, env=env)
 
 
 def _batch(photos: dict[str, Path], n: int) -> list[bytes]:
@@ -523,7 +488,6 @@ def _batch(photos: dict[str, Path], n: int) -> list[bytes]:
 def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(photos, tmp_path, fake_model):
     """SIGKILL the server while a client ingests a batch; restart; re-send the whole batch."""
     import signal
-    import socket
     import threading
 
     import httpx
@@ -531,9 +495,9 @@ def test_killed_server_mid_batch_leaves_no_partial_rows_and_the_batch_resumes(ph
     from autotag.store import open_store
 
     db, data_dir = str(tmp_path / "lib" / "library.db"), tmp_path / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from autotag.testing.server import free_port
+
+    port = free_port()
     batch = _batch(photos, 24)  # the fake encoder is quick: enough images that the kill lands mid-batch
     base = f"http://127.0.0.1:{port}"
 

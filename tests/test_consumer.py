@@ -134,6 +134,19 @@ def test_a_detection_earns_its_label_and_categories():
     assert "dog" not in tags and "animal" not in tags  # below detection_min
 
 
+def test_a_category_needs_a_member_near_its_own_bar_unless_detected():
+    # bobsled (snow, sport) at 0.3: above the category bar, below its own label threshold of 0.6
+    sled = probs_of(n02860847=0.3)
+    loose = ConsumerParams(label_threshold=0.6, category_bar=0.2, relative=0.0, chance_discount=False)
+    assert {t.name for t in consumer_tags(sled, params=loose)} == {"snow", "sport"}
+    strict = replace(loose, member_ratio=1.0)  # a member must reach 1.0 x its own threshold
+    assert consumer_tags(sled, params=strict) == []
+    assert {t.name for t in consumer_tags(sled, params=replace(loose, member_ratio=0.5))} == {"snow", "sport"}
+    # a detection still earns its categories whatever the classifier's members say
+    seen = {t.name for t in consumer_tags(sled, [Det("person", 0.8)], params=strict)}
+    assert seen == {"person", "people"}
+
+
 @pytest.fixture(scope="module")
 def default_tagger():
     from autotag.pipeline import Tagger

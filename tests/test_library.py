@@ -7,10 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +15,7 @@ import pytest
 
 import autotag
 from autotag.library import Library
-
-# `autotag ...` in a fresh process that knows the fake encoder (AUTOTAG_MODEL names it)
-AUTOTAG = [sys.executable, "-c", "from autotag.testing.fake import register_fake_encoder as r; r(); "
-           "from autotag.cli import main; main()"]  # fmt: skip
+from autotag.testing.server import autotag_command
 
 
 def _env() -> dict[str, str]:
@@ -30,7 +24,7 @@ def _env() -> dict[str, str]:
 
 
 def _autotag(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([*AUTOTAG, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(autotag_command(*args), cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done
 
@@ -45,24 +39,11 @@ def collection(photos, tmp_path) -> Path:
 
 
 def _serve(db: str, cwd: Path):
-    import httpx
+    from autotag.testing.server import free_port, start_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = ["serve", "--port", str(port), "--db", db, "--log-level", "warning"]
-    proc = subprocess.Popen([*AUTOTAG, *args], cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc, f"http://127.0.0.1:{port}"
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start in 90 s")
+    port = free_port()
+    proc = start_server(["--db", db, "--log-level", "warning"], port=port, env=_env(), cwd=cwd)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def test_indexed_library_is_served_from_another_folder_with_tags_search_and_thumbnails(

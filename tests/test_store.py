@@ -9,30 +9,14 @@ import sys
 import textwrap
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from autotag.store import open_store
+from autotag.testing.postgres import create_database
 from autotag.types import AutotagError, Tag
-
-
-def _new_postgres_database(base_url: str) -> str:
-    import psycopg
-
-    name = f"autotag_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(base_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return base_url.rsplit("/", 1)[0] + "/" + name
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "lib" / "library.db")
-    return _new_postgres_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -72,7 +56,7 @@ def test_sqlite_is_wal_with_index_dir_beside_it(tmp_path):
 
 
 def test_postgres_index_dir_lives_in_data_dir(postgres_url, tmp_path):
-    url = _new_postgres_database(postgres_url)
+    url = create_database(postgres_url)
     with open_store(url, data_dir=tmp_path) as lib:
         assert lib.index_dir.is_dir()
         assert lib.index_dir.is_relative_to(tmp_path)

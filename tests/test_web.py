@@ -190,7 +190,7 @@ def test_slow_upload_clears_the_previous_tags_and_similar_captions_fit(live_serv
     base, _ = live_server
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(base + "/")
-    for name in ("chelsea", "coffee", "rocket"):  # a small library to be similar to
+    for name in ("chelsea", "coffee", "motorcycle"):  # a small library to be similar to
         page.set_input_files("#file-input", str(photos[name]))
         page.wait_for_function("document.querySelector('#status').textContent.includes('image')", timeout=60_000)
     page.wait_for_selector("#tags li.chip", timeout=60_000)
@@ -203,7 +203,7 @@ def test_slow_upload_clears_the_previous_tags_and_similar_captions_fit(live_serv
     while not held and time.monotonic() < deadline:
         page.wait_for_timeout(100)
     assert held, "the upload never left the page"
-    assert page.locator("#tags li.chip").count() == 0  # the rocket's tags are gone while the new one uploads
+    assert page.locator("#tags li.chip").count() == 0  # the motorcycle's tags are gone while the new one uploads
     assert "Tagging" in page.inner_text("#tags")
     _shot(page, tmp_path, "3-during-slow-upload")
     held[0].continue_()

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -168,7 +168,7 @@ class Library:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | Callable[[], Store],
         *,
         settings: Settings | None = None,
         model: str | None = None,
@@ -177,7 +177,9 @@ class Library:
         reconcile: bool = False,
         share_batches: int | None = None,
     ) -> None:
-        self.store = store
+        # a callable opens the database on first use: tagging alone never needs it
+        self._store: Store | None = None if callable(store) else store
+        self._open_store = store if callable(store) else None
         self.settings = settings or load_settings()
         self.model_name = (tagger.model_name if tagger is not None else None) or model or self.settings.model
         self.kind = kind
@@ -205,12 +207,19 @@ class Library:
         settings: Settings | None = None,
         create: bool = True,
     ) -> Library:
-        """Open the library at `db` (a SQLite path or a postgresql:// URL), creating it if needed;
-        create=False (commands that only read) makes a missing library an error instead."""
+        """The library at `db` (a SQLite path or a postgresql:// URL); the database is opened, created
+        and migrated on first use. create=False (commands that only read) makes a missing library an
+        error instead."""
         settings = settings or load_settings()
-        store = open_store(db, create=create, data_dir=settings.data_dir)
-        return cls(store, settings=settings, model=model, tagger=tagger, kind=kind, reconcile=reconcile,
-                   share_batches=share_batches)  # fmt: skip
+        return cls(
+            lambda: open_store(db, create=create, data_dir=settings.data_dir),
+            settings=settings,
+            model=model,
+            tagger=tagger,
+            kind=kind,
+            reconcile=reconcile,
+            share_batches=share_batches,
+        )
 
     def __enter__(self) -> Library:
         return self
@@ -223,7 +232,18 @@ class Library:
             with self._index.lock:
                 if self._index.dirty:
                     self._index.save()
-        self.store.close()
+        if self._store is not None:
+            self._store.close()
+
+    @property
+    def store(self) -> Store:
+        """The database (opened on first use)."""
+        if self._store is None:
+            with self._lock:
+                if self._store is None:
+                    assert self._open_store is not None
+                    self._store = self._open_store()
+        return self._store
 
     # ------------------------------------------------------------------ models and the index
     @property
@@ -365,7 +385,7 @@ class Library:
                     self.add_items(chunk, self.model_name, report, user_tags=user_tags)
                     chunk = []
             self.add_items(chunk, self.model_name, report, user_tags=user_tags)
-            index.save()
+            self.save()
         return report
 
     def _indexed_with_tags(self, digest: str) -> bool:
@@ -387,12 +407,14 @@ class Library:
                 continue
             if item.skipped:
                 image = self.store.get_image_by_hash(item.content_hash)
-                if image is not None:
+                if image is None:  # deleted since the pipeline looked it up
+                    report.failed.append((item.source, "deleted from the library while being indexed; retry"))
+                else:
                     self.store.add_path(image.id, stored_location(item.source))  # a byte copy: one more path
                     report.ids.append(image.id)
                     report.skipped += 1
                     report.skipped_files.append((item.source, image.id))
-                    continue
+                continue
             image_id, _ = self.store.ingest(
                 item.content_hash,
                 stored_location(item.source),
@@ -476,6 +498,8 @@ class Library:
         index = self.index
         self._space = None
         with index.lock:
+            if image_id in index:  # stored before (tags of another model): its vector is the same
+                return
             index.add(np.asarray([image_id], np.int64), np.asarray(embedding, np.float32)[None], [print_])
             self._save_if_due()
 
@@ -538,7 +562,7 @@ class Library:
         self._space = None
         with index.lock:
             removed = index.remove(image_ids)
-            index.save()
+            self.save()
         return removed
 
     # ------------------------------------------------------------------ reading

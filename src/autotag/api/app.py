@@ -106,6 +106,7 @@ class TagResponse(Facets):
     tags: list[TagOut]
     hashtags: list[TagOut] = []
     flagged_user_tags: list[FlaggedTag] = []
+    cannot_judge_user_tags: list[str] = Field([], description="user tags the model has no concept for")
     out_of_domain: bool | None = Field(None, description="True: the image is unlike anything the hashtags know")
     ood_score: float | None = None
 
@@ -131,6 +132,7 @@ class IngestResponse(ImageOut):
     created: bool
     hashtags: list[TagOut] = []
     flagged_user_tags: list[FlaggedTag] = []
+    cannot_judge_user_tags: list[str] = []
 
 
 class ImagePage(BaseModel):

@@ -8,7 +8,6 @@ index it is reconciled with the database, so a crash loses no image and leaves n
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from autotag.config import Settings
     from autotag.store import StoredImage
 
-log = logging.getLogger("autotag.api")
 
 FACET_KEYS = ("objects", "object_counts", "colors", "style", "properties")
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
@@ -139,7 +137,8 @@ class Service:
         # the model's outputs come back from the output cache.
         item = upload.item if upload.item is not None else tagger.process(data, decide=False)
         found = suggestions_for(tagger, item, user_tags).to_dict()
-        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"])
+        out.update(hashtags=found["hashtags"], flagged_user_tags=found["flagged_user_tags"],
+                   cannot_judge_user_tags=found["cannot_judge_user_tags"])  # fmt: skip
         flagged = [f["tag"] for f in found["flagged_user_tags"]]
         if flagged:  # kept as typed, but no longer found by tag search
             self.library.store.flag_user_tags(upload.image.id, flagged)

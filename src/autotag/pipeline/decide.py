@@ -16,7 +16,7 @@ import numpy as np
 from autotag.config import Settings
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import consumer_tags, default_params
+from autotag.taxonomy.decisions import consumer_tags
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
@@ -93,14 +93,16 @@ def limited(tags: Sequence[Tag], options: TagOptions) -> list[Tag]:
 
 
 def named_objects(detections: Sequence[Detection] | None) -> list[Detection] | None:
-    """The objects facet: the detections sure enough for the decisions (the fitted `detection_min`)
-    whose class is not on the never list, named by the consumer vocabulary, best first."""
+    """The objects facet: what the detector found at its own operating point (chosen for finding
+    objects, bench_detector) whose class is not on the never list, named by the consumer vocabulary,
+    best first. A detection becomes a *tag* only at the stricter fitted `detection_min` (consumer_tags):
+    a box is a finding to show, a tag is a word to search by."""
     if detections is None:
         return None
-    vocab, params = default_consumer(), default_params()
+    vocab = default_consumer()
     out = []
     for found in detections:
         entry = vocab.coco.get(found.label)
-        if entry is not None and not entry.never and found.score >= params.detection_min:
+        if entry is not None and not entry.never:
             out.append(replace(found, name=entry.label))
     return out

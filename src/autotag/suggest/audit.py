@@ -210,12 +210,12 @@ class ConsumerAuditor:
     def audit(self, probs: np.ndarray, tags: Sequence[str], detections: Sequence[Any] = (),
               flag_below: float | None = None) -> list[TagAudit]:  # fmt: skip
         """One image's (1000,) class probabilities (and detections) and its user tags -> a TagAudit each."""
-        from autotag.taxonomy.decisions import evidence
+        from autotag.taxonomy.decisions import evidence, member_bars
 
         cut = self.flag_below if flag_below is None else flag_below
         p = self.params
         ev = evidence(probs, detections, self.consumer, p.detection_min, p.member_floor, p.class_floor,
-                      p.chance_discount)  # fmt: skip
+                      p.chance_discount, member_bars(self.consumer, p))  # fmt: skip
         out = []
         for tag in [t for t in dict.fromkeys(t.strip() for t in tags) if t]:
             terms = self.terms(tag)

@@ -312,7 +312,7 @@ class ConsumerHashtagSuggester(HashtagSuggester):
     def scores(self, probs: np.ndarray) -> np.ndarray:
         """(N, T): per tag, the best of its labels' and earned categories' scores, or its classes' mass above
         chance if that is larger."""
-        from autotag.taxonomy.decisions import evidence
+        from autotag.taxonomy.decisions import evidence, member_bars
 
         probs = np.atleast_2d(np.asarray(probs, np.float64))
         if probs.shape[1] != len(self.consumer.imagenet):
@@ -320,7 +320,8 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         p = self.params
         out = np.zeros((len(probs), len(self.tag_names)))
         for i, row in enumerate(probs):
-            ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount)
+            ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount,
+                          member_bars(self.consumer, p))
             cats = np.where(ev.category_best >= self._bars, ev.category_scores, 0.0)
             for j in range(len(self.tag_names)):
                 best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]],

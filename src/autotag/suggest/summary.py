@@ -18,6 +18,8 @@ log = logging.getLogger("autotag.suggest")
 class Suggestions:
     hashtags: list[Tag] = field(default_factory=list)
     flagged_user_tags: list[dict[str, Any]] = field(default_factory=list)  # tag, reason, score
+    # user tags the model has no concept for ("sunset"): neither passed nor flagged, it cannot judge them
+    cannot_judge_user_tags: list[str] = field(default_factory=list)
     out_of_domain: bool | None = None
     ood_score: float | None = None
 
@@ -25,6 +27,7 @@ class Suggestions:
         return {
             "hashtags": [t.to_dict() for t in self.hashtags],
             "flagged_user_tags": self.flagged_user_tags,
+            "cannot_judge_user_tags": self.cannot_judge_user_tags,
             "out_of_domain": self.out_of_domain,
             "ood_score": self.ood_score,
         }
@@ -36,7 +39,7 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
     if tagger.model is not None or tagger.encoder.spec.label_set != "imagenet-1k" or item.logits is None:
         return Suggestions()
     try:
-        return _imagenet_suggestions(item.logits[None], user_tags)
+        return _imagenet_suggestions(item.logits[None], user_tags, item.detections or ())
     except AutotagError:
         raise
     except Exception:  # noqa: BLE001 - an optional feature never fails the request
@@ -44,8 +47,8 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
         return Suggestions()
 
 
-def _imagenet_suggestions(logits: Any, user_tags: Sequence[str]) -> Suggestions:
-    from autotag.suggest.audit import imagenet_auditor, imagenet_concepts
+def _imagenet_suggestions(logits: Any, user_tags: Sequence[str], detections: Sequence[Any] = ()) -> Suggestions:
+    from autotag.suggest.audit import consumer_auditor
     from autotag.suggest.hashtags import default_suggester
 
     probs = softmax(logits)
@@ -57,9 +60,10 @@ def _imagenet_suggestions(logits: Any, user_tags: Sequence[str]) -> Suggestions:
         ood_score=round(float(scores[0]), 4) if scores is not None else None,
     )
     if user_tags:
-        _, concept_scores = imagenet_concepts(probs)
-        audits = imagenet_auditor().audit(concept_scores[0], list(user_tags))
+        # the same auditor as `autotag audit`: the consumer vocabulary, the detector's objects included
+        audits = consumer_auditor().audit(probs[0], list(user_tags), detections)
         out.flagged_user_tags = [
             {"tag": a.tag, "reason": a.evidence, "score": round(float(a.relevance), 4)} for a in audits if a.flagged
         ]
+        out.cannot_judge_user_tags = [a.tag for a in audits if not a.judged]
     return out

@@ -7,7 +7,8 @@
   mass inside the category (or a detected member object's score) reaches the category's bar, so a leaf
   whose probability is spread thinly over 300 insect and bird classes earns no "animal". Once earned,
   its score adds up the members that are each fairly sure (finch + robin + jay for "bird"). A label
-  below its file `min` backs no category.
+  below its file `min`, or below `member_ratio` of its own shown-bar, backs no category (a bobsled at
+  0.29 whose own bar is 0.6 is not evidence of "snow, sport"); a detected member object always can.
 - Tags far below the best one are dropped (relative cut-off), the list is capped, and an empty list
   is a valid answer: the model is not sure of anything.
 Pure numpy; the fitted numbers come from consumer_fitted.json (scripts/fit_consumer.py).
@@ -54,6 +55,9 @@ class ConsumerParams:
     # scores above chance: a label behind 118 of 1000 classes gets 11.8% of a clueless prediction's mass
     # for free, so its score is (mass - share) / (1 - share)
     chance_discount: bool = True
+    # a label backs its categories only when its score reaches this share of its own threshold
+    # (0: any label above its file `min`; 1: only a label that is itself shown)
+    member_ratio: float = 0.0
     detection_min: float = 0.5  # a detected object counts from this score on
     relative: float = 0.25  # drop tags scoring below this share of the best tag's score
     max_tags: int = 8
@@ -107,6 +111,11 @@ def _label_thresholds(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.n
     return np.maximum(fitted, vocab.label_min)
 
 
+def member_bars(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray | None:
+    """Per label, the score it needs to back its categories (None: the file's `min` alone)."""
+    return params.member_ratio * _label_thresholds(vocab, params) if params.member_ratio > 0 else None
+
+
 def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
     return np.clip((mass - share) / np.maximum(1.0 - share, 1e-6), 0.0, 1.0)
 
@@ -114,8 +123,11 @@ def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
 def evidence(
     probs: np.ndarray, detections: Iterable[Detected] = (), vocab: ConsumerVocabulary | None = None,
     detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
+    member_bars: np.ndarray | None = None,
 ) -> Evidence:  # fmt: skip
-    """One image's (1000,) class probabilities and detections -> label and category scores."""
+    """One image's (1000,) class probabilities and detections -> label and category scores.
+
+    `member_bars` (L,): a label below its bar backs no category (default: the file's `min`)."""
     vocab = vocab or default_consumer()
     p = np.asarray(probs, np.float64).ravel()
     if len(p) != len(vocab.imagenet):
@@ -133,7 +145,8 @@ def evidence(
         if chance_discount:
             group_mass = _above_chance(group_mass, vocab.group_share)
         # a label the file distrusts below its `min` (it fires falsely) backs no category either
-        group_mass[labels[vocab.group_label] < vocab.label_min[vocab.group_label]] = 0.0
+        bars = vocab.label_min if member_bars is None else np.maximum(member_bars, vocab.label_min)
+        group_mass[labels[vocab.group_label] < bars[vocab.group_label]] = 0.0
         np.maximum.at(best, vocab.group_category, group_mass)
         if member_floor < 1.0:
             np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
@@ -166,7 +179,7 @@ def consumer_tags(
     params = params or default_params()
     p = np.asarray(probs, np.float64).ravel()
     ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
-                  params.chance_discount)  # fmt: skip
+                  params.chance_discount, member_bars(vocab, params))  # fmt: skip
     return tags_from_evidence(ev, p, vocab, params)
 
 

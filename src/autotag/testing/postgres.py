@@ -2,6 +2,7 @@
 
     with TempPostgres() as server:
         url = server.create_database()   # postgresql://autotag@127.0.0.1:PORT/autotag_xxxx
+        create_database(url)             # another one, from any database URL of the server
 
 Uses Debian's /usr/lib/postgresql/*/bin (apt-get install postgresql). PostgreSQL refuses to run as
 root, so as root the server runs as the `postgres` user (or `nobody`) via runuser.
@@ -18,6 +19,16 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
+
+
+def create_database(server_url: str, name: str | None = None) -> str:
+    """A new empty database on the server at `server_url` (any of its databases' URLs); returns its URL."""
+    import psycopg
+
+    name = name or f"autotag_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
 
 
 def postgres_bindir() -> Path | None:
@@ -67,12 +78,7 @@ class TempPostgres:
 
     def create_database(self, name: str | None = None) -> str:
         """A new empty database on this server; returns its URL."""
-        import psycopg
-
-        name = name or f"autotag_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url.rsplit("/", 1)[0] + "/" + name
+        return create_database(self.url, name)
 
     def stop(self) -> None:
         if self.root is None:
