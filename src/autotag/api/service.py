@@ -217,8 +217,8 @@ class Service:
 
     # ------------------------------------------------------------------ learned tags
     def learned_tags(self) -> dict[str, Any]:
-        store = self.library.store
-        return {"tags": [t.to_dict() | {"images": store.count_images(t.name)} for t in self.library.learned_tags()]}
+        counts = self.library.store.learned_counts()
+        return {"tags": [t.to_dict() | {"images": counts.get(t.name, 0)} for t in self.library.learned_tags()]}
 
     def teach(self, tag: str, examples: Sequence[int], rejections: Sequence[int], suggestions: int) -> dict[str, Any]:
         return self._learned_dict(self.library.teach(tag, list(examples), list(rejections), suggestions=suggestions))

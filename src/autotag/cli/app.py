@@ -29,7 +29,18 @@ TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign
 
 ADVANCED = "Data and advanced"  # help panel of the commands a first-time user does not need
 
-app = typer.Typer(
+class AutotagApp(typer.Typer):
+    """The app; before parsing, `teach ... --not a b` becomes `--not a --not b` (see cli/teach.spread_not),
+    whichever entry point runs it (the `autotag` script calls the app itself, not `main`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from autotag.cli.teach import spread_not
+
+        sys.argv = spread_not(sys.argv)
+        return super().__call__(*args, **kwargs)
+
+
+app = AutotagApp(
     name="autotag",
     help="Tag images automatically with neural networks. Example: autotag tag photos/",
     no_args_is_help=True,
@@ -141,7 +152,4 @@ def emit(
 
 
 def main() -> None:
-    from autotag.cli.teach import spread_not
-
-    sys.argv = spread_not(sys.argv)
     app()

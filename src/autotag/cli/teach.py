@@ -98,9 +98,13 @@ def tags_command(
     from autotag.library import Library
 
     with Library.open(db, create=False) as library:
-        rows = [t.to_dict() for t in library.learned_tags()]
-        for row in rows:
-            row["images"] = library.store.count_images(row["name"])
+        counts = library.store.learned_counts()
+        rows = [
+            {"name": t.name, "examples": len(t.examples), "rejections": len(t.rejections),
+             "images": counts.get(t.name, 0), "version": t.version,
+             "updated_at": t.updated_at.isoformat(timespec="seconds") if t.updated_at else None}
+            for t in library.learned_tags()
+        ]  # fmt: skip
     if not rows:
         typer.echo("no learned tags yet; teach one: autotag teach TAG PHOTO... --db LIB", err=True)
     emit(rows, resolve_format(fmt))
