@@ -287,13 +287,22 @@ class Library:
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
         return tagger
 
+    def _encoder_spec(self) -> Any:
+        """The library encoder's spec: from the registry when the model is a registered encoder (opening
+        the index for teaching or listing then loads no model), else from the loaded model."""
+        from autotag.encoders import ENCODERS
+
+        if self.model_name not in self._taggers and self.model_name in ENCODERS:
+            return ENCODERS.get(self.model_name).spec
+        return self.tagger.encoder.spec
+
     @property
     def index(self) -> LibraryIndex:
         """The vector index of the library's encoder (opened, and reconciled if asked, on first use)."""
         if self._index is None:
             with self._lock:
                 if self._index is None:
-                    spec = self.tagger.encoder.spec
+                    spec = self._encoder_spec()
                     index = LibraryIndex(self.store.index_dir, spec.name, spec.embedding_dim, self.kind)
                     if self._reconcile_on_open:
                         with index.lock:
