@@ -15,22 +15,6 @@ def _image(arg: str) -> str | int:
     return int(arg) if arg.isdigit() and not Path(arg).exists() else arg
 
 
-def spread_not(argv: list[str]) -> list[str]:
-    """`teach TAG a b --not c d` -> `... --not c --not d`: every value after --not up to the next option
-    is a rejection (an option takes one value, so `d` would otherwise silently become an example)."""
-    if len(argv) < 2 or argv[1] != "teach":
-        return argv
-    out, rejecting = [], False
-    for arg in argv:
-        if arg == "--not":
-            rejecting = True
-            continue
-        if arg.startswith("-") and arg != "-":
-            rejecting = False
-        out += ["--not", arg] if rejecting else [arg]
-    return out
-
-
 def _hits_table(title: str):
     def table(rows: list[dict]):  # -> rich Table
         from rich.table import Table
