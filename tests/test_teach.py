@@ -195,6 +195,31 @@ def test_forgetting_a_tag_removes_its_model_never_the_images(library, photos):
             lib.forget_tag("sky")
 
 
+def test_batch_gives_a_librarys_learned_tags(library, photos, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    from autotag.distributed import BatchJob, run_batch
+    from autotag.library import Library
+
+    def read_shards(dest: str) -> list[dict]:
+        return pq.read_table(sorted(Path(dest).glob("part-*.parquet"))).to_pylist()
+
+    with Library.open(library) as lib:
+        lib.teach("sky", [str(photos["rocket"]), str(photos["hubble_deep_field"])])
+        documents = tuple(doc for _, doc in lib.store.learned_models().values())
+    folder = tmp_path / "new"
+    folder.mkdir()
+    (folder / "rocket-copy.jpg").write_bytes(_cropped(photos["rocket"]))
+    (folder / "coffee-copy.jpg").write_bytes(_cropped(photos["coffee"]))
+    plain = run_batch([str(folder)], str(tmp_path / "plain"), engine="local", job=BatchJob(shard_size=5))
+    taught = run_batch([str(folder)], str(tmp_path / "taught"), engine="local",
+                       job=BatchJob(shard_size=5, learned=documents))  # fmt: skip
+    assert plain["tagged"] == taught["tagged"] == 2
+    learned = {Path(r["path"]).name: [t["name"] for t in r["tags"] if t["kind"] == "learned"]
+               for r in read_shards(str(tmp_path / "taught"))}  # fmt: skip
+    assert learned == {"rocket-copy.jpg": ["sky"], "coffee-copy.jpg": []}
+    assert not any(t["kind"] == "learned" for r in read_shards(str(tmp_path / "plain")) for t in r["tags"])
+
+
 def test_cli_teach_tags_and_tag_with_db(fake_model, photos, tmp_path):
     import os
 
