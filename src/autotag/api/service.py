@@ -8,6 +8,7 @@ index it is reconciled with the database, so a crash loses no image and leaves n
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from autotag.store import StoredImage
 
 
+log = logging.getLogger("autotag.api")
 FACET_KEYS = ("objects", "object_counts", "colors", "style", "properties")
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
 # efficientnet_lite0 holds ~340 MB more than batch 1, batch 8 ~80 MB. 8 keeps most of the speed-up.
@@ -100,7 +102,10 @@ class Service:
 
             raise ImageError(item.error)
         if tagger.encoder.spec.name == self.library.tagger.encoder.spec.name:  # the library's learned tags too
-            item.tags = [*item.tags, *self.library.learned_tags_for(item.embedding[None])[0]]
+            try:
+                item.tags = [*item.tags, *self.library.learned_tags_for(item.embedding[None])[0]]
+            except (AutotagError, OSError) as exc:  # tagging needs no database; without one, no learned tags
+                log.warning("learned tags unavailable: %s", exc)
         record = item.to_dict()
         return {
             "model": model or self.default_model,
