@@ -14,17 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autotag.pipeline import softmax
 from autotag.types import AutotagError
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
     m = x.max(axis=-1, keepdims=True)
     return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
 
 
 def energy_score(logits: np.ndarray) -> np.ndarray:
@@ -36,11 +32,11 @@ def max_logit_score(logits: np.ndarray) -> np.ndarray:
 
 
 def msp_score(logits: np.ndarray) -> np.ndarray:
-    return 1.0 - _softmax(np.asarray(logits, np.float64)).max(axis=-1)
+    return 1.0 - softmax(np.asarray(logits, np.float64)).max(axis=-1)
 
 
 def entropy_score(logits: np.ndarray) -> np.ndarray:
-    p = _softmax(np.asarray(logits, np.float64))
+    p = softmax(np.asarray(logits, np.float64))
     return -(p * np.log(np.clip(p, 1e-12, None))).sum(axis=-1)
 
 
