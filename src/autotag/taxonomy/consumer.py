@@ -68,6 +68,9 @@ class ConsumerVocabulary:
     group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     label_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) share of the kept classes
     group_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (G,) likewise per group
+    # COCO name -> the ImageNet classes that say the same thing: same label, or the COCO label is one of
+    # their categories (a detected "bird" and the classifier's 59 bird classes)
+    coco_support: dict[str, np.ndarray] = field(default_factory=dict)
 
     def label_categories(self, label: str) -> tuple[str, ...]:
         """Every category some class of this label belongs to."""
@@ -92,6 +95,12 @@ class ConsumerVocabulary:
         if key in self.coco:
             return self.coco[key]
         raise AutotagError(f"{self.path}: no class {key!r} (give a WordNet id like n02123045 or a COCO name)")
+
+    def object_support(self, probs: np.ndarray, coco_name: str) -> float:
+        """How sure the classifier is of what a detected COCO class names: the summed probability of the
+        ImageNet classes with the same label or category (0 when it has none, e.g. "sports ball")."""
+        classes = self.coco_support.get(coco_name)
+        return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
 
     def check_category(self, name: str) -> None:
         if name not in self.categories:
@@ -253,6 +262,11 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),
         label_share=np.bincount(index[index >= 0], minlength=len(labels)) / kept,
         group_share=np.array([len(groups[k]) for k in keys]) / kept,
+        coco_support={
+            name: np.array([i for i, e in enumerate(v.imagenet) if not e.never
+                            and (e.label == c.label or c.label in e.categories)], np.int64)
+            for name, c in v.coco.items() if not c.never
+        },
     )  # fmt: skip
 
 
