@@ -34,7 +34,7 @@ def test_a_weak_detection_counts_only_when_the_classifier_agrees():
     weak = [Detection("broccoli", 0.33, BOX)]
     agreeing, silent = probs_on("broccoli", 0.6), probs_on("pizza", 0.6)
     assert vocab.object_support(agreeing, "broccoli") == pytest.approx(0.6)
-    assert vocab.object_support(agreeing, "sports ball") == 0.0  # no ImageNet class says "ball"
+    assert vocab.object_support(agreeing, "toothbrush") == 0.0  # no ImageNet class names it
 
     def counted(p: np.ndarray, dets: list[Detection], params: ConsumerParams) -> dict[str, float]:
         return evidence(p, dets, vocab, params.detection_min, confirm_min=params.confirm_min,
@@ -75,3 +75,20 @@ def test_weakly_detected_animals_of_the_benchmark_are_tagged():
     assert max(d.score for d in tucan.detections if d.label == "bird") < 0.5  # the detector alone: no tag
     assert "bird" in {t.name for t in tucan.tags} and "bird" in {o.label for o in tucan.objects}
     assert "bear" in {t.name for t in bear.tags} and "bear" in {o.label for o in bear.objects}
+
+
+def test_confirmed_by_names_imagenet_labels_for_a_coco_class(tmp_path):
+    from autotag.taxonomy.consumer import load_consumer
+    from autotag.types import AutotagError
+
+    vocab = default_consumer()
+    assert vocab.object_support(probs_on("soccer ball", 0.7), "sports ball") == pytest.approx(0.7, abs=0.01)
+    assert vocab.object_support(probs_on("basketball", 0.7), "sports ball") == pytest.approx(0.7, abs=0.01)
+    assert vocab.object_support(probs_on("soccer ball", 0.7), "frisbee") == 0.0
+    shipped = (ROOT / "src" / "autotag" / "taxonomy" / "consumer.toml").read_text()
+    line = next(x for x in shipped.splitlines() if x.startswith('"sports ball"'))
+    for bad, why in (('confirmed_by = ["footbal"]', "no ImageNet label"), ("confirmed_by = 3", "must be a list")):
+        broken = tmp_path / "broken.toml"
+        broken.write_text(shipped.replace(line, '"sports ball" = {label = "ball", ' + bad + "}"))
+        with pytest.raises(AutotagError, match=why):
+            load_consumer(broken)
