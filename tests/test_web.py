@@ -237,3 +237,67 @@ def test_api_key_typed_then_file_dropped_at_once(tmp_path, browser, photos, monk
                                timeout=60_000)  # fmt: skip
         assert "Stored as image" in page.inner_text("#status"), page.inner_text("#status")
         _shot(page, tmp_path, "5-key-typed-then-upload")
+
+
+def test_teach_a_tag_from_selected_pictures_and_judge_its_suggestions(live_server, browser, photos, tmp_path):
+    """Library view: select two pictures, "teach a tag", type the word; then answer the suggestions
+    (each answer retrains the tag) and browse the pictures that carry it. A personal tag ("favourites"):
+    whatever the owner says is right."""
+    import httpx
+
+    from autotag.store import open_store
+
+    base, db = live_server
+    ids = {}
+    for name in ("astronaut", "camera", "chelsea", "coffee", "rocket", "china", "flower", "motorcycle"):
+        path = photos[name]
+        answer = httpx.post(base + "/v1/images", files={"file": (path.name, path.read_bytes(), "image/jpeg")},
+                            timeout=120)  # fmt: skip
+        ids[name] = answer.json()["id"]
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(base + "/#library")
+    page.wait_for_selector("#library figure.thumb", timeout=30_000)
+
+    page.click("#select-mode")
+    assert page.locator("#teach-button").is_disabled()  # nothing selected yet
+    for name in ("astronaut", "camera"):
+        page.click(f'#library figure.thumb[data-id="{ids[name]}"]')
+    assert page.locator("#library figure.thumb.selected").count() == 2
+    assert page.inner_text("#selected-count") == "2 pictures selected"
+    page.fill("#teach-tag", "favourites")
+    page.click("#teach-button")
+    page.wait_for_selector("#teach-box:not([hidden]) #teach-suggestions figure.suggestion", timeout=60_000)
+    assert "learned from 2 examples" in page.inner_text("#teach-summary")
+    assert 'Taught “favourites”' in page.inner_text("#teach-status")
+    assert page.locator("#library figure.thumb.selected").count() == 0  # selection done
+    _shot(page, tmp_path, "6-taught")
+
+    shown = page.locator("#teach-suggestions figure.suggestion").evaluate_all("els => els.map(e => +e.dataset.id)")
+    assert ids["astronaut"] not in shown and ids["camera"] not in shown  # examples are not asked about
+    no = ids["rocket"] if ids["rocket"] in shown else shown[0]
+    page.click(f'#teach-suggestions figure.suggestion[data-id="{no}"] button.no')
+    page.wait_for_function("document.querySelector('#teach-summary').textContent.includes('1 rejection')",
+                           timeout=60_000)  # fmt: skip
+    yes = next(i for i in page.locator("#teach-suggestions figure.suggestion").evaluate_all(
+        "els => els.map(e => +e.dataset.id)") if i != no)  # fmt: skip
+    page.click(f'#teach-suggestions figure.suggestion[data-id="{yes}"] button.yes')
+    page.wait_for_function("document.querySelector('#teach-summary').textContent.includes('3 examples')",
+                           timeout=60_000)  # fmt: skip
+    assert page.locator("#learned-list a[data-tag='favourites']").count() == 1
+    _shot(page, tmp_path, "7-judged")
+
+    with open_store(db, data_dir=tmp_path / "data") as store:
+        learned = store.learned_tag("favourites")
+        assert learned is not None and learned.version == 3
+        assert set(learned.examples) == {ids["astronaut"], ids["camera"], yes}
+        assert learned.rejections == [no]
+
+    page.click("#teach-show")  # browse the pictures that carry the tag now
+    page.wait_for_function(f"document.querySelectorAll('#library figure.thumb').length >= 3 && "
+                           f"!document.querySelector('#library figure.thumb[data-id=\"{no}\"]')",
+                           timeout=30_000)  # fmt: skip
+    found = page.locator("#library figure.thumb").evaluate_all("els => els.map(e => +e.dataset.id)")
+    assert {ids["astronaut"], ids["camera"], yes} <= set(found) and no not in found
+    assert errors == [] and _broken_images(page) == []

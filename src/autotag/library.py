@@ -22,16 +22,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autotag.config import Settings, load_settings
+from autotag.heads.learned_tag import TARGET_PRECISION, LearnedTag, TeachingSpace, learned_tags, suggestion_order
 from autotag.index.duplicates import DEFAULT_HASH_DISTANCE, DEFAULT_THRESHOLD, Fingerprint, find_duplicates
 from autotag.index.library_index import LibraryIndex
 from autotag.ingest import ImageError, Source, content_hash, decode_image, load_source, stored_location
 from autotag.pipeline import Item, Tagger, TagOptions, UserTags, user_tags_for
 from autotag.progress import ProgressBar
 from autotag.store import open_store
-from autotag.types import AutotagError
+from autotag.types import AutotagError, Tag
+from autotag.usertags import parse_user_tags
 
 if TYPE_CHECKING:
     from autotag.store import Store, StoredImage
+    from autotag.store.records import StoredLearnedTag
 
 log = logging.getLogger("autotag.library")
 
@@ -67,8 +70,16 @@ def check_facet_filters(color: str | None, style: str | None, obj: str | None) -
             raise AutotagError(f"unknown object {obj!r}; valid: {', '.join(words)}")
 
 
+def source_label(source: Source) -> str:
+    return "<uploaded bytes>" if isinstance(source, bytes) else str(source)
+
+
 class NotInLibrary(AutotagError):
     """No image with that id is stored."""
+
+
+class UnknownLearnedTag(AutotagError):
+    """No learned tag of that name."""
 
 
 class FileGone(AutotagError):
@@ -104,6 +115,36 @@ class IngestReport:
 class Hit:
     image: StoredImage
     score: float
+
+
+@dataclass
+class Teaching:
+    """A learned tag after a change: its model, the stored images that now carry it (best first) and the
+    ones it is least sure about (nearest its threshold first: a judgement there teaches it most). Hit
+    scores are the model's confidence (LearnedTag.confidence: 0.5 at the threshold)."""
+
+    tag: str
+    version: int
+    model: LearnedTag
+    tagged: list[Hit]
+    suggestions: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        def hit(h: Hit) -> dict[str, Any]:
+            return {"id": h.image.id, "path": h.image.source, "score": round(h.score, 4)}
+
+        m = self.model
+        return {
+            "tag": self.tag,
+            "version": self.version,
+            "examples": m.examples,
+            "rejections": m.rejections,
+            "summary": m.summary(),
+            "threshold": round(m.threshold, 4),
+            "estimated_precision": m.estimated_precision,
+            "images": [hit(h) for h in self.tagged],
+            "suggestions": [hit(h) for h in self.suggestions],
+        }
 
 
 @dataclass
@@ -150,6 +191,8 @@ class Library:
         self._lock = threading.RLock()  # guards lazy loading
         self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._decoding = threading.BoundedSemaphore(max(1, self.settings.workers))  # decoded images in memory
+        self._space: tuple[int, np.ndarray, np.ndarray, TeachingSpace] | None = None  # (size, ids, vectors, space)
+        self._learned: tuple[tuple[int, int], dict[str, LearnedTag]] | None = None  # (store version, models)
 
     @classmethod
     def open(
@@ -244,13 +287,22 @@ class Library:
         log.info("loaded model %s in %.1f s", name, time.perf_counter() - started)
         return tagger
 
+    def _encoder_spec(self) -> Any:
+        """The library encoder's spec: from the registry when the model is a registered encoder (opening
+        the index for teaching or listing then loads no model), else from the loaded model."""
+        from autotag.encoders import ENCODERS
+
+        if self.model_name not in self._taggers and self.model_name in ENCODERS:
+            return ENCODERS.get(self.model_name).spec
+        return self.tagger.encoder.spec
+
     @property
     def index(self) -> LibraryIndex:
         """The vector index of the library's encoder (opened, and reconciled if asked, on first use)."""
         if self._index is None:
             with self._lock:
                 if self._index is None:
-                    spec = self.tagger.encoder.spec
+                    spec = self._encoder_spec()
                     index = LibraryIndex(self.store.index_dir, spec.name, spec.embedding_dim, self.kind)
                     if self._reconcile_on_open:
                         with index.lock:
@@ -306,6 +358,7 @@ class Library:
         if ids:
             index.add(np.asarray(ids, np.int64), np.stack(vectors), hashes)
         if len(stale) or ids:
+            self._space = None
             log.info("vector index repaired: %d stale ids removed, %d images added", len(stale), len(ids))
             index.save()
         return len(stale), len(ids)
@@ -395,6 +448,8 @@ class Library:
             with index.lock:
                 index.add(np.asarray(new_ids, np.int64), np.asarray(np.stack(vectors), np.float32), hashes)
             report.added += len(new_ids)
+            self._space = None
+            self._tag_learned(new_ids, np.stack(vectors))
 
     def add_upload(
         self,
@@ -436,6 +491,7 @@ class Library:
             facets=item.facets(),
         )
         self._index_one(image_id, embedding, item.fingerprint or item.phash or 0)
+        item.tags = [*item.tags, *self._tag_learned([image_id], np.asarray(embedding, np.float32)[None])[0]]
         stored = self.store.get_image(image_id)
         if stored is None:  # deleted by a concurrent request in between
             raise NotInLibrary(f"image {image_id} was deleted while being stored; retry")
@@ -449,6 +505,7 @@ class Library:
 
     def _index_one(self, image_id: int, embedding: Any, print_: Fingerprint | int) -> None:
         index = self.index
+        self._space = None
         with index.lock:
             if image_id in index:  # stored before (tags of another model): its vector is the same
                 return
@@ -498,6 +555,7 @@ class Library:
         if not self.store.delete_image(image_id):
             raise NotInLibrary(f"image {image_id} is not in the library")
         index = self.index
+        self._space = None
         with index.lock:
             index.remove([image_id])
             self._save_if_due()
@@ -510,6 +568,7 @@ class Library:
     def forget(self, image_ids: Iterable[int]) -> int:
         """Remove images from the vector index (not from the database); returns how many were indexed."""
         index = self.index
+        self._space = None
         with index.lock:
             removed = index.remove(image_ids)
             self.save()
@@ -538,14 +597,16 @@ class Library:
 
     def describe(self, image: StoredImage) -> dict[str, Any]:
         """A stored image as one record: id, path, its tags from the library's model (else from the
-        model that tagged it) and its facets."""
+        model that tagged it), then its learned tags, and its facets."""
         predictions = self.store.predictions(image.id)
-        models = list(dict.fromkeys(p.model for p in predictions))
+        learned = self.store.LEARNED_MODEL
+        models = list(dict.fromkeys(p.model for p in predictions if p.model != learned))
         chosen = self.model_name if self.model_name in models else (models[0] if models else None)
         return {
             "id": image.id,
             "path": image.source,
-            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen],
+            "tags": [p.to_tag().to_dict() for p in predictions if p.model == chosen]
+            + [p.to_tag().to_dict() for p in sorted(predictions, key=lambda p: -p.score) if p.model == learned],
             **(self.facets(image.id) or {}),
         }
 
@@ -697,3 +758,186 @@ class Library:
         if out_png is not None:
             render_png(coords, labels, out_png, title=f"autotag map: {len(ids)} images", thumbnails=pictures)
         return {"images": len(ids), "html": str(out_html), "png": str(out_png) if out_png else None}
+
+    # ------------------------------------------------------------------ learned tags
+    def learned_tag_name(self, tag: str) -> str:
+        """The tag as it is stored: typed spelling kept, '#', outer and repeated spaces dropped."""
+        names = parse_user_tags([tag])
+        if len(names) != 1:
+            raise AutotagError(f"not a tag: {tag!r}; give one word or phrase, e.g. `autotag teach sky ...`")
+        return names[0]
+
+    def resolve_images(self, images: Sequence[Source | int]) -> list[int]:
+        """Library ids of images given as ids, paths, URLs or bytes. Every one is checked before any is
+        added: an unknown id or an unreadable file is an error that changes nothing. Readable files not
+        in the library yet are added to it (tagged and indexed)."""
+        ids: list[int | None] = []
+        new: list[Source] = []
+        for image in images:
+            if isinstance(image, (int, np.integer)):
+                ids.append(self.require(int(image)).id)
+                continue
+            try:
+                data = image if isinstance(image, bytes) else load_source(str(image))
+                decode_image(data, min_side=8, max_pixels=self.settings.max_pixels)  # unreadable: fail now
+            except ImageError as exc:
+                raise ImageError(f"{source_label(image)}: {exc}") from exc
+            found = self.store.get_image_by_hash(content_hash(data))
+            ids.append(found.id if found is not None else None)
+            if ids[-1] is None:
+                new.append(image)
+        if new:
+            report = self.ingest(new)
+            if report.failed:
+                source, reason = report.failed[0]
+                raise ImageError(f"{source}: {reason}")
+            added = iter(report.ids)
+            ids = [i if i is not None else next(added) for i in ids]
+        return [int(i) for i in ids if i is not None]
+
+    def _teaching_space(self) -> tuple[np.ndarray, np.ndarray, TeachingSpace]:
+        """(ids, unit vectors, TeachingSpace) of the indexed images, rebuilt when the index changed."""
+        index = self.index
+        with index.lock:
+            size = len(index)
+            if self._space is None or self._space[0] != size:
+                ids, vectors = index.vectors()
+                if len(ids) == 0:
+                    raise self._empty()
+                self._space = (size, ids, vectors, TeachingSpace(vectors))
+            return self._space[1], self._space[2], self._space[3]
+
+    def teach(
+        self,
+        tag: str,
+        examples: Sequence[Source | int] = (),
+        rejections: Sequence[Source | int] = (),
+        *,
+        suggestions: int = 12,
+        target_precision: float = TARGET_PRECISION,
+    ) -> Teaching:
+        """Show the library examples of `tag` (and pictures that are not), retrain its model, store the
+        new version and tag the library with it. Images: library ids, or paths / bytes (added to the
+        library when new). A tag needs at least one example in all; a picture judged again takes the
+        new judgement."""
+        name = self.learned_tag_name(tag)
+        known = self.store.learned_tag(name)
+        example_ids = self.resolve_images(examples)
+        rejected_ids = self.resolve_images(rejections)
+        both = set(example_ids) & set(rejected_ids)
+        if both:
+            raise AutotagError(f"image {min(both)} is given both as an example of {name!r} and as not one")
+        kept = set(known.examples if known else ()) - set(rejected_ids)
+        if not kept and not example_ids:
+            raise AutotagError(f"teaching {name!r} needs at least one example picture (none given or kept)")
+        stored = self.store.judge_for_tag(name, example_ids, rejected_ids)
+        return self._retrain(stored, suggestions, target_precision)
+
+    def untag(self, tag: str, images: Sequence[Source | int], *, suggestions: int = 12) -> Teaching:
+        """Reject `images` for a learned tag (they lose it and teach the model what it is not)."""
+        name = self.learned_tag_name(tag)
+        if self.store.learned_tag(name) is None:
+            raise self._unknown_learned(name)
+        return self.teach(name, (), images, suggestions=suggestions)
+
+    def learned(self, tag: str, *, suggestions: int = 12) -> Teaching:
+        """A learned tag as it stands: its newest model, the images carrying it, its suggestions."""
+        name = self.learned_tag_name(tag)
+        stored = self.store.learned_tag(name)
+        found = self.store.learned_model(name)
+        if stored is None or found is None:
+            raise self._unknown_learned(name)
+        version, document = found
+        model = LearnedTag.from_bytes(document.encode())
+        return self._teaching(stored, version, model, suggestions)
+
+    def learned_tags(self) -> list[StoredLearnedTag]:
+        return self.store.learned_tags()
+
+    def forget_tag(self, tag: str) -> None:
+        """Remove a learned tag, its examples, models and predictions; the images stay."""
+        name = self.learned_tag_name(tag)
+        if not self.store.forget_learned_tag(name):
+            raise self._unknown_learned(name)
+        self._learned = None
+
+    def _unknown_learned(self, name: str) -> AutotagError:
+        known = [t.name for t in self.store.learned_tags()]
+        listed = ", ".join(known) if known else "none yet; teach one with `autotag teach TAG PHOTO... --db LIB`"
+        return UnknownLearnedTag(f"no learned tag {name!r}; learned tags: {listed}")
+
+    def _retrain(self, stored: StoredLearnedTag, suggestions: int, target_precision: float) -> Teaching:
+        ids, vectors, space = self._teaching_space()
+        row = {int(i): r for r, i in enumerate(ids)}
+        for image_id in (*stored.examples, *stored.rejections):  # judged but not indexed: index them first
+            if image_id not in row:
+                self._ensure_indexed(self.require(image_id))
+                ids, vectors, space = self._teaching_space()
+                row = {int(i): r for r, i in enumerate(ids)}
+        ex_rows = [row[i] for i in stored.examples]
+        rej_rows = [row[i] for i in stored.rejections]
+        model = space.teach(stored.name, vectors[ex_rows], vectors[rej_rows] if rej_rows else None,
+                            judged_rows=ex_rows + rej_rows, target_precision=target_precision)  # fmt: skip
+        scores = space.scores(model)
+        shown = model.confidence(scores)
+        tagged = {int(ids[r]): float(shown[r]) for r in np.flatnonzero(scores >= model.threshold)}
+        tagged |= {int(ids[r]): float(shown[r]) for r in ex_rows}
+        for r in rej_rows:
+            tagged.pop(int(ids[r]), None)
+        version = self.store.save_learned_model(stored.name, model.to_bytes().decode(), examples=model.examples,
+                                                rejections=model.rejections, tagged=tagged)  # fmt: skip
+        self._learned = None
+        return self._teaching(stored, version, model, suggestions, scores=scores)
+
+    def _teaching(
+        self,
+        stored: StoredLearnedTag,
+        version: int,
+        model: LearnedTag,
+        suggestions: int,
+        scores: np.ndarray | None = None,
+    ) -> Teaching:
+        ids, vectors, space = self._teaching_space()
+        if scores is None:
+            scores = space.scores(model, vectors)
+        shown = model.confidence(scores)
+        judged = set(stored.examples) | set(stored.rejections)
+        row_judged = [r for r, i in enumerate(ids) if int(i) in judged]
+        rejected = set(stored.rejections)
+        order = np.argsort(-scores, kind="stable")
+        hits = []
+        for r in order:
+            image_id = int(ids[r])
+            if image_id in rejected or (scores[r] < model.threshold and image_id not in stored.examples):
+                continue
+            image = self.store.get_image(image_id)
+            if image is not None:
+                hits.append(Hit(image, float(shown[r])))
+        offered = []
+        for r in suggestion_order(scores, model.threshold, row_judged)[: max(0, suggestions)]:
+            image = self.store.get_image(int(ids[r]))
+            if image is not None:
+                offered.append(Hit(image, float(shown[r])))
+        return Teaching(stored.name, version, model, hits, offered)
+
+    def learned_models(self) -> dict[str, LearnedTag]:
+        """The newest model of every learned tag, reloaded when another process has taught one."""
+        version = self.store.learned_version()
+        if self._learned is None or self._learned[0] != version:
+            models = {n: LearnedTag.from_bytes(doc.encode()) for n, (_, doc) in self.store.learned_models().items()}
+            self._learned = (version, models)
+        return self._learned[1]
+
+    def learned_tags_for(self, embeddings: np.ndarray) -> list[list[Tag]]:
+        """The learned tags (kind "learned") each embedding earns, best first."""
+        return learned_tags(self.learned_models(), embeddings)
+
+    def _tag_learned(self, image_ids: Sequence[int], embeddings: np.ndarray) -> list[list[Tag]]:
+        """Give new images the learned tags they earn, stored as predictions of the "learned" model."""
+        if not self.learned_models():
+            return [[] for _ in image_ids]
+        found = self.learned_tags_for(embeddings)
+        for image_id, tags in zip(image_ids, found, strict=True):
+            if tags:
+                self.store.add_predictions(int(image_id), self.store.LEARNED_MODEL, tags)
+        return found

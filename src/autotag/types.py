@@ -16,8 +16,9 @@ class Tag:
     name: str
     score: float
     id: str = ""  # WordNet synset id ("n02123045") or the label itself for trained models
-    # label / category / object: the consumer vocabulary's label, category, detected object; style: art's style
-    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style"] = "leaf"
+    # label / category / object: the consumer vocabulary's label, category, detected object; style: art's style;
+    # learned: a tag the library's owner taught by example (id "learned:NAME")
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style", "learned"] = "leaf"
     detail: str = ""  # a breed or species the model is sure of ("golden retriever" on "dog")
 
     def to_dict(self) -> dict[str, Any]:

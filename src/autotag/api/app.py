@@ -42,9 +42,11 @@ Text = Annotated[str, Field(pattern=NO_NUL)]
 
 class TagOut(BaseModel):
     name: str
-    id: str = Field("", description="the source class: a WordNet id, coco:NAME, style:NAME, or the label itself")
+    id: str = Field(
+        "", description="the source class: a WordNet id, coco:NAME, style:NAME, learned:NAME, or the label itself"
+    )
     score: float
-    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style"] = "leaf"
+    kind: Literal["leaf", "ancestor", "label", "hashtag", "category", "object", "style", "learned"] = "leaf"
     detail: str | None = Field(None, description="a breed or species the model is sure of")
 
 
@@ -164,6 +166,49 @@ class FeedbackIn(BaseModel):
     reject: list[Text] = Field(default_factory=list, description="tags the person says are wrong")
     add: list[Text] = Field(default_factory=list, description="tags the person adds")
     who: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+
+
+class ExamplesIn(BaseModel):
+    examples: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_ID)]] = Field(
+        default_factory=list, max_length=1000, description="ids of stored images that show the tag"
+    )
+    rejections: list[Annotated[int, Field(ge=1, le=MAX_IMAGE_ID)]] = Field(
+        default_factory=list, max_length=1000, description="ids of stored images that do not"
+    )
+    suggestions: int = Field(12, ge=0, le=100, description="how many images to suggest judging next")
+
+
+class LearnedHit(BaseModel):
+    id: int
+    path: str
+    score: float = Field(description="the tag's confidence: 0.5 at its threshold")
+    thumbnail_url: str
+
+
+class LearnedTagOut(BaseModel):
+    tag: str
+    version: int = Field(description="the model version (one more on every change)")
+    examples: int
+    rejections: int
+    summary: str = Field(description='e.g. "learned from 7 examples, 3 rejections"')
+    threshold: float
+    estimated_precision: float | None = Field(None, description="at the threshold; null: a cautious fallback")
+    images: list[LearnedHit] = Field(description="the stored images carrying the tag, best first")
+    suggestions: list[LearnedHit] = Field(description="images to judge next, the least sure first")
+
+
+class LearnedTagSummary(BaseModel):
+    name: str
+    version: int
+    examples: int
+    rejections: int
+    images: int
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class LearnedTagList(BaseModel):
+    tags: list[LearnedTagSummary]
 
 
 class FeedbackOut(BaseModel):
@@ -466,6 +511,47 @@ def create_app(
         return await call(
             service.feedback, image_id, accept=body.accept, reject=body.reject, add=body.add, who=body.who
         )
+
+    TagName = Annotated[str, PathParam(min_length=1, max_length=200, pattern=NO_NUL, description="a tag")]
+
+    @app.get("/v1/tags", response_model=LearnedTagList, responses=ERRORS, dependencies=read_guard, tags=["learned"])
+    async def learned_tags() -> dict[str, Any]:
+        """The tags the library learned by example, with their example and rejection counts."""
+        return await call(service.learned_tags)
+
+    @app.post(
+        "/v1/tags/{tag}/examples",
+        response_model=LearnedTagOut,
+        responses=ERRORS,
+        dependencies=write_guard,
+        tags=["learned"],
+    )
+    async def teach(tag: TagName, body: ExamplesIn) -> dict[str, Any]:
+        """Teach the library a tag by example: stored images that show it and, as rejections, ones that do not.
+        The tag's model is retrained and the library re-tagged; the answer lists the images carrying it and
+        the ones to judge next. A tag needs at least one example; an unknown id changes nothing (404)."""
+        return await call(service.teach, tag, body.examples, body.rejections, body.suggestions)
+
+    @app.get(
+        "/v1/tags/{tag}", response_model=LearnedTagOut, responses=ERRORS, dependencies=read_guard, tags=["learned"]
+    )
+    async def learned_tag(tag: TagName, suggestions: int = Query(12, ge=0, le=100)) -> dict[str, Any]:
+        """A learned tag as it stands: its images, best first, and the ones to judge next."""
+        return await call(service.learned_tag, tag, suggestions)
+
+    @app.delete(
+        "/v1/tags/{tag}",
+        status_code=204,
+        response_class=Response,
+        response_model=None,
+        responses=ERRORS,
+        dependencies=write_guard,
+        tags=["learned"],
+    )
+    async def forget_tag(tag: TagName) -> Response:
+        """Forget a learned tag: its examples, models and the tag on every image; the images stay."""
+        await call(service.forget_tag, tag)
+        return Response(status_code=204)
 
     @app.get("/", include_in_schema=False)
     async def index_page() -> FileResponse:

@@ -85,10 +85,11 @@ def install_error_handlers(app: Any) -> None:
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     from autotag.ingest import ImageError
-    from autotag.library import FileGone, NotInLibrary, UnknownModel
+    from autotag.library import FileGone, NotInLibrary, UnknownLearnedTag, UnknownModel
 
     # the library's own failures, by what they mean to a client
-    statuses = {NotInLibrary: (404, "not found"), FileGone: (404, "not found"), UnknownModel: (400, "unknown model")}
+    statuses = {NotInLibrary: (404, "not found"), FileGone: (404, "not found"), UnknownModel: (400, "unknown model"),
+                UnknownLearnedTag: (404, "not found")}  # fmt: skip
     for kind, (status, title) in statuses.items():
 
         async def _library_error(request: Request, exc: Exception, status: int = status, title: str = title) -> Any:

@@ -8,6 +8,7 @@ index it is reconciled with the database, so a crash loses no image and leaves n
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from autotag.store import StoredImage
 
 
+log = logging.getLogger("autotag.api")
 FACET_KEYS = ("objects", "object_counts", "colors", "style", "properties")
 # ONNX Runtime's memory arena grows to the largest batch it has run and keeps it: batch 32 of
 # efficientnet_lite0 holds ~340 MB more than batch 1, batch 8 ~80 MB. 8 keeps most of the speed-up.
@@ -99,6 +101,11 @@ class Service:
             from autotag.ingest import ImageError
 
             raise ImageError(item.error)
+        if tagger.encoder.spec.name == self.library.tagger.encoder.spec.name:  # the library's learned tags too
+            try:
+                item.tags = [*item.tags, *self.library.learned_tags_for(item.embedding[None])[0]]
+            except (AutotagError, OSError) as exc:  # tagging needs no database; without one, no learned tags
+                log.warning("learned tags unavailable: %s", exc)
         record = item.to_dict()
         return {
             "model": model or self.default_model,
@@ -147,7 +154,7 @@ class Service:
         store = self.library.store
         out = image.to_dict()
         predictions = store.predictions(image.id)
-        models = list(dict.fromkeys(p.model for p in predictions))
+        models = list(dict.fromkeys(p.model for p in predictions if p.model != store.LEARNED_MODEL))
         if model in models:
             chosen = model
         elif self.default_model in models:
@@ -155,7 +162,10 @@ class Service:
         else:
             chosen = models[0] if models else None
         out["model"] = chosen
-        out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen]
+        learned = store.LEARNED_MODEL
+        out["tags"] = [p.to_tag().to_dict() for p in predictions if p.model == chosen and chosen != learned] + [
+            p.to_tag().to_dict() for p in sorted(predictions, key=lambda p: -p.score) if p.model == learned
+        ]
         out.update(self.library.facets(image.id) or {})
         out["thumbnail_url"] = f"/v1/images/{image.id}/thumbnail?size=256"
         feedback = store.feedback(image.id)
@@ -209,6 +219,27 @@ class Service:
             "stored": len(actions),
             "feedback": [_feedback_dict(f) for f in store.feedback(image_id)],
         }
+
+    # ------------------------------------------------------------------ learned tags
+    def learned_tags(self) -> dict[str, Any]:
+        counts = self.library.store.learned_counts()
+        return {"tags": [t.to_dict() | {"images": counts.get(t.name, 0)} for t in self.library.learned_tags()]}
+
+    def teach(self, tag: str, examples: Sequence[int], rejections: Sequence[int], suggestions: int) -> dict[str, Any]:
+        return self._learned_dict(self.library.teach(tag, list(examples), list(rejections), suggestions=suggestions))
+
+    def learned_tag(self, tag: str, suggestions: int) -> dict[str, Any]:
+        return self._learned_dict(self.library.learned(tag, suggestions=suggestions))
+
+    def forget_tag(self, tag: str) -> None:
+        self.library.forget_tag(tag)
+
+    @staticmethod
+    def _learned_dict(taught: Any) -> dict[str, Any]:
+        out = taught.to_dict()
+        for hit in (*out["images"], *out["suggestions"]):
+            hit["thumbnail_url"] = f"/v1/images/{hit['id']}/thumbnail?size=256"
+        return out
 
     def thumbnail(self, image_id: int, size: int) -> bytes:
         return self.library.thumbnail(image_id, size)

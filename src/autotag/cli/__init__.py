@@ -11,5 +11,6 @@ from autotag.cli import data as _data  # noqa: F401,E402  isort: skip
 from autotag.cli import vocab as _vocab  # noqa: F401,E402  isort: skip
 from autotag.cli import train as _train  # noqa: F401,E402  isort: skip
 from autotag.cli import batch as _batch  # noqa: F401,E402  isort: skip
+from autotag.cli import teach as _teach  # noqa: F401,E402  isort: skip
 
 __all__ = ["app", "main"]

@@ -29,7 +29,32 @@ TyperOption.display_type_rich = _no_type_for_flags  # type: ignore[method-assign
 
 ADVANCED = "Data and advanced"  # help panel of the commands a first-time user does not need
 
-app = typer.Typer(
+def spread_not(argv: list[str]) -> list[str]:
+    """`teach TAG a b --not c d` -> `... --not c --not d`: every value after --not up to the next option
+    is a rejection (an option takes one value, so `d` would otherwise silently become an example)."""
+    if len(argv) < 2 or argv[1] != "teach":
+        return argv
+    out, rejecting = [], False
+    for arg in argv:
+        if arg == "--not":
+            rejecting = True
+            continue
+        if arg.startswith("-") and arg != "-":
+            rejecting = False
+        out += ["--not", arg] if rejecting else [arg]
+    return out
+
+
+class AutotagApp(typer.Typer):
+    """The app; before parsing, `teach ... --not a b` becomes `--not a --not b` (spread_not), whichever
+    entry point runs it (the `autotag` script calls the app itself, not `main`)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        sys.argv = spread_not(sys.argv)
+        return super().__call__(*args, **kwargs)
+
+
+app = AutotagApp(
     name="autotag",
     help="Tag images automatically with neural networks. Example: autotag tag photos/",
     no_args_is_help=True,

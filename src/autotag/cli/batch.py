@@ -38,12 +38,19 @@ def batch_command(
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster to join, e.g. auto or ray://head:10001 (default: RAY_ADDRESS, else local)."
     ),
+    db: str | None = typer.Option(None, "--db", help="Also give this library's learned tags (`autotag tags`)."),
     fmt: Format | None = typer.Option(None, "--format", "-f", help=FORMAT_HELP),
 ) -> None:
     from autotag.distributed import BatchJob, run_batch
 
+    learned: tuple[str, ...] = ()
+    if db is not None:
+        from autotag.library import Library
+
+        with Library.open(db, create=False) as library:
+            learned = tuple(doc for _, doc in library.store.learned_models().values())
     job = BatchJob(model=model, top_k=top_k, threshold=threshold, shard_size=shard_size, batch_size=batch_size,
-                   objects=False if no_objects else None)  # fmt: skip
+                   objects=False if no_objects else None, learned=learned)  # fmt: skip
     summary = run_batch(sources, out, engine=engine, job=job, actors=actors, address=address)
     for failure in summary["failures"]:
         typer.echo(f"autotag: {failure['path']}: {failure['error']}", err=True)

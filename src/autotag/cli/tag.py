@@ -133,6 +133,9 @@ def tag_command(
     xmp_colors: bool = typer.Option(
         False, "--xmp-colors", help="With --write-xmp: also write the dominant colour names as keywords."
     ),
+    db: str | None = typer.Option(
+        None, "--db", help="Also give this library's learned tags (`autotag tags`); the images are not added to it."
+    ),
 ) -> None:
     from autotag.ingest import discover
     from autotag.pipeline import Tagger, TagOptions
@@ -151,10 +154,20 @@ def tag_command(
         typer.echo("autotag: warning: the default model does not read user tags (`autotag audit` checks them)",
                    err=True)
     failed = 0
+    learned = {}
+    if db is not None:
+        from autotag.library import Library
+
+        with Library.open(db, create=False) as library:
+            learned = library.learned_models()
 
     def records():
         nonlocal failed
         for pred in tagger.tag_many(files, user_tags=tags, options=options, progress=len(files) > 20):
+            if learned and pred.error is None:
+                from autotag.heads.learned_tag import learned_tags
+
+                pred.tags = [*pred.tags, *learned_tags(learned, pred.embedding[None])[0]]
             if pred.error:
                 failed += 1
                 typer.echo(f"autotag: {pred.path}: {pred.error}", err=True)

@@ -71,6 +71,7 @@ class BatchJob:
     shard_size: int = 1000
     batch_size: int | None = None
     objects: bool | None = None  # run the object detector (the default model)
+    learned: tuple[str, ...] = ()  # a library's learned tags (model documents) to give too (`--db LIB`)
 
     def resolved(self) -> BatchJob:
         """Every unset field filled from the settings, so the fingerprint records what was used."""
@@ -155,6 +156,9 @@ class ShardTagger:
         self.dest = dest
         self.fs, self.root = filesystem(dest)
         self.schema = shard_schema(self.tagger.encoder.spec.embedding_dim)
+        from autotag.heads.learned_tag import LearnedTag
+
+        self.learned = {m.tag: m for m in (LearnedTag.from_bytes(doc.encode()) for doc in job.learned)}
 
     def tag_shard(self, refs: list[str]) -> pa.Table:
         """The shard's images through the pipeline (decode in threads, batched encoder, decide) -> rows."""
@@ -164,6 +168,11 @@ class ShardTagger:
         embeddings = np.zeros((len(items), dim), np.float32)
         if ok.any():
             embeddings[ok] = np.stack([i.embedding for i in items if i.ok])
+        if self.learned and ok.any():
+            from autotag.heads.learned_tag import learned_tags
+
+            for item, extra in zip([i for i in items if i.ok], learned_tags(self.learned, embeddings[ok]), strict=True):
+                item.tags = [*item.tags, *extra]
 
         def column(pick: Any) -> list:
             return [pick(i) if i.ok else None for i in items]

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from autotag.types import AutotagError
+from autotag.types import AutotagError, Tag
 
 FORMAT_VERSION = 1
 TARGET_PRECISION = 0.9
@@ -143,6 +143,10 @@ class LearnedTag:
     def applies(self, embeddings: np.ndarray) -> np.ndarray:
         return self.scores(embeddings) >= self.threshold
 
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """Scores as shown beside other tags, in (0, 1): 0.5 at the threshold, rising with the margin."""
+        return 1.0 / (1.0 + np.exp(-(np.asarray(scores, np.float64) - self.threshold)))
+
     def summary(self) -> str:
         judged = f"learned from {self.examples} example{'s' * (self.examples != 1)}"
         return judged + (f", {self.rejections} rejection{'s' * (self.rejections != 1)}" if self.rejections else "")
@@ -239,6 +243,12 @@ def _fit_with_folds(
     return w[:, 0], float(b[0]), out[:n_pos], out[n_pos:]
 
 
+def just_above(score: float) -> float:
+    """The next float32 above `score`: scores are float32, and numpy compares them with a Python float
+    in float32, where a step smaller than float32's would vanish."""
+    return float(np.nextafter(np.float32(score), np.float32(np.inf)))
+
+
 def share_above(sorted_scores: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     """The share of `sorted_scores` (ascending) at or above each cut."""
     return (len(sorted_scores) - np.searchsorted(sorted_scores, cuts, side="left")) / len(sorted_scores)
@@ -277,10 +287,10 @@ def fit_threshold(
         if len(reached):
             threshold, estimate = float(cuts[reached[-1]]), float(precision[reached[-1]])
         else:
-            threshold = float(cuts[0]) + 1e-6
+            threshold = just_above(cuts[0])
     else:
         above = int(FALLBACK_SHARE * n_u)  # this many unlabelled pictures may score at or above the cut
-        threshold = float(np.nextafter(unlabelled[n_u - 1 - above], np.inf))
+        threshold = just_above(unlabelled[n_u - 1 - above])
     if len(rejections):
         judged = np.r_[examples, rejections]
         accepted = np.r_[np.ones(n_e, bool), np.zeros(len(rejections), bool)]
@@ -291,7 +301,7 @@ def fit_threshold(
                     threshold, estimate = float(t), float(accepted[above].mean())
                 break
         else:
-            threshold, estimate = float(judged.max()) + 1e-6, None
+            threshold, estimate = just_above(judged.max()), None
     return threshold, estimate
 
 
@@ -373,3 +383,18 @@ def suggestion_order(scores: np.ndarray, threshold: float, judged: Sequence[int]
     if len(judged):
         order = order[~np.isin(order, np.asarray(judged, np.int64))]
     return order
+
+
+def learned_tags(models: Mapping[str, LearnedTag], embeddings: np.ndarray) -> list[list[Tag]]:
+    """The learned tags (kind "learned", id "learned:NAME") each embedding earns, best first. Models
+    taught on another encoder's embeddings (another size) are passed over."""
+    embeddings = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+    out: list[list[Tag]] = [[] for _ in range(len(embeddings))]
+    for name, model in models.items():
+        if model.weights.shape[0] != embeddings.shape[1]:
+            continue
+        scores = model.scores(embeddings)
+        shown = model.confidence(scores)
+        for i in np.flatnonzero(scores >= model.threshold):
+            out[i].append(Tag(name, float(shown[i]), f"learned:{name}", "learned"))
+    return [sorted(tags, key=lambda t: -t.score) for tags in out]

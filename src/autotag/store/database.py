@@ -688,6 +688,13 @@ class Store:
         with self._read() as conn:
             return {r.name: (int(r.version), r.model) for r in conn.execute(stmt)}
 
+    def learned_counts(self) -> dict[str, int]:
+        """How many images carry each learned tag."""
+        p = t.predictions
+        stmt = sa.select(p.c.tag, sa.func.count()).where(p.c.model == self.LEARNED_MODEL).group_by(p.c.tag)
+        with self._read() as conn:
+            return {tag: int(n) for tag, n in conn.execute(stmt)}
+
     def learned_version(self) -> tuple[int, int]:
         """(number of learned tags, sum of their versions): changes whenever any learned tag changes, so a
         process can tell cheaply that its loaded models are stale (another process taught a tag)."""

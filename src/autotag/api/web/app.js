@@ -2,7 +2,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { image: null, page: { tag: "", color: "", style: "", object: "", offset: 0, limit: 24 } };
+const state = { image: null, page: { tag: "", color: "", style: "", object: "", offset: 0, limit: 24 },
+                selecting: false, selected: new Set(), teaching: null };
 const BROADER = new Set(["ancestor", "category"]);  // broader words, shown after what is in the picture
 
 // ----- talking to the API -----
@@ -29,10 +30,15 @@ async function api(method, path, body) {
   return data;
 }
 
-function setStatus(text, isError = false) {
-  const el = $("#status");
+function setStatus(text, isError = false, where = "#status") {
+  const el = $(where);
   el.textContent = text;
   el.classList.toggle("error", isError);
+}
+
+function teachStatus(text, isError = false) {  // shown in both views: teaching happens in either
+  setStatus(text, isError);
+  setStatus(text, isError, "#teach-status");
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -193,6 +199,12 @@ function tagChip(tag, verdict) {
 
 async function sendFeedback(chip, name, action) {
   if (!state.image) return;
+  if (chip && chip.dataset.kind === "learned" && action !== "add") {  // a taught tag learns from the answer
+    await judge(name, state.image.id, action === "accept");
+    chip.classList.remove("accepted", "rejected");
+    chip.classList.add(action === "accept" ? "accepted" : "rejected");
+    return;
+  }
   try {
     await api("POST", `/v1/images/${state.image.id}/feedback`, { [action]: [name] });
     if (chip) {
@@ -224,8 +236,81 @@ function thumb(image, caption) {
   const first = (image.accepted_tags || [])[0] || ((image.tags || []).find((t) => !BROADER.has(t.kind)) || {}).name;
   const name = first || `image ${image.id}`;
   const label = caption ? el("div", {}, el("b", {}, caption), ` · ${name}`) : el("div", {}, name);
-  return el("figure", { class: "thumb", "data-id": image.id, onclick: () => openImage(image.id) },
+  const fig = el("figure", { class: "thumb", "data-id": image.id,
+                             onclick: () => (state.selecting ? toggleSelected(fig, image.id) : openImage(image.id)) },
     el("img", { src: image.thumbnail_url.replace(/size=\d+/, "size=384"), alt: name, loading: "lazy" }), label);
+  if (state.selected.has(image.id)) fig.classList.add("selected");
+  return fig;
+}
+
+// ----- teaching a tag by example -----
+
+function setSelecting(on) {
+  state.selecting = on;
+  if (!on) state.selected.clear();
+  $("#select-mode").setAttribute("aria-pressed", String(on));
+  $("#select-mode").textContent = on ? "Done selecting" : "Select pictures";
+  $("#teach-form").hidden = !on;
+  for (const fig of document.querySelectorAll("#library figure.thumb")) fig.classList.toggle("selected", state.selected.has(Number(fig.dataset.id)));
+  updateSelected();
+}
+
+function toggleSelected(fig, id) {
+  if (state.selected.has(id)) state.selected.delete(id); else state.selected.add(id);
+  fig.classList.toggle("selected", state.selected.has(id));
+  updateSelected();
+}
+
+function updateSelected() {
+  const n = state.selected.size;
+  $("#selected-count").textContent = n ? `${n} picture${n === 1 ? "" : "s"} selected` : "Click the pictures that show the tag.";
+  $("#teach-button").disabled = n === 0;
+}
+
+async function teach(word, examples, rejections) {
+  const taught = await api("POST", `/v1/tags/${encodeURIComponent(word)}/examples`, { examples, rejections, suggestions: 8 });
+  showTeaching(taught);
+  loadLearned();
+  return taught;
+}
+
+async function judge(word, id, yes) {
+  try {
+    const taught = await teach(word, yes ? [id] : [], yes ? [] : [id]);
+    teachStatus(`Saved: image ${id} ${yes ? "is" : "is not"} “${taught.tag}” (${taught.summary}, ${taught.images.length} pictures carry it).`);
+  } catch (err) {
+    teachStatus(`Could not teach “${word}”: ${err.message}`, true);
+  }
+}
+
+function showTeaching(taught) {
+  state.teaching = taught;
+  $("#teach-box").hidden = false;
+  $("#teach-word").textContent = taught.tag;
+  for (const span of document.querySelectorAll(".teach-word")) span.textContent = taught.tag;
+  const sure = taught.estimated_precision != null ? `, about ${pct(taught.estimated_precision)} right` : "";
+  $("#teach-summary").textContent = `${taught.summary} · ${taught.images.length} pictures carry it${sure}`;
+  $("#teach-suggestions").replaceChildren(...taught.suggestions.map((h) => {
+    const fig = el("figure", { class: "thumb suggestion", "data-id": h.id },
+      el("img", { src: h.thumbnail_url.replace(/size=\d+/, "size=384"), alt: `image ${h.id}`, loading: "lazy" }),
+      el("div", {}, el("b", {}, pct(h.score)), ` sure · image ${h.id}`),
+      el("div", { class: "judge" },
+        el("button", { class: "yes", type: "button", onclick: () => judge(taught.tag, h.id, true) }, "✓ yes"),
+        el("button", { class: "no", type: "button", onclick: () => judge(taught.tag, h.id, false) }, "✗ no")));
+    return fig;
+  }));
+  if (!taught.suggestions.length) $("#teach-suggestions").replaceChildren(el("p", {}, "Nothing left to ask about."));
+}
+
+async function loadLearned() {
+  try {
+    const { tags } = await api("GET", "/v1/tags");
+    const list = $("#learned-list");
+    list.replaceChildren(...(tags.length ? [document.createTextNode("Learned:")] : []), ...tags.map((t) =>
+      el("a", { href: "#library", "data-tag": t.name, title: `${t.examples} examples, ${t.rejections} rejections`,
+                onclick: async (e) => { e.preventDefault(); showTeaching(await api("GET", `/v1/tags/${encodeURIComponent(t.name)}?suggestions=8`)); } },
+         `${t.name} (${t.examples})`)));
+  } catch (err) { /* the list is a convenience; browsing works without it */ }
 }
 
 async function openImage(id) {
@@ -234,11 +319,11 @@ async function openImage(id) {
     showView("tag");
     $("#preview").src = image.thumbnail_url.replace(/size=\d+/, "size=720");
     showResult(image);
-    setStatus(`Image ${id} from the library.`);
+    teachStatus(`Image ${id} from the library.`);
     loadSimilar({ id });
     window.scrollTo(0, 0);
   } catch (err) {
-    setStatus(`Could not open image ${id}: ${err.message}`, true);
+    teachStatus(`Could not open image ${id}: ${err.message}`, true);
   }
 }
 
@@ -265,7 +350,7 @@ async function browse() {
 function showView(name) {
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${name}`;
   for (const a of document.querySelectorAll("nav a[data-view]")) a.classList.toggle("active", a.dataset.view === name);
-  if (name === "library") browse();
+  if (name === "library") { browse(); loadLearned(); } else if (state.selecting) setSelecting(false);
 }
 
 // ----- wiring -----
@@ -296,6 +381,27 @@ function init() {
     e.preventDefault();
     state.page = { ...state.page, tag: $("#browse-tag").value.trim(), color: $("#browse-color").value,
                    style: $("#browse-style").value, object: $("#browse-object").value.trim(), offset: 0 };
+    browse();
+  });
+  $("#select-mode").addEventListener("click", () => setSelecting(!state.selecting));
+  $("#teach-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const word = $("#teach-tag").value.trim();
+    if (!word) { teachStatus("Type the word to teach, e.g. sky.", true); $("#teach-tag").focus(); return; }
+    if (!state.selected.size) return;
+    try {
+      const taught = await teach(word, [...state.selected], []);
+      teachStatus(`Taught “${taught.tag}” (${taught.summary}, ${taught.images.length} pictures carry it).`);
+      setSelecting(false);
+    } catch (err) {
+      teachStatus(`Could not teach “${word}”: ${err.message}`, true);
+    }
+  });
+  $("#teach-show").addEventListener("click", (e) => {
+    e.preventDefault();
+    if (!state.teaching) return;
+    $("#browse-tag").value = state.teaching.tag;
+    state.page = { ...state.page, tag: state.teaching.tag, color: "", style: "", object: "", offset: 0 };
     browse();
   });
   $("#prev-page").addEventListener("click", () => { state.page.offset = Math.max(0, state.page.offset - state.page.limit); browse(); });
