@@ -30,6 +30,7 @@ class Settings:
     data_dir: Path = Path()  # default image library database
     batch_size: int = 8  # images per encoder batch; small batches run sooner, no slower on 2 cores (bench_tagging)
     workers: int = 4  # decoding threads
+    decode_memory_mb: int = 256  # what the decoding threads' full-size pictures may hold at once (DecodeBudget)
     threads: int = 0  # ONNX Runtime threads per encoder; 0 = its own choice (every core)
     max_pixels: int = 100_000_000
     top_k: int = 5  # at most this many leaf labels per image

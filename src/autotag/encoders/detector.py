@@ -27,9 +27,13 @@ from autotag.types import AutotagError, Detection
 DEFAULT_DETECTOR = "centernet-coco"
 # Chosen on the real-photo benchmark's FIT half (bench/bench_detector.py, BENCHMARKS.md): at 384 px the
 # float model finds as many labelled objects as at 512 px with the best F1 and no false person, and runs
-# ~2x faster; 0.4 is its best-F1 score threshold there. INT8 variants lost too many objects.
+# ~2x faster; 0.4 is its best-F1 score threshold there (the objects facet's floor). INT8 variants lost
+# too many objects.
 DEFAULT_INPUT_SIZE = 384
-DEFAULT_MIN_SCORE = 0.4
+OBJECTS_MIN_SCORE = 0.4
+# The detector keeps weaker peaks as candidates: the decisions count one from 0.2 on when the classifier
+# agrees (ConsumerParams.confirm_min; bench/bench_objects.py), so the floor must not be above that.
+DEFAULT_MIN_SCORE = 0.2
 
 
 def coco_classes() -> tuple[str, ...]:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from autotag.config import Settings
+from autotag.encoders.detector import OBJECTS_MIN_SCORE
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import consumer_tags
+from autotag.taxonomy.decisions import consumer_tags, default_params
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
@@ -92,17 +93,25 @@ def limited(tags: Sequence[Tag], options: TagOptions) -> list[Tag]:
     return out[: options.max_tags]
 
 
-def named_objects(detections: Sequence[Detection] | None) -> list[Detection] | None:
-    """The objects facet: what the detector found at its own operating point (chosen for finding
-    objects, bench_detector) whose class is not on the never list, named by the consumer vocabulary,
-    best first. A detection becomes a *tag* only at the stricter fitted `detection_min` (consumer_tags):
-    a box is a finding to show, a tag is a word to search by."""
+def named_objects(detections: Sequence[Detection] | None, probs: np.ndarray | None = None) -> list[Detection] | None:
+    """The objects facet: what the detector found at its own operating point (OBJECTS_MIN_SCORE, chosen
+    for finding objects, bench_detector), plus weaker detections the classifier confirms (the decisions'
+    confirm rule, given `probs`), whose class is not on the never list, named by the consumer vocabulary,
+    best first. A detection becomes a *tag* only at the stricter fitted `detection_min` or confirmed
+    (consumer_tags): a box is a finding to show, a tag is a word to search by."""
     if detections is None:
         return None
-    vocab = default_consumer()
+    vocab, params = default_consumer(), default_params()
     out = []
     for found in detections:
         entry = vocab.coco.get(found.label)
-        if entry is not None and not entry.never:
+        if entry is None or entry.never:
+            continue
+        confirmed = (
+            probs is not None
+            and found.score >= params.confirm_min
+            and vocab.object_support(probs, found.label) >= params.confirm_support
+        )
+        if found.score >= OBJECTS_MIN_SCORE or confirmed:
             out.append(replace(found, name=entry.label))
     return out

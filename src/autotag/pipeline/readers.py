@@ -19,20 +19,17 @@ Reader = Callable[[Item], None]
 StyleModel = Callable[[np.ndarray], list]  # (N, D) embeddings -> one autotag.read.Style per row
 
 
-def read_colors(item: Item) -> None:
-    from autotag.read import dominant_colors
-
-    if item.image is not None:
-        item.colors = dominant_colors(item.image)
-
-
-def read_properties(item: Item) -> None:
-    from autotag.read import picture_properties
+def read_colors_and_properties(item: Item) -> None:
+    """Both facets from one thumbnail: colours and the lightness behind dark/bright are read from
+    the same pixels in OKLCh, made once."""
+    from autotag.read import ColorSample, dominant_colors, picture_properties
 
     if item.image is None:
         return
+    sample = ColorSample.of(item.image)
+    item.colors = dominant_colors(sample)
     width, height = item.meta.get("width") or item.image.width, item.meta.get("height") or item.image.height
-    item.properties = picture_properties(int(width), int(height), item.image)
+    item.properties = picture_properties(int(width), int(height), item.image, sample)
 
 
 def _shipped_style_head() -> StyleModel:
@@ -66,7 +63,7 @@ def style_reader(encoder_name: str) -> Reader | None:
 
 def picture_readers() -> list[Reader]:
     """Readers any model gets: they look at the pixels, not at a model's outputs."""
-    return [read_colors, read_properties]
+    return [read_colors_and_properties]
 
 
 def default_readers(encoder_name: str) -> list[Reader]:

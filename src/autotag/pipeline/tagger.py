@@ -21,9 +21,10 @@ from PIL import Image
 
 from autotag.config import Settings, load_settings
 from autotag.encoders import Encoder, create_encoder
-from autotag.ingest import ImageError, Source, content_hash, decode_with_info, source_bytes, source_name
+from autotag.ingest import DecodeBudget, ImageError, Source, content_hash, source_bytes, source_name
+from autotag.ingest.decode import decoded, return_freed_pictures
 from autotag.ingest.read import pixels_hash
-from autotag.pipeline.decide import TagOptions, default_tags, named_objects
+from autotag.pipeline.decide import TagOptions, default_tags, named_objects, softmax
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 
 UserTags = Sequence[str] | Mapping[str, Sequence[str]] | None
 KEPT_SIDE = 512  # the decoded picture kept for readers is scaled down to at most this long side
+# Images per detector run. ONNX Runtime's peak grows with the batch (384 px: +49 MB at 1 image, +363 MB at
+# 8, arena off) while the time per image does not shrink on a CPU (BENCHMARKS.md, "Memory on big inputs").
+DETECTOR_BATCH = 1
 
 
 class Tagger:
@@ -71,6 +75,9 @@ class Tagger:
         self._lock = threading.Lock()
         # caps how many callers of `process` hold a decoded full-size image at once
         self._decoding = threading.BoundedSemaphore(max(1, self.settings.workers))
+        # and how much memory the decoding threads' full-size pictures hold at once (4K WebPs, PNGs)
+        self.decode_budget = DecodeBudget(self.settings.decode_memory_mb * 2**20)
+        return_freed_pictures()
 
     @classmethod
     def load(cls, model: str | None = None, **settings_overrides: Any) -> Tagger:
@@ -109,7 +116,7 @@ class Tagger:
                 self._batcher = EncoderBatcher(self.encoder.run, max_batch, self.encoder.spec.name)
                 self._run = self._batcher.run
                 if self.detector is not None:
-                    self._detect = EncoderBatcher(self.detector.run, max_batch, "detector").run
+                    self._detect = EncoderBatcher(self.detector.run, min(max_batch, DETECTOR_BATCH), "detector").run
             return self._batcher
 
     def output_cache(self) -> OutputCache | None:
@@ -143,38 +150,44 @@ class Tagger:
                 im = source.convert("RGB")
                 item.content_hash = pixels_hash(im)
                 item.meta = {"format": "PIL", "width": im.width, "height": im.height, "size_bytes": 0}
-            else:
-                data = source_bytes(source)
-                item.content_hash = content_hash(data)
-                if skip is not None and skip(item.content_hash):
-                    item.skipped = True
-                    return item
-                if cache is not None and not (phash or keep_image or detect) and cache.fill(item):
-                    return item
-                im, item.meta = decode_with_info(
-                    data,
-                    min_side=self.encoder.spec.input_size,
-                    max_pixels=self.settings.max_pixels,
-                    # readers get a picture of about KEPT_SIDE, the detector one of its input size
-                    min_long_side=max(KEPT_SIDE if keep_image else 0, self.detector.input_size if detect else 0),
-                )
-            item.array = self.encoder.preprocess(im)
-            if phash:
-                from autotag.index.duplicates import fingerprint
-
-                item.fingerprint = fingerprint(im)
-                item.phash = item.fingerprint.phash
-            if keep_image:
-                item.image = _scaled_down(im, KEPT_SIDE)
-            if detect:
-                assert self.detector is not None
-                picture = item.image if item.image is not None else im
-                item.detector_input, item.placement = self.detector.preprocess(picture, _upright_size(item.meta, im))
+                self._prepare(item, im, phash=phash, keep_image=keep_image, detect=detect)
+                return item
+            data = source_bytes(source)
+            item.content_hash = content_hash(data)
+            if skip is not None and skip(item.content_hash):
+                item.skipped = True
+                return item
+            if cache is not None and not (phash or keep_image or detect) and cache.fill(item):
+                return item
+            with decoded(
+                data,
+                min_side=self.encoder.spec.input_size,
+                max_pixels=self.settings.max_pixels,
+                # readers get a picture of about KEPT_SIDE, the detector one of its input size
+                min_long_side=max(KEPT_SIDE if keep_image else 0, self.detector.input_size if detect else 0),
+                budget=self.decode_budget,  # held until the full-size picture is dropped
+            ) as (im, item.meta):
+                self._prepare(item, im, phash=phash, keep_image=keep_image, detect=detect)
         except AutotagError as exc:
             item.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one file must not end the batch
             item.error = f"{type(exc).__name__}: {exc}"
         return item
+
+    def _prepare(self, item: Item, im: Image.Image, *, phash: bool, keep_image: bool, detect: bool) -> None:
+        """What every later step needs from the decoded picture, so the full-size picture can go."""
+        item.array = self.encoder.preprocess(im)
+        if phash:
+            from autotag.index.duplicates import fingerprint
+
+            item.fingerprint = fingerprint(im)
+            item.phash = item.fingerprint.phash
+        if keep_image:
+            item.image = _scaled_down(im, KEPT_SIDE)
+        if detect:
+            assert self.detector is not None
+            picture = item.image if item.image is not None else im
+            item.detector_input, item.placement = self.detector.preprocess(picture, _upright_size(item.meta, im))
 
     def encode(self, items: Sequence[Item], cache: OutputCache | None = None) -> None:
         """Run the encoder on every item that has an input, as one batch, filling logits and embedding;
@@ -187,9 +200,12 @@ class Tagger:
             if cache is not None:
                 cache.put(todo)
         looking = [i for i in items if i.detector_input is not None]
-        if looking and self.detector is not None and self._detect is not None:
-            peaks, sizes = self._detect(np.stack([i.detector_input for i in looking]))
-            for item, p, s in zip(looking, peaks, sizes, strict=True):
+        if not (looking and self.detector is not None and self._detect is not None):
+            return
+        for start in range(0, len(looking), DETECTOR_BATCH):
+            chunk = looking[start : start + DETECTOR_BATCH]
+            peaks, sizes = self._detect(np.stack([i.detector_input for i in chunk]))
+            for item, p, s in zip(chunk, peaks, sizes, strict=True):
                 item.detections = self.detector.decode(p, s, item.placement)
                 item.detector_input = item.placement = None
 
@@ -201,7 +217,7 @@ class Tagger:
             return
         if self.model is None:
             for item in done:
-                item.objects = named_objects(item.detections)
+                item.objects = named_objects(item.detections, softmax(item.logits))
                 item.tags = default_tags(item, options)
             return
         typed = [user_tags_for(user_tags, i.source) for i in done]

@@ -123,6 +123,24 @@ def name_pixels(rgb: np.ndarray, lch: tuple[np.ndarray, np.ndarray, np.ndarray] 
     return out
 
 
+@dataclass(frozen=True)
+class ColorSample:
+    """A picture's small thumbnail pixels and their OKLCh: what its colours and lightness are read
+    from, made once when both are wanted."""
+
+    pixels: np.ndarray  # (N, 3) uint8 sRGB
+    lightness: np.ndarray  # (N,) OKLab L, 0-1
+    chroma: np.ndarray
+    hue: np.ndarray
+
+    @classmethod
+    def of(cls, image: Image.Image | ColorSample) -> ColorSample:
+        if isinstance(image, ColorSample):
+            return image
+        pixels = thumbnail_pixels(image)
+        return cls(pixels, *oklch(pixels))
+
+
 def thumbnail_pixels(image: Image.Image, side: int = THUMBNAIL_SIDE) -> np.ndarray:
     """(N, 3) uint8 pixels of a box-filtered thumbnail whose longer side is at most `side`."""
     im = image if image.mode == "RGB" else image.convert("RGB")
@@ -133,15 +151,15 @@ def thumbnail_pixels(image: Image.Image, side: int = THUMBNAIL_SIDE) -> np.ndarr
     return np.asarray(im, dtype=np.uint8).reshape(-1, 3)
 
 
-def dominant_colors(image: Image.Image, *, max_colors: int = 4, min_share: float = 0.05) -> list[Color]:
+def dominant_colors(image: Image.Image | ColorSample, *, max_colors: int = 4, min_share: float = 0.05) -> list[Color]:
     """The picture's main colours, each at least `min_share` of the picture, most salient first
     (by share, grey and black counting half: see NEUTRAL_SALIENCE).
 
     A picture with (almost) no coloured pixels whose tones vary comes back as "black and white"
-    first (share 1.0), followed by its neutral tones.
+    first (share 1.0), followed by its neutral tones. `image` may be its ColorSample, already made.
     """
-    pixels = thumbnail_pixels(image)
-    lum, chroma, hue = oklch(pixels)
+    sample = ColorSample.of(image)
+    pixels, lum, chroma, hue = sample.pixels, sample.lightness, sample.chroma, sample.hue
     names = name_pixels(pixels, (lum, chroma, hue))
     shares = np.bincount(names.astype(np.intp), minlength=len(PALETTE)) / max(1, names.size)
     salience = shares * _SALIENCE_WEIGHT

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from autotag.read.colors import oklch, thumbnail_pixels
+from autotag.read.colors import ColorSample
 
 ORIENTATIONS = ("landscape", "portrait", "square")
 SHAPES = ("landscape", "portrait", "square", "ultrawide", "panorama")
@@ -65,10 +65,12 @@ class Properties:
         return out
 
 
-def picture_properties(width: int, height: int, image: Image.Image | None = None) -> Properties:
+def picture_properties(
+    width: int, height: int, image: Image.Image | None = None, sample: ColorSample | None = None
+) -> Properties:
     """Facts of a picture `width` x `height` pixels (the file's size); `image`, the decoded (maybe
     downscaled) picture, adds its lightness and puts width and height upright when the file's EXIF
-    orientation turned it a quarter."""
+    orientation turned it a quarter. `sample`: the image's ColorSample, when already made."""
     if width <= 0 or height <= 0:
         raise ValueError(f"picture size must be positive, got {width} x {height}")
     if image is not None and _turned(width, height, image.width, image.height):
@@ -88,7 +90,7 @@ def picture_properties(width: int, height: int, image: Image.Image | None = None
     resolution = next((name for name, lo, sh in RESOLUTION_MINIMUMS if long >= lo and short >= sh), "small")
     lightness = tone = None
     if image is not None:
-        lightness = mean_lightness(image)
+        lightness = mean_lightness(sample if sample is not None else image)
         tone = "dark" if lightness < DARK_MAX_LIGHTNESS else "bright" if lightness > BRIGHT_MIN_LIGHTNESS else "normal"
     return Properties(
         width, height, orientation, shape, aspect_ratio(width, height), resolution, width * height / 1e6,
@@ -107,9 +109,9 @@ def aspect_ratio(width: int, height: int) -> str:
     return f"{width // d}:{height // d}"
 
 
-def mean_lightness(image: Image.Image) -> float:
-    """Mean OKLab lightness (0 black, 1 white) of a small thumbnail of the picture."""
-    return float(oklch(thumbnail_pixels(image))[0].mean())
+def mean_lightness(image: Image.Image | ColorSample) -> float:
+    """Mean OKLab lightness (0 black, 1 white) of a small thumbnail of the picture (its ColorSample)."""
+    return float(ColorSample.of(image).lightness.mean())
 
 
 def _turned(width: int, height: int, image_width: int, image_height: int) -> bool:

@@ -215,7 +215,8 @@ class ConsumerAuditor:
         cut = self.flag_below if flag_below is None else flag_below
         p = self.params
         ev = evidence(probs, detections, self.consumer, p.detection_min, p.member_floor, p.class_floor,
-                      p.chance_discount, member_bars(self.consumer, p))  # fmt: skip
+                      p.chance_discount, member_bars(self.consumer, p),
+                      confirm_min=p.confirm_min, confirm_support=p.confirm_support)  # fmt: skip
         out = []
         for tag in [t for t in dict.fromkeys(t.strip() for t in tags) if t]:
             terms = self.terms(tag)

@@ -23,7 +23,7 @@ import numpy as np
 
 from autotag.types import AutotagError
 
-ENTRY_KEYS = ("label", "detail", "categories", "min", "never")
+ENTRY_KEYS = ("label", "detail", "categories", "min", "never", "confirmed_by")
 SECTIONS = ("categories", "imagenet", "coco")
 # The 80 COCO classes of the object detector (channel order of its heatmap).
 COCO_CLASSES = (
@@ -50,6 +50,9 @@ class SourceClass:
     min: float | None = None
     never: bool = False
     line: int = 0
+    # COCO only: ImageNet labels that name the same thing beyond its own label and category (the
+    # classifier's "soccer ball" and "basketball" confirm a detected "sports ball")
+    confirmed_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class ConsumerVocabulary:
     group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     label_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) share of the kept classes
     group_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (G,) likewise per group
+    # COCO name -> the ImageNet classes that say the same thing: same label, the COCO label is one of
+    # their categories (a detected "bird" and the classifier's 59 bird classes), or its confirmed_by
+    coco_support: dict[str, np.ndarray] = field(default_factory=dict)
 
     def label_categories(self, label: str) -> tuple[str, ...]:
         """Every category some class of this label belongs to."""
@@ -92,6 +98,13 @@ class ConsumerVocabulary:
         if key in self.coco:
             return self.coco[key]
         raise AutotagError(f"{self.path}: no class {key!r} (give a WordNet id like n02123045 or a COCO name)")
+
+    def object_support(self, probs: np.ndarray, coco_name: str) -> float:
+        """How sure the classifier is of what a detected COCO class names: the summed probability of the
+        ImageNet classes with the same label or category, or named by its `confirmed_by` (0 when it has
+        none, e.g. "toothbrush")."""
+        classes = self.coco_support.get(coco_name)
+        return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
 
     def check_category(self, name: str) -> None:
         if name not in self.categories:
@@ -196,8 +209,13 @@ def parse_consumer(
         if not isinstance(detail, str):
             raise AutotagError(f"{at}: {key}: detail must be a string")
         minimum = None if minimum is None else float(minimum)
+        confirmed_by = spec.get("confirmed_by", [])
+        if section != "coco" and confirmed_by:
+            raise AutotagError(f"{at}: {key}: confirmed_by is for COCO classes only")
+        if not isinstance(confirmed_by, list) or not all(isinstance(x, str) for x in confirmed_by):
+            raise AutotagError(f"{at}: {key}: confirmed_by must be a list of ImageNet labels")
         line = lines.get((section, key), 0)
-        return SourceClass(key, label.strip(), detail.strip(), tuple(cats), minimum, never, line)
+        return SourceClass(key, label.strip(), detail.strip(), tuple(cats), minimum, never, line, tuple(confirmed_by))
 
     inet = raw.get("imagenet") or {}
     if not isinstance(inet, dict):
@@ -219,9 +237,13 @@ def parse_consumer(
         ordered = tuple(entries.values())
     coco_raw = raw.get("coco") or {}
     coco = {k: entry("coco", k, v) for k, v in coco_raw.items()}
-    for k in coco:
+    inet_labels = {e.label for e in ordered if not e.never}
+    for k, c in coco.items():
         if k not in COCO_CLASSES:
             raise AutotagError(f"{where('coco', k)}: {k!r} is not a COCO class; valid: {', '.join(COCO_CLASSES)}")
+        for name in c.confirmed_by:
+            if name not in inet_labels:
+                raise AutotagError(f"{where('coco', k)}: {k}: confirmed_by {name!r} is no ImageNet label of the file")
     return _derive(ConsumerVocabulary(path, categories, ordered, coco))
 
 
@@ -253,6 +275,11 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),
         label_share=np.bincount(index[index >= 0], minlength=len(labels)) / kept,
         group_share=np.array([len(groups[k]) for k in keys]) / kept,
+        coco_support={
+            name: np.array([i for i, e in enumerate(v.imagenet) if not e.never and (
+                e.label == c.label or c.label in e.categories or e.label in c.confirmed_by)], np.int64)
+            for name, c in v.coco.items() if not c.never
+        },
     )  # fmt: skip
 
 

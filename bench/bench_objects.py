@@ -1,0 +1,167 @@
+"""Objects on the real-photo benchmark: which labelled COCO objects the default decisions count and tag,
+with and without the classifier confirming weaker detections (ConsumerParams.confirm_min/_support).
+
+    PYTHONPATH=src python bench/bench_objects.py --dir .cache/realphotos [--splits fit] [--sweep] [--speed]
+
+Every picture is decoded and run as the tagger does (bench_consumer's cached centre-view probabilities
+and detections; the detector at its candidate floor). Per split and set (photo / all):
+  counted   labelled objects (manifest `objects`) among the detections the decisions count
+  tagged    labelled objects whose consumer word is among the shown tags (at most 5)
+  extra     counted detections of a class the picture's labels do not list (person where people > 0
+            is not extra); false people = pictures without people where a person is counted
+Rules: "baseline" = detection_min alone (confirm off), "confirmed" = the shipped parameters.
+`--sweep` prints the FIT grid the confirm parameters were chosen from; `--speed` times the detector's
+decode at the old floor (0.4) and at the candidate floor with the decisions, interleaved, medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_consumer as bc  # noqa: E402 - the benchmark's shared loaders and caches
+
+OFF = {"confirm_min": 1.0, "confirm_support": 1.0}
+
+
+def counted_objects(probs: np.ndarray, dets: list[Any], params: Any) -> dict[str, float]:
+    from autotag.taxonomy.consumer import default_consumer
+    from autotag.taxonomy.decisions import evidence, member_bars
+
+    vocab = default_consumer()
+    ev = evidence(probs, dets, vocab, params.detection_min, params.member_floor, params.class_floor,
+                  params.chance_discount, member_bars(vocab, params),
+                  confirm_min=params.confirm_min, confirm_support=params.confirm_support)  # fmt: skip
+    return ev.objects
+
+
+def score(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], params: Any) -> dict[str, Any]:
+    from autotag.taxonomy.consumer import default_consumer
+    from autotag.taxonomy.decisions import consumer_tags
+
+    vocab = default_consumer()
+    listed = counted = tagged = extra = false_people = people = people_found = 0
+    misses, extras = [], []
+    for e, p, d in zip(entries, probs, dets, strict=True):
+        objects = set(e["objects"])
+        got = set(counted_objects(p, d, params))
+        shown = {t.name for t in consumer_tags(p, d, params=params)}
+        listed += len(objects)
+        counted += len(got & objects)
+        tagged += sum(vocab.coco[o].label in shown for o in objects)
+        has_people = e["people"] not in ("0", "")
+        wrong = got - objects - ({"person"} if has_people else set())
+        extra += len(wrong)
+        false_people += "person" in wrong
+        people += has_people
+        people_found += has_people and "person" in got
+        misses += [f"{e['id']}:{o}" for o in sorted(objects - got)]
+        extras += [f"{e['id']}:{o}" for o in sorted(wrong)]
+    return {"counted": f"{counted}/{listed}", "tagged": f"{tagged}/{listed}", "extra": extra,
+            "false_people": false_people, "people": f"{people_found}/{people}",
+            "missed": misses, "extras": extras}  # fmt: skip
+
+
+def sweep(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], base: Any) -> None:
+    """The FIT grid behind the shipped confirm parameters: counted / extra per (confirm_min, support)."""
+    for kind in ("photo", "all"):
+        idx = [i for i, e in enumerate(entries) if kind in ("all", e["kind"])]
+        print(f"sweep ({kind}, {len(idx)} pictures): counted/extra")
+        for lo in (0.15, 0.2, 0.25, 0.3, 0.35):
+            cells = []
+            for support in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7):
+                r = score([entries[i] for i in idx], probs[idx], [dets[i] for i in idx],
+                          replace(base, confirm_min=lo, confirm_support=support))  # fmt: skip
+                cells.append(f"s{support}: {r['counted']} +{r['extra']}")
+            print(f"  min {lo}: " + " | ".join(cells))
+
+
+def speed(entries: list[dict], probs: np.ndarray, rounds: int, params: Any) -> dict[str, float]:
+    """ms per picture: the detector (letter-box + network + decode) at floor 0.4 with the decisions
+    ignoring confirmation, against the candidate floor with the confirming decisions; interleaved."""
+    from autotag.encoders.detector import DEFAULT_MIN_SCORE, OBJECTS_MIN_SCORE, create_detector
+    from autotag.ingest import decode_with_info, load_source
+    from autotag.taxonomy.decisions import consumer_tags
+
+    images = []
+    for e in entries:
+        im, _ = decode_with_info(load_source(e["path"]), min_side=224, max_pixels=bc.encoder_max_pixels(),
+                                 min_long_side=384)  # fmt: skip
+        images.append(im)
+    old, new = create_detector(min_score=OBJECTS_MIN_SCORE), create_detector(min_score=DEFAULT_MIN_SCORE)
+    variants = {
+        f"floor {OBJECTS_MIN_SCORE}, confirm off": (old, replace(params, **OFF)),
+        f"floor {DEFAULT_MIN_SCORE}, confirm on": (new, params),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for detector, _ in variants.values():
+        detector.detect(images[:8])
+    for r in range(rounds):
+        for key in list(variants) if r % 2 == 0 else list(reversed(variants)):
+            detector, rule = variants[key]
+            start = time.perf_counter()
+            for i in range(0, len(images), 8):
+                found = detector.detect(images[i : i + 8])
+                for j, d in enumerate(found):
+                    consumer_tags(probs[i + j], d, params=rule)
+            times[key].append(1000 * (time.perf_counter() - start) / len(images))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=bc.DEFAULT_DIR)
+    parser.add_argument("--splits", default="fit", help="comma-separated: fit,test")
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--speed-pictures", type=int, default=24)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from autotag.taxonomy.decisions import default_params
+
+    shipped = default_params()
+    entries = bc.load_set(args.dir)
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f} at start",
+        "params": {"detection_min": shipped.detection_min, "confirm_min": shipped.confirm_min,
+                   "confirm_support": shipped.confirm_support},  # fmt: skip
+    }
+    print(json.dumps(results))
+    for split in args.splits.split(","):
+        part = [e for e in entries if e["split"] == split]
+        probs = bc.view_probabilities(part, "center")
+        dets = bc.detections(part)
+        if args.sweep and split == "fit":
+            sweep(part, probs, dets, shipped)
+        for kind in ("photo", "all"):
+            idx = [i for i, e in enumerate(part) if kind in ("all", e["kind"])]
+            for rule, params in (("baseline", replace(shipped, **OFF)), ("confirmed", shipped)):
+                r = score([part[i] for i in idx], probs[idx], [dets[i] for i in idx], params)
+                results.setdefault("rows", []).append({"split": split, "set": kind, "rule": rule, **r})
+                print(f"{split} {kind:5s} {rule:9s} counted {r['counted']} tagged {r['tagged']} extra {r['extra']} "
+                      f"false people {r['false_people']} people {r['people']}")  # fmt: skip
+                print(f"    missed: {', '.join(r['missed'])}\n    extra: {', '.join(r['extras'])}")
+        if args.speed and split == "fit":
+            photos = [i for i, e in enumerate(part) if e["kind"] == "photo"][: args.speed_pictures]
+            ms = speed([part[i] for i in photos], probs[photos], args.rounds, shipped)
+            results["speed_ms_per_picture"] = ms
+            for key, value in ms.items():
+                print(f"speed {key}: {value:.1f} ms/picture")
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
