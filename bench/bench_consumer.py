@@ -165,14 +165,15 @@ def allowed_words(entries: Sequence[dict[str, Any]]) -> list[str]:
 def score(entries: Sequence[dict[str, Any]], shown: Sequence[Sequence[str]], k: int = 5,
           allowed: Sequence[str] | None = None, synonyms: bool = False) -> dict[str, Any]:  # fmt: skip
     """The benchmark's shown-tag report (autotag.metrics) plus pictures with an animal word but no animal."""
-    from autotag.metrics import normalize_tag, shown_tags_report
+    from autotag.metrics import shown_tags_report
+    from autotag.usertags import normalise_user_tag
 
     out = shown_tags_report(shown, [e["tags"] for e in entries], [e["wrong"] for e in entries], k=k,
                             allowed=allowed, synonyms=synonyms)  # fmt: skip
     animals = animal_words()
     false_animal = 0
     for e, tags in zip(entries, shown, strict=True):
-        names = {normalize_tag(n) for t in tags for n in (t.split(",") if synonyms else [t])}
+        names = {normalise_user_tag(n) for t in tags for n in (t.split(",") if synonyms else [t])}
         false_animal += bool(names & animals and not set(e["tags"]) & animals)
     out["animal-without-animal"] = false_animal
     return out

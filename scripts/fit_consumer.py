@@ -33,7 +33,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from autotag.metrics import normalize_tag  # noqa: E402
 from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer  # noqa: E402
 from autotag.taxonomy.decisions import (  # noqa: E402
     KIND_ORDER,
@@ -43,6 +42,7 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     member_bars,
     tags_from_evidence,
 )  # fmt: skip
+from autotag.usertags import normalise_user_tag  # noqa: E402
 from bench_consumer import DEFAULT_DIR, animal_words, detections, load_set, score, view_probabilities  # noqa: E402
 
 OUT = ROOT / "src" / "autotag" / "taxonomy" / "consumer_fitted.json"
@@ -108,8 +108,8 @@ class Grid:
         if like is not None and like.terms == terms:  # the truth does not depend on the evidence
             self.right, self.wrong, self.animal, self.no_animal = like.right, like.wrong, like.animal, like.no_animal
             return
-        self.right = np.array([[x in {normalize_tag(w) for w in e["tags"]} for x in terms] for e in entries])
-        self.wrong = np.array([[x in {normalize_tag(w) for w in e["wrong"]} for x in terms] for e in entries])
+        self.right = np.array([[x in {normalise_user_tag(w) for w in e["tags"]} for x in terms] for e in entries])
+        self.wrong = np.array([[x in {normalise_user_tag(w) for w in e["wrong"]} for x in terms] for e in entries])
         self.wrong &= ~self.right
         animals = animal_words()
         self.animal = np.array([x in animals for x in terms])

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from autotag.usertags import normalise_user_tag
+
 # --------------------------------------------------------------------------------------------
 # indicator functions: scores (N, L) -> 0/1 decisions (N, L) uint8
 
@@ -317,14 +319,9 @@ def single_label_report(y_true: Any, scores: Any, labels: list[str] | None = Non
 RIGHT, WRONG, OTHER = "right", "wrong", "other"
 
 
-def normalize_tag(name: str) -> str:
-    """Lower case, "_" as space, single spaces: the form tags are compared in."""
-    return " ".join(str(name).replace("_", " ").lower().split())
-
-
 def _names(tag: str, synonyms: bool) -> list[str]:
     parts = tag.split(",") if synonyms else [tag]
-    return [n for n in (normalize_tag(p) for p in parts) if n]
+    return [n for n in (normalise_user_tag(p) for p in parts) if n]
 
 
 def mark_shown_tags(
@@ -336,9 +333,9 @@ def mark_shown_tags(
 ) -> list[tuple[str, bool]]:
     """One (mark, is_jargon) per shown tag: mark is RIGHT, WRONG or OTHER; is_jargon is False when no
     `allowed` list is given."""
-    right_set = {normalize_tag(t) for t in right}
-    wrong_set = {normalize_tag(t) for t in wrong}
-    allowed_set = None if allowed is None else {normalize_tag(t) for t in allowed}
+    right_set = {normalise_user_tag(t) for t in right}
+    wrong_set = {normalise_user_tag(t) for t in wrong}
+    allowed_set = None if allowed is None else {normalise_user_tag(t) for t in allowed}
     marks = []
     for tag in shown:
         names = _names(tag, synonyms)
