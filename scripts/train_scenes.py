@@ -6,7 +6,9 @@ Training data (offline, every picture labelled by looking at it):
     except to drop training pictures that are variants of a test picture (cosine > LEAK_COSINE);
   - bench/realphotos/scenes_extra.yaml: GCompris photos (monuments, renewable energy, animals, fish,
     tools) with every scene word visible in each, GCompris cartoon cards as negatives, and the photo
-    cut-outs of tuxpaint-stamps-default (flowers, trees and the moon; the rest negatives).
+    cut-outs of tuxpaint-stamps-default (flowers, trees and the moon; the rest negatives), and
+    stellarium-data's deep-sky photos (space). Retraining needs those Debian packages installed
+    (gcompris-qt-data, tuxpaint-stamps-default, stellarium-data); running the tagger does not.
 
 One model per scene word with at least MIN_POSITIVES positives: heads/learned_tag.py's features and
 logistic regression (positives and negatives weigh the same in total), its regularisation chosen by
