@@ -56,7 +56,7 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
     entries = load_manifest(manifest)
     results: dict[str, dict] = {}
     for split in splits:
-        rows, files = [], []
+        rows, files, pictures = [], [], []
         t_decode, t_colors, t_props, wall_colors = [], [], [], []
         for entry in (e for e in entries if e["split"] == split):
             path = picture_file(folder, entry["id"])
@@ -76,7 +76,8 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
             t_props.append(time.thread_time() - start)
             rows.append((entry, [c.name for c in colors]))
             files.append(str(path))
-        styles = picture_styles(tagger.embed(files))
+            pictures.append(im)
+        styles = picture_styles(tagger.embed(files), pictures)
         n = len(rows)
         top = sum(bool(names) and names[0] in e["colors"] for e, names in rows)
         overlap = sum(bool(set(names) & set(e["colors"])) for e, names in rows)
