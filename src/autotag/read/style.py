@@ -45,16 +45,28 @@ def texture_statistics(image: Any) -> np.ndarray:
     noise: photos), of the 8 commonest colours (at 5 bits per channel), the number of such colours
     used (log-scaled to 0-1), and the backdrop's share of the picture. Read on the picture the pipeline
     keeps for its readers (long side 512); training must read the same form."""
-    a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, np.int16)
-    backdrop = (a >= BACKDROP_LEVEL).all(2)
-    inside = ~backdrop if (~backdrop).sum() >= 100 else np.ones_like(backdrop)
-    dx, dy = np.abs(np.diff(a, axis=1)).max(2), np.abs(np.diff(a, axis=0)).max(2)
+    a = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, np.uint8)
+    # planar uint8 channels: |x - y| as max - min needs no wider copy (ten times faster than int16 HxWx3)
+    r, g, b = (np.ascontiguousarray(a[..., k]) for k in range(3))
+    backdrop = (r >= BACKDROP_LEVEL) & (g >= BACKDROP_LEVEL) & (b >= BACKDROP_LEVEL)
+    inside = ~backdrop if np.count_nonzero(~backdrop) >= 100 else np.ones_like(backdrop)
+
+    def largest_step(axis: int) -> np.ndarray:  # per neighbour pair, the largest step over the channels
+        out = None
+        for c in (r, g, b):
+            x, y = (c[:, 1:], c[:, :-1]) if axis == 1 else (c[1:, :], c[:-1, :])
+            step = np.maximum(x, y) - np.minimum(x, y)
+            out = step if out is None else np.maximum(out, step)
+        return out
+
+    dx, dy = largest_step(1), largest_step(0)
     mx, my = inside[:, 1:] & inside[:, :-1], inside[1:, :] & inside[:-1, :]
-    pairs = max(1, int(mx.sum() + my.sum()))
+    pairs = max(1, np.count_nonzero(mx) + np.count_nonzero(my))
     flat = (np.count_nonzero((dx == 0) & mx) + np.count_nonzero((dy == 0) & my)) / pairs
-    step = (np.count_nonzero((dx > 0) & (dx <= 3) & mx) + np.count_nonzero((dy > 0) & (dy <= 3) & my)) / pairs
-    q = (a[inside] >> 3).astype(np.int32)
-    counts = np.bincount(q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2], minlength=32768)
+    # steps of 1-3 levels: in uint8 a step of 0 minus 1 wraps to 255
+    step = (np.count_nonzero((dx - 1 <= 2) & mx) + np.count_nonzero((dy - 1 <= 2) & my)) / pairs
+    code = ((r >> 3).astype(np.uint16) << 10) | ((g >> 3).astype(np.uint16) << 5) | (b >> 3)
+    counts = np.bincount(code[inside], minlength=32768)
     counts = counts[counts > 0]
     top8 = np.sort(counts)[::-1][:8].sum() / max(1, counts.sum())
     return np.array([flat, step, top8, np.log1p(len(counts)) / np.log(32768), backdrop.mean()], np.float32)
