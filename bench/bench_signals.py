@@ -1,6 +1,9 @@
 """Colours, picture facts and photo-or-art on the real-photo benchmark, per split.
 
     PYTHONPATH=src python bench/bench_signals.py [--manifest M] [--realphotos DIR] [--split fit,test]
+        [--heads A.npz,B.npz]
+
+--heads: photo-or-art heads to measure side by side in the same run (default: the shipped one).
 
 Each picture is decoded the way the pipeline decodes it for its readers (JPEG draft keeping the long
 side >= 512 px, EXIF turned, RGB, then scaled to a long side of at most 512 px), so colours are
@@ -12,7 +15,8 @@ Colour agreement with the labels (`colors`, 1-3 names a person gave):
 Photo or art: accuracy of `kind` over all pictures, against always answering "photo"; style
 accuracy over the art pictures. Speed: median CPU milliseconds (this thread's time, which a busy
 shared machine does not inflate as it does wall time) per picture of dominant_colors and of
-picture_properties, interleaved with the decode they follow (the baseline), plus the wall-time median.
+picture_properties and of the style head's texture statistics, interleaved with the decode they follow
+(the baseline), plus the wall-time median.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from PIL import Image
 
 from autotag.ingest import decode_with_info
 from autotag.read import dominant_colors, picture_properties
-from autotag.read.style import picture_styles
+from autotag.read.style import HEAD_PATH, StyleHead, texture_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT_SIDE = 512  # the pipeline's readers get the decoded picture at about this long side
@@ -49,15 +53,15 @@ def picture_file(folder: Path, entry_id: str) -> Path:
     return found[0]
 
 
-def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
+def run(manifest: Path, folder: Path, splits: list[str], head: StyleHead, timed: dict | None = None) -> dict[str, dict]:
     from autotag.pipeline import Tagger
 
     tagger = Tagger.load("efficientnet_lite0")
     entries = load_manifest(manifest)
     results: dict[str, dict] = {}
     for split in splits:
-        rows, files = [], []
-        t_decode, t_colors, t_props, wall_colors = [], [], [], []
+        rows, files, pictures = [], [], []
+        t_decode, t_colors, t_props, wall_colors, t_texture = [], [], [], [], []
         for entry in (e for e in entries if e["split"] == split):
             path = picture_file(folder, entry["id"])
             data = path.read_bytes()
@@ -74,9 +78,19 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
             start = time.thread_time()
             picture_properties(int(meta["width"]), int(meta["height"]), im)
             t_props.append(time.thread_time() - start)
+            start = time.thread_time()
+            texture_statistics(im)
+            t_texture.append(time.thread_time() - start)
             rows.append((entry, [c.name for c in colors]))
             files.append(str(path))
-        styles = picture_styles(tagger.embed(files))
+            pictures.append(im)
+        if timed is None or split not in timed:
+            embeddings = tagger.embed(files)
+            if timed is not None:
+                timed[split] = embeddings
+        else:
+            embeddings = timed[split]
+        styles = head.predict(embeddings, pictures)
         n = len(rows)
         top = sum(bool(names) and names[0] in e["colors"] for e, names in rows)
         overlap = sum(bool(set(names) & set(e["colors"])) for e, names in rows)
@@ -95,6 +109,7 @@ def run(manifest: Path, folder: Path, splits: list[str]) -> dict[str, dict]:
             "ms_decode": 1000 * statistics.median(t_decode),
             "ms_colors": 1000 * statistics.median(t_colors),
             "ms_properties": 1000 * statistics.median(t_props),
+            "ms_texture": 1000 * statistics.median(t_texture),
             "ms_colors_wall": 1000 * statistics.median(wall_colors),
             "colour_misses": [m for m in named if not set(m[2]) & set(m[1])],
             "colour_top_misses": [m for m in named if m[2][:1] and m[2][0] not in m[1]],
@@ -111,23 +126,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", type=Path, default=ROOT / "bench" / "realphotos" / "manifest.yaml")
     ap.add_argument("--realphotos", type=Path, default=ROOT / ".cache" / "realphotos")
     ap.add_argument("--split", default="fit,test")
+    ap.add_argument("--heads", default=str(HEAD_PATH), help="comma-separated style_head.npz files")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    results = run(args.manifest, args.realphotos, args.split.split(","))
-    print("| split | pictures | colour top in labels | colour overlap | photo-or-art acc. (always photo) "
-          "| style acc. (art) | colours CPU ms (wall) | properties CPU ms | decode CPU ms |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
-    for split, r in results.items():
-        print(
-            f"| {split} | {r['pictures']} | {r['colors_top']:.1%} | {r['colors_overlap']:.1%} "
-            f"| {r['kind_accuracy']:.1%} ({r['kind_always_photo']:.1%}) "
-            f"| {r['style_accuracy']:.1%} of {r['art_pictures']} "
-            f"| {r['ms_colors']:.2f} ({r['ms_colors_wall']:.2f}) | {r['ms_properties']:.2f} | {r['ms_decode']:.2f} |"
-        )
-    for split, r in results.items():
-        for key in ("colour_misses", "colour_top_misses", "kind_errors", "style_errors"):
-            for item in r[key]:
-                print(f"{split} {key}: {item}", file=sys.stderr)
+    embeddings: dict = {}  # one embedding per picture, shared by the heads
+    for path in args.heads.split(","):
+        results = run(args.manifest, args.realphotos, args.split.split(","), StyleHead.load(path), embeddings)
+        print(f"\nstyle head: {path}")
+        print("| split | pictures | colour top in labels | colour overlap | photo-or-art acc. (always photo) "
+              "| style acc. (art) | colours CPU ms (wall) | properties CPU ms | texture CPU ms "
+              "| decode CPU ms |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        for split, r in results.items():
+            print(
+                f"| {split} | {r['pictures']} | {r['colors_top']:.1%} | {r['colors_overlap']:.1%} "
+                f"| {r['kind_accuracy']:.1%} ({r['kind_always_photo']:.1%}) "
+                f"| {r['style_accuracy']:.1%} of {r['art_pictures']} "
+                f"| {r['ms_colors']:.2f} ({r['ms_colors_wall']:.2f}) | {r['ms_properties']:.2f} "
+                f"| {r['ms_texture']:.2f} | {r['ms_decode']:.2f} |"
+            )
+        for split, r in results.items():
+            for key in ("colour_misses", "colour_top_misses", "kind_errors", "style_errors"):
+                for item in r[key]:
+                    print(f"{path} {split} {key}: {item}", file=sys.stderr)
     return 0
 
 

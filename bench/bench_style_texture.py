@@ -26,17 +26,9 @@ import train_style as ts  # noqa: E402 - the training script's loaders, CV and h
 
 
 def texture(im: Image.Image) -> np.ndarray:
-    a = np.asarray(im.convert("RGB"), np.int16)
-    backdrop = (a >= 245).all(2)
-    inside = ~backdrop if (~backdrop).sum() >= 100 else np.ones_like(backdrop)
-    dx, dy = np.abs(np.diff(a, axis=1)).max(2), np.abs(np.diff(a, axis=0)).max(2)
-    mx, my = inside[:, 1:] & inside[:, :-1], inside[1:, :] & inside[:-1, :]
-    equal = np.concatenate([(dx == 0)[mx], (dy == 0)[my]]).mean()
-    noise = np.concatenate([((dx > 0) & (dx <= 3))[mx], ((dy > 0) & (dy <= 3))[my]]).mean()
-    q = (a[inside] // 8).astype(np.int32)
-    _, counts = np.unique(q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2], return_counts=True)
-    top8 = np.sort(counts)[::-1][:8].sum() / counts.sum()
-    return np.array([equal, noise, top8, np.log1p(len(counts)) / np.log(32768), backdrop.mean()])
+    from autotag.read.style import texture_statistics  # the statistics the shipped head reads
+
+    return texture_statistics(im)
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from autotag.read.style import ART_STYLES, HEAD_PATH, KINDS, LinearHead, StyleHead
+from autotag.read.style import ART_STYLES, HEAD_PATH, KINDS, TEXTURE_STATS, LinearHead, StyleHead, texture_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,6 +56,9 @@ GENERATED = {"gradient": 30, "shapes": 30, "waves": 25, "lowpoly": 20, "clouds":
 GENERATOR_VERSION = 1  # bump when a generator changes, so the fingerprint changes with it
 LEAK_COSINE = 0.95
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+# How strongly the texture statistics count beside the 1280 embedding dimensions (their standardised
+# values are multiplied by this, so the L2 penalty holds them back less); chosen by grouped CV.
+TEXTURE_WEIGHTS = (1.0, 2.0, 4.0)
 FOLDS = 5
 
 
@@ -77,14 +80,28 @@ def read_yaml(path: Path):  # -> Any
         return yaml.safe_load(fh)
 
 
-def flatten(im: Image.Image) -> Image.Image:
-    """Transparency over white, as the pipeline decodes it; then at most MAX_SIDE px."""
-    if im.mode in ("RGBA", "LA", "PA", "P"):
-        im = im.convert("RGBA")
-        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
-    im = im.convert("RGB")
-    im.thumbnail((MAX_SIDE, MAX_SIDE), Image.BILINEAR)
-    return im
+_tagger = None
+
+
+def pipeline_picture(data: bytes) -> Image.Image:
+    """The picture the pipeline keeps for its readers, made by the pipeline's own decode step (JPEG
+    draft decoding, transparency over white, long side scaled down to 512): the texture statistics
+    differ between a full decode and a draft one, so training reads exactly what tagging reads."""
+    global _tagger
+    if _tagger is None:
+        from autotag.pipeline import Tagger
+
+        _tagger = Tagger.load(ENCODER)
+    item = _tagger.decode(data, keep_image=True)
+    if item.error or item.image is None:
+        raise SystemExit(f"cannot decode a training picture: {item.error}")
+    return item.image
+
+
+def png_bytes(im: Image.Image) -> bytes:
+    out = io.BytesIO()
+    im.save(out, "PNG")
+    return out.getvalue()
 
 
 def render_svg(data: bytes) -> Image.Image:
@@ -93,15 +110,13 @@ def render_svg(data: bytes) -> Image.Image:
     if not shutil.which("rsvg-convert"):
         raise SystemExit("rsvg-convert is needed to render SVG pictures: apt-get install librsvg2-bin")
     png = subprocess.run(["rsvg-convert", "-w", str(MAX_SIDE), "-a"], input=data, capture_output=True, check=True)
-    return Image.open(io.BytesIO(png.stdout))
+    return pipeline_picture(png.stdout)
 
 
 def decode(data: bytes, name: str) -> Image.Image:
     if name.lower().endswith((".svg", ".svgz")):
-        return flatten(render_svg(data))
-    im = Image.open(io.BytesIO(data))
-    im.load()
-    return flatten(im)
+        return render_svg(data)
+    return pipeline_picture(data)
 
 
 def read_rcc(path: Path) -> dict[str, bytes]:
@@ -169,7 +184,7 @@ def load_source(source: str) -> tuple[Image.Image, str]:
         arr = np.asarray(getattr(skimage.data, source.partition(":")[2])())
         if arr.dtype != np.uint8:
             arr = (255 * (arr - arr.min()) / max(1e-9, float(arr.max() - arr.min()))).astype(np.uint8)
-        return flatten(Image.fromarray(arr)), hashlib.sha256(arr.tobytes()).hexdigest()
+        return pipeline_picture(png_bytes(Image.fromarray(arr))), hashlib.sha256(arr.tobytes()).hexdigest()
     data, name = source_bytes(source)
     return decode(data, name), hashlib.sha256(data).hexdigest()
 
@@ -424,28 +439,37 @@ def embed(images: list[Image.Image], cache_path: Path) -> np.ndarray:
     return np.stack([cache[k] for k in keys])
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], c: float) -> LinearHead:
+def fit_head(
+    x: np.ndarray, y: np.ndarray, classes: tuple[str, ...], c: float, extra: int = 0, weight: float = 1.0
+) -> LinearHead:
+    """Balanced logistic regression on the unit embedding (the first columns) and `extra` texture
+    columns, all standardised; the texture columns' scale is divided by `weight`."""
     from sklearn.linear_model import LogisticRegression
 
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    n = x.shape[1] - extra
+    xn = np.hstack([x[:, :n] / np.linalg.norm(x[:, :n], axis=1, keepdims=True), x[:, n:]])
     mean, scale = xn.mean(0), xn.std(0) + 1e-6
+    scale[n:] /= weight
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
     model.fit((xn - mean) / scale, y)
     coef, intercept = model.coef_, model.intercept_
     if len(classes) == 2:  # sklearn keeps one row for two classes: softmax over (0, z) is the same
         coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
     order = [list(model.classes_).index(i) for i in range(len(classes))]
-    return LinearHead(classes, mean, scale, coef[order], intercept[order])
+    return LinearHead(classes, mean, scale, coef[order], intercept[order], extra)
 
 
-def grouped_cv(x: np.ndarray, y: np.ndarray, groups: np.ndarray, whole: np.ndarray, classes, c: float) -> float:
+def grouped_cv(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, whole: np.ndarray, classes, c: float, extra: int = 0,
+    weight: float = 1.0,
+) -> float:
     """Accuracy on whole pictures (not their crops) of held-out groups, balanced over classes."""
     from sklearn.model_selection import GroupKFold
 
     hits = np.zeros(len(classes))
     totals = np.zeros(len(classes))
     for train, held in GroupKFold(FOLDS).split(x, y, groups):
-        head = fit_head(x[train], y[train], classes, c)
+        head = fit_head(x[train], y[train], classes, c, extra, weight)
         held = held[whole[held]]
         pred = head.predict_proba(x[held]).argmax(1)
         for k in range(len(classes)):
@@ -461,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--realphotos", type=Path, default=DEFAULT_REALPHOTOS, help="built benchmark folder")
     ap.add_argument("--out", type=Path, default=HEAD_PATH)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "style_embeddings.npz", help="embedding cache")
+    ap.add_argument("--no-texture", action="store_true", help="the photo-or-art head reads the embedding only")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -481,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     x_all = embed(images + [p.image for p in test], args.cache)
     x, x_test = x_all[: len(images)], x_all[len(images) :]
     owner, whole = np.array(owner), np.array(whole)
+    texture = np.stack([texture_statistics(im) for im in images])
 
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     unit_test = x_test / np.linalg.norm(x_test, axis=1, keepdims=True)
@@ -489,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
     for i in sorted(leaked):
         print(f"dropped (near a test picture): {pictures[i].source}", file=sys.stderr)
     keep = np.array([o not in leaked for o in owner])
-    x, owner, whole = x[keep], owner[keep], whole[keep]
+    x, owner, whole, texture = x[keep], owner[keep], whole[keep], texture[keep]
     kept = [p for i, p in enumerate(pictures) if i not in leaked]
 
     groups = np.array([pictures[o].group for o in owner])
@@ -497,8 +523,27 @@ def main(argv: list[str] | None = None) -> int:
     art = y_kind == 1
     y_style = np.array([ART_STYLES.index(pictures[o].style) if pictures[o].kind == "art" else -1 for o in owner])
 
-    cv_kind = {c: grouped_cv(x, y_kind, groups, whole, KINDS, c) for c in C_GRID}
-    c_kind = max(cv_kind, key=lambda c: (cv_kind[c], -c))
+    # The photo-or-art head: the embedding alone (the head before texture, measured in the same run)
+    # and the embedding plus the texture statistics at each weight; grouped CV chooses.
+    cv_embedding = {c: grouped_cv(x, y_kind, groups, whole, KINDS, c) for c in C_GRID}
+    print(f"grouped CV, kind, embedding only: {cv_embedding}", file=sys.stderr)
+    xt = np.hstack([x, texture])
+    n_tex = len(TEXTURE_STATS)
+    cv_texture = {} if args.no_texture else {
+        (c, w): grouped_cv(xt, y_kind, groups, whole, KINDS, c, n_tex, w) for c in C_GRID for w in TEXTURE_WEIGHTS
+    }  # fmt: skip
+    print(f"grouped CV, kind, embedding + texture (C, weight): {cv_texture}", file=sys.stderr)
+    best_plain = max(cv_embedding, key=lambda c: (cv_embedding[c], -c))
+    best_tex = max(cv_texture, key=lambda k: (cv_texture[k], -k[0], -k[1])) if cv_texture else None
+    use_texture = best_tex is not None and cv_texture[best_tex] > cv_embedding[best_plain]
+    if use_texture:
+        assert best_tex is not None
+        (c_kind, w_kind), x_kind, extra = best_tex, xt, n_tex
+        cv_kind = {f"{c}x{w}": v for (c, w), v in cv_texture.items()}
+        cv_kind_best = cv_texture[best_tex]
+    else:
+        c_kind, w_kind, x_kind, extra = best_plain, 1.0, x, 0
+        cv_kind, cv_kind_best = cv_embedding, cv_embedding[best_plain]
     cv_style = {c: grouped_cv(x[art], y_style[art], groups[art], whole[art], ART_STYLES, c) for c in C_GRID}
     c_style = max(cv_style, key=lambda c: (cv_style[c], -c))
     print(f"grouped {FOLDS}-fold CV, balanced accuracy: kind {cv_kind}, style {cv_style}", file=sys.stderr)
@@ -511,13 +556,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # How well the other data alone carries over to the benchmark's pictures: train without the
     # FIT half, measure on it (the TEST half stays out of every choice made here).
-    kind_head = fit_head(x[~bench], y_kind[~bench], KINDS, c_kind)
+    kind_head = fit_head(x_kind[~bench], y_kind[~bench], KINDS, c_kind, extra, w_kind)
+    plain_head = fit_head(x[~bench], y_kind[~bench], KINDS, best_plain)
+    p_plain = plain_head.predict_proba(x[held])[:, 1]
     style_head = fit_head(x[~bench & art], y_style[~bench & art], ART_STYLES, c_style)
-    p_art = kind_head.predict_proba(x[held])[:, 1]
+    p_art = kind_head.predict_proba(x_kind[held])[:, 1]
     fit_half = {
         "pictures": int(held.sum()),
         "kind_accuracy_at_0.5": float(np.mean((p_art > 0.5) == (y_kind[held] == 1))),
         "kind_accuracy": float(np.mean((p_art > art_threshold) == (y_kind[held] == 1))),
+        "kind_accuracy_embedding_only": float(np.mean((p_plain > art_threshold) == (y_kind[held] == 1))),
         "style_accuracy_art": float(
             np.mean(style_head.predict_proba(x[held & art]).argmax(1) == y_style[held & art])
         ),
@@ -543,13 +591,17 @@ def main(argv: list[str] | None = None) -> int:
             "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(),
             "list_sha256": hashlib.sha256(DATA_LIST.read_bytes()).hexdigest(),
         },
-        "cv": {"folds": FOLDS, "kind_balanced_accuracy": cv_kind[c_kind], "style_balanced_accuracy": cv_style[c_style]},
+        "cv": {"folds": FOLDS, "kind_balanced_accuracy": cv_kind_best, "style_balanced_accuracy": cv_style[c_style],
+               "kind_embedding_only": cv_embedding[best_plain], "kind_by_C": cv_kind},  # fmt: skip
+        "texture": list(TEXTURE_STATS) if use_texture else [],
+        "texture_weight": w_kind,
         "benchmark_fit_half_held_out": fit_half,
         "C": {"kind": c_kind, "style": c_style},
         "art_threshold": art_threshold,
     }
     head = StyleHead(
-        fit_head(x, y_kind, KINDS, c_kind), fit_head(x[art], y_style[art], ART_STYLES, c_style), meta, art_threshold
+        fit_head(x_kind, y_kind, KINDS, c_kind, extra, w_kind), fit_head(x[art], y_style[art], ART_STYLES, c_style),
+        meta, art_threshold,
     )
     head.save(args.out)
     print(json.dumps(meta, indent=1))

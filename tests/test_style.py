@@ -8,7 +8,7 @@ from PIL import Image
 
 from autotag.demo import bundled_photo
 from autotag.read import ART_STYLES, Style, StyleHead, keep_content_tags, picture_styles
-from autotag.read.style import HEAD_PATH, KINDS, LinearHead
+from autotag.read.style import HEAD_PATH, KINDS, TEXTURE_STATS, LinearHead, texture_statistics
 from autotag.types import AutotagError, Tag
 
 
@@ -24,10 +24,18 @@ def stripes(size=(600, 400), period=40) -> Image.Image:
     return Image.fromarray(np.where(mask[..., None], [20, 110, 200], [240, 230, 210]).astype(np.uint8))
 
 
+def kept(im: Image.Image, side: int = 512) -> Image.Image:
+    """The picture as the pipeline keeps it for readers: long side at most 512."""
+    if max(im.size) <= side:
+        return im
+    scale = side / max(im.size)
+    return im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR, reducing_gap=2.0)
+
+
 @pytest.fixture(scope="module")
 def styles_of(encoder):
     def run(images: list[Image.Image]) -> list[Style]:
-        return picture_styles(encoder.encode(images)[1])
+        return picture_styles(encoder.encode(images)[1], [kept(im) for im in images])
 
     return run
 
@@ -48,7 +56,8 @@ def test_real_photos_are_photos(styles_of, name):
 
 def test_the_shipped_head_records_what_it_was_trained_on():
     head = StyleHead.load()
-    assert head.encoder == "efficientnet_lite0" and head.kind.dim == head.style.dim == 1280
+    assert head.encoder == "efficientnet_lite0" and head.kind.dim - head.kind.extra == head.style.dim == 1280
+    assert head.kind.extra == len(head.meta.get("texture", [])) and head.reads_texture == bool(head.kind.extra)
     assert len(head.meta["data_fingerprint"]) == 64 and head.art_threshold == head.meta["art_threshold"]
     assert head.meta["data"]["pictures"] > 500 and set(head.meta["data"]["by_label"]) == {"photo", *ART_STYLES}
     assert HEAD_PATH.stat().st_size < 200_000  # small enough to ship in the package
@@ -88,3 +97,38 @@ def test_art_keeps_only_the_content_tags_that_make_sense():
     assert keep_content_tags(Style("art", "3d render", 0.9, 0.7), [("cat", 0.6)], score_of=lambda t: t[1]) == [
         ("cat", 0.6)
     ]
+
+
+def test_texture_statistics_tell_flat_fills_from_sensor_noise():
+    flat = texture_statistics(stripes())
+    assert flat.shape == (len(TEXTURE_STATS),) and flat[0] > 0.9 and flat[2] > 0.99  # flat fills, 2 colours
+    photo = texture_statistics(kept(bundled_photo("chelsea")))
+    assert photo[0] < 0.5 < flat[0] and photo[1] > flat[1] and photo[3] > flat[3]  # noise, many colours
+    grad = texture_statistics(gradient())
+    # a smooth ramp: flat along its rows, 1-level steps across them, no backdrop; flatter than the photo
+    assert grad[0] > 0.7 and grad[1] > 0.15 and grad[4] == 0 and grad[0] > photo[0] and grad[3] < photo[3]
+
+
+def test_texture_statistics_look_past_a_white_backdrop():
+    rng = np.random.default_rng(1)
+    a = np.full((300, 400, 3), 255, np.uint8)
+    a[100:200, 150:250] = np.clip(rng.normal(120, 6, (100, 100, 3)), 0, 255)  # a noisy object on white
+    stats = dict(zip(TEXTURE_STATS, texture_statistics(Image.fromarray(a)), strict=True))
+    assert abs(stats["backdrop_share"] - 1 + 100 * 100 / (300 * 400)) < 1e-6
+    assert stats["flat_share"] < 0.2  # the white around it is not counted as a flat fill
+
+
+def test_a_head_reading_texture_round_trips_and_needs_the_pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    n_in = 8 + len(TEXTURE_STATS)
+    kind = LinearHead(KINDS, rng.random(n_in), np.ones(n_in), rng.normal(size=(2, n_in)), np.zeros(2),
+                      extra=len(TEXTURE_STATS))  # fmt: skip
+    style = LinearHead(ART_STYLES, rng.random(8), np.ones(8), rng.normal(size=(4, 8)), np.zeros(4))
+    made = StyleHead(kind, style, {"texture": list(TEXTURE_STATS)})
+    made.save(tmp_path / "t.npz")
+    loaded = StyleHead.load(tmp_path / "t.npz")
+    x, pictures = rng.random((2, 8)), [stripes(), gradient()]
+    assert loaded.reads_texture and loaded.kind.extra == len(TEXTURE_STATS) and loaded.style.extra == 0
+    assert loaded.predict(x, pictures) == made.predict(x, pictures)
+    with pytest.raises(AutotagError, match="decoded picture"):
+        loaded.predict(x)

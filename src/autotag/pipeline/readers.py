@@ -16,7 +16,8 @@ import numpy as np
 from autotag.pipeline.item import Item
 
 Reader = Callable[[Item], None]
-StyleModel = Callable[[np.ndarray], list]  # (N, D) embeddings -> one autotag.read.Style per row
+# (N, D) embeddings, the N decoded pictures kept for readers -> one autotag.read.Style per row
+StyleModel = Callable[[np.ndarray, list], list]
 
 
 def read_colors_and_properties(item: Item) -> None:
@@ -55,8 +56,9 @@ def style_reader(encoder_name: str) -> Reader | None:
     model = loader()
 
     def read_style(item: Item) -> None:
-        if item.embedding is not None:
-            item.style = model(np.asarray(item.embedding, np.float32)[None])[0]
+        # the shipped head also reads the texture of the picture kept for readers (long side 512)
+        if item.embedding is not None and item.image is not None:
+            item.style = model(np.asarray(item.embedding, np.float32)[None], [item.image])[0]
 
     return read_style
 
