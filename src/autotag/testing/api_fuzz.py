@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+
+from autotag.testing.server import free_port, start_server
 
 KEY = "fuzz-key"
 EXCLUDED_CHECKS = ("positive_data_acceptance",)
@@ -39,30 +40,9 @@ class FuzzResult:
     output: str
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(db: Path, data_dir: Path, keys: str, port: int) -> subprocess.Popen:
-    import httpx
-
     env = {**os.environ, "AUTOTAG_DATA_DIR": str(data_dir), "AUTOTAG_API_KEYS": keys}
-    cmd = [sys.executable, "-c", "from autotag.cli import main; main()", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--db", str(db), "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start in 120 s")
+    return start_server(["--db", str(db), "--log-level", "warning"], port=port, env=env, timeout=120)
 
 
 def run_schemathesis(
@@ -79,7 +59,7 @@ def run_schemathesis(
 
     label = ("keys configured" if keys_configured else "no keys") + (", key sent" if send_key else "")
     workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     proc = _serve(workdir / "lib.db", workdir / "data", KEY if keys_configured else "", port)
     base = f"http://127.0.0.1:{port}"
     headers = {"X-API-Key": KEY} if keys_configured else {}
