@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,15 +44,14 @@ def collect(folder: Path, min_pixels: int = 8_000_000) -> int:
 def run(src: str, folder: Path, flags: list[str]) -> tuple[float, float, float, int]:
     """(peak RSS MB, CPU seconds, wall seconds, output lines) of one `autotag tag` process."""
     env = {**os.environ, "PYTHONPATH": src}
+    from autotag.testing.server import run_measured
+
     start = time.perf_counter()
-    proc = subprocess.Popen([AUTOTAG, "tag", str(folder), *flags, "--format", "jsonl"], env=env,
-                            stdout=subprocess.PIPE)  # fmt: skip
-    out = proc.stdout.read() if proc.stdout else b""
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc, peak_mb, cpu = run_measured([AUTOTAG, "tag", str(folder), *flags, "--format", "jsonl"], env=env)
     wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
+    if proc.returncode != 0:
         raise SystemExit(f"autotag tag failed with PYTHONPATH={src}")
-    return usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, wall, out.count(b"\n")
+    return peak_mb, cpu, wall, proc.stdout.count(b"\n")
 
 
 def main() -> None:

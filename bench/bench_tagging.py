@@ -100,22 +100,15 @@ def where_time_goes(paths: list[Path]) -> dict[str, float]:
 
 def cli_run(args: list[str]) -> tuple[float, float, float]:
     """Seconds, peak RSS (MB) and CPU seconds (user + system, all threads) of one `autotag tag` process."""
+    from autotag.testing.server import run_measured
+
     start = time.perf_counter()
-    # A child forked from this process (PyTorch loaded for the baseline) would inherit its peak RSS even
-    # across exec: a small go-between starts autotag and reports autotag's own rusage.
-    proc = subprocess.run([sys.executable, "-c", MEASURE, AUTOTAG, "tag", *args, "--format", "jsonl"],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # through a go-between: this process holds PyTorch for the baseline, and a child would inherit its peak
+    proc, peak_mb, cpu = run_measured([AUTOTAG, "tag", *args, "--format", "jsonl"])
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit(f"autotag tag {' '.join(args)} failed: {proc.stderr[-2000:]}")
-    maxrss_kb, cpu = proc.stderr.split()[-2:]
-    return seconds, int(maxrss_kb) / 1024, float(cpu)
-
-
-MEASURE = (
-    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, s, u = os.wait4(p.pid, 0); "
-    "print(u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(os.waitstatus_to_exitcode(s))"
-)
+        raise SystemExit(f"autotag tag {' '.join(args)} failed: {proc.stderr.decode()[-2000:]}")
+    return seconds, peak_mb, cpu
 
 
 COLD_START = """

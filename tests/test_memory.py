@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -147,13 +146,10 @@ def _big_pictures(folder: Path) -> list[Path]:
 def test_autotag_tag_peak_memory_stays_under_700_mb_on_4k_pictures(tmp_path):
     """Issue 14's goal for `autotag tag`, with the detector, on 4K WebP/PNG/JPEG (4 decoding threads)."""
     _big_pictures(tmp_path)
+    from autotag.testing.server import run_measured
+
     autotag = str(Path(sys.executable).with_name("autotag"))
-    # A child forked from this (large) test process inherits its peak RSS, even across exec; a small
-    # go-between process starts autotag so that its peak is autotag's own.
-    measure = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, s, u = os.wait4(p.pid, 0); "
-               "print(u.ru_maxrss, file=sys.stderr); sys.exit(os.waitstatus_to_exitcode(s))")
-    proc = subprocess.run([sys.executable, "-c", measure, autotag, "tag", str(tmp_path), "--format", "jsonl"],
-                          capture_output=True, env={**os.environ, "AUTOTAG_WORKERS": "4"})  # fmt: skip
+    proc, peak_mb, _ = run_measured([autotag, "tag", str(tmp_path), "--format", "jsonl"],
+                                    env={**os.environ, "AUTOTAG_WORKERS": "4"})  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.count(b"\n") == 8, proc.stderr[-2000:]
-    peak_mb = int(proc.stderr.split()[-1]) / 1024
     assert peak_mb < 700, f"peak RSS {peak_mb:.0f} MB"

@@ -56,3 +56,25 @@ def start_server(
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"the server did not answer in {timeout:.0f} s")
+
+
+# Starts argv, waits for it, reports its own peak RSS (KiB) and CPU seconds on a last stderr line.
+_MEASURE = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:]); _, s, u = os.wait4(p.pid, 0); "
+    "print(u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(os.waitstatus_to_exitcode(s))"
+)
+
+
+def run_measured(
+    argv: Sequence[str], env: Mapping[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[bytes], float, float]:
+    """Run `argv` to its end: (the finished process, stdout and stderr captured, the measuring line taken
+    off stderr; argv's peak RSS in MB; its CPU seconds, user + system, all threads). A child forked from a
+    large process (pytest, a benchmark holding PyTorch) inherits that process's peak RSS even across
+    exec, so a small go-between starts argv and reports argv's own."""
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True,
+                          env=dict(env) if env is not None else None)  # fmt: skip
+    before, _, last = proc.stderr.rstrip().rpartition(b"\n")
+    maxrss_kb, cpu = last.split()
+    proc.stderr = before
+    return proc, int(maxrss_kb) / 1024, float(cpu)
