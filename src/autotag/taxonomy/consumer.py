@@ -108,6 +108,15 @@ class ConsumerVocabulary:
         classes = self.coco_support.get(coco_name)
         return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
 
+    def named_by_classifier(self, probs: np.ndarray, minimum: float) -> dict[str, float]:
+        """COCO name -> the classifier's support for it, where that reaches `minimum` (above 1: none).
+        The objects a person would name that the classifier alone is sure of, with no box."""
+        if minimum > 1.0:
+            return {}
+        p = np.asarray(probs)
+        found = {name: float(p[classes].sum()) for name, classes in self.coco_support.items() if len(classes)}
+        return {name: s for name, s in found.items() if s >= minimum}
+
     def check_category(self, name: str) -> None:
         if name not in self.categories:
             raise AutotagError(f"unknown category {name!r}; valid: {', '.join(self.categories)}")
