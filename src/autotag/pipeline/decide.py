@@ -134,7 +134,8 @@ def named_objects(
             out.append(replace(found, name=entry.label))
     if probs is not None:
         boxed = {o.label for o in out}
-        named = vocab.named_by_classifier(probs, params.objects_classifier_min, params.chance_discount)
+        named = vocab.named_by_classifier(probs, params.objects_classifier_min, params.chance_discount,
+                                          params.class_floor)  # fmt: skip
         for label, score in sorted(named.items(), key=lambda kv: -kv[1]):
             if label not in boxed:
                 out.append(Detection(label, score, None, vocab.coco[label].label, "classifier"))

@@ -230,7 +230,7 @@ def evidence(
         objects[det.label] = max(objects.get(det.label, 0.0), score)
         for c in entry.categories:
             best[cat_pos[c]] = max(best[cat_pos[c]], score)
-    for name, score in vocab.named_by_classifier(raw, classifier_object_min, chance_discount).items():
+    for name, score in vocab.named_by_classifier(p, classifier_object_min, chance_discount).items():
         if score > objects.get(name, 0.0):
             objects[name] = score
             for c in vocab.coco[name].categories:
