@@ -85,7 +85,7 @@ class ConsumerParams:
     # COCO line's confirmed_by: a clock, a park bench, a fire truck) sum to this, whatever the detector
     # says; it then counts as an object (score = that sum, no box). Tags and the objects facet apart,
     # as above; photos only (pipeline/decide.py: a drawn horse the classifier calls a dog names no dog).
-    # Chosen on the FIT half (bench/bench_objects.py --sweep-classifier): FIT photos tagged 14 -> 19 of 24
+    # Chosen on the FIT half (bench/bench_objects.py --sweep-classifier): FIT photos tagged 14 -> 18 of 24
     # objects, facet 18 -> 20, no more wrong tags or facet extras from 0.4 to 0.5; above 1 turns it off.
     classifier_object_min: float = 0.5
     objects_classifier_min: float = 0.5
