@@ -19,12 +19,11 @@ from autotag.encoders.detector import OBJECTS_MIN_SCORE
 from autotag.heads.scenes import scene_evidence
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import ConsumerParams, consumer_tags, default_params
+from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
 COUNTED = ("label", "object")  # the kinds `top_k` counts; categories and the style come on top
-NO_OBJECT_ALONE = 1.01  # a classifier-alone bar above any summed probability: off
 
 
 @dataclass(frozen=True)

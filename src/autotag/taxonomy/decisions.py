@@ -31,6 +31,7 @@ from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer
 from autotag.types import AutotagError, Tag
 
 KIND_ORDER = {"label": 0, "object": 1, "category": 2}
+NO_OBJECT_ALONE = 1.01  # a classifier-alone object bar above any summed probability: off (on art, say)
 SCENE_CATEGORIES = ("sky", "sunset", "cloud", "night", "space", "snow", "landscape", "mountain", "beach", "desert",
                     "field", "forest", "water", "sea", "lake", "river", "city")  # fmt: skip
 
