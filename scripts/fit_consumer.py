@@ -157,7 +157,7 @@ def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams,
     scenes = scenes or [{} for _ in probs]
     return [evidence(p, d, vocab, params.detection_min, params.member_floor, params.class_floor,
                      params.chance_discount, bars, s, params.category_mass, confirm_min=params.confirm_min,
-                     confirm_support=params.confirm_support)
+                     confirm_support=params.confirm_support, classifier_object_min=params.classifier_object_min)
             for p, d, s in zip(probs, dets, scenes, strict=True)]  # fmt: skip
 
 

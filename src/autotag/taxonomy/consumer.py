@@ -108,6 +108,26 @@ class ConsumerVocabulary:
         classes = self.coco_support.get(coco_name)
         return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
 
+    def named_by_classifier(
+        self, probs: np.ndarray, minimum: float, above_chance: bool = True, class_floor: float = 0.0
+    ) -> dict[str, float]:
+        """COCO name -> the classifier's support for it, where that reaches `minimum` (above 1: none).
+        The objects a person would name that the classifier alone is sure of, with no box. Scored as
+        label scores are (decisions.evidence): classes under `class_floor` count for nothing, and above
+        chance (118 dog breeds get 11.8% of a clueless prediction for free), so an object named by the
+        same classes as a label scores as that label does."""
+        if minimum > 1.0:
+            return {}
+        p = np.asarray(probs)
+        p = np.where(p >= class_floor, p, 0.0) if class_floor > 0.0 else p
+        kept = max(int((self.label_index >= 0).sum()), 1)
+        found = {}
+        for name, classes in self.coco_support.items():
+            if len(classes):
+                mass, share = float(p[classes].sum()), len(classes) / kept if above_chance else 0.0
+                found[name] = min(max((mass - share) / (1.0 - share), 0.0), 1.0)
+        return {name: s for name, s in found.items() if s >= minimum}
+
     def check_category(self, name: str) -> None:
         if name not in self.categories:
             raise AutotagError(f"unknown category {name!r}; valid: {', '.join(self.categories)}")
