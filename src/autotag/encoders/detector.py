@@ -2,9 +2,9 @@
 
 Input: the picture letter-boxed into a square (long side scaled to the input size, zero padding right
 and bottom), NHWC float32 RGB with raw 0-255 pixel values, as the weights were trained. The graph
-answers a stride-4 class heatmap whose 3x3 local maxima are kept (the max-pool peak test is inside the
-ONNX graph) and a 4-channel box map; a peak at heatmap cell (x, y) with sizes (w0..w3) is the box
-(4x - w0, 4y - w1, 4x + w2, 4y + w3) in input pixels. Decoding keeps peaks above a score, maps boxes
+answers a stride-4 class heatmap and a 4-channel box map; a peak (a cell no lower than its 3x3
+neighbours in the same class, CenterNet's max-pool test) at heatmap cell (x, y) with sizes (w0..w3) is
+the box (4x - w0, 4y - w1, 4x + w2, 4y + w3) in input pixels. Decoding keeps peaks above a score, maps boxes
 back to the original picture, drops slivers and overlaps (per-class NMS).
 """
 
@@ -92,8 +92,30 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
+def local_peaks(heat: np.ndarray, min_score: float) -> np.ndarray:
+    """Flat indices of the cells of an (h, w, classes) heatmap at or above `min_score` that equal the
+    maximum of their 3x3 neighbourhood in the same class (the window cut at the border), ascending.
+
+    The same cells as a 3x3 max-pool (stride 1, SAME) compared with the heatmap over the whole map, as
+    the TF graph does, but only the few cells above the score floor are looked at.
+    """
+    flat = heat.reshape(-1)
+    hits = np.flatnonzero(flat >= min_score)
+    if hits.size == 0:
+        return hits
+    h, w, c = heat.shape
+    y, rest = np.divmod(hits, w * c)
+    x = rest // c
+    best = np.full(hits.size, -np.inf, flat.dtype)
+    for dy in (-1, 0, 1):  # a clamped index repeats a cell of the window: the maximum is unchanged
+        row = np.clip(y + dy, 0, h - 1) * (w * c)
+        for dx in (-1, 0, 1):
+            best = np.maximum(best, flat[row + np.clip(x + dx, 0, w - 1) * c + (hits % c)])
+    return hits[flat[hits] >= best]
+
+
 def decode(
-    peaks: np.ndarray,
+    heat: np.ndarray,
     sizes: np.ndarray,
     placement: Letterbox,
     input_size: int,
@@ -102,19 +124,19 @@ def decode(
     min_area: float,
     max_peaks: int = 100,
 ) -> list[Detection]:
-    """One picture's peak heatmap (h, w, 80) and box sizes (h, w, 4) -> detections, best first.
+    """One picture's class heatmap (h, w, 80) and box sizes (h, w, 4) -> detections, best first.
 
     Peaks at or above `min_score` (at most `max_peaks`), boxes mapped to the picture's pixels, those
     under `min_area` of the picture dropped, overlaps above `iou` suppressed within each class.
     """
-    flat = peaks.reshape(-1)
-    hits = np.flatnonzero(flat >= min_score)
+    flat = heat.reshape(-1)
+    hits = local_peaks(heat, min_score)
     if hits.size > max_peaks:
         hits = hits[np.argpartition(-flat[hits], max_peaks - 1)[:max_peaks]]
     if hits.size == 0:
         return []
     classes = coco_classes()
-    grid_w, n_classes = peaks.shape[1], peaks.shape[2]
+    grid_w, n_classes = heat.shape[1], heat.shape[2]
     cell, cls = np.divmod(hits, n_classes)
     y, x = np.divmod(cell, grid_w)
     stride = input_size / grid_w
@@ -172,14 +194,14 @@ class Detector:
         return letterbox(im, self.input_size, original_size)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, S, S, 3) letter-boxed inputs -> peaks (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
+        """(N, S, S, 3) letter-boxed inputs -> class heatmaps (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
         with self._lock:
-            peaks, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
-        return peaks, sizes
+            heat, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
+        return heat, sizes
 
-    def decode(self, peaks: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
-        """One picture's peaks and sizes -> detections in the picture's pixels, best first."""
-        return decode(peaks, sizes, placement, self.input_size, self.min_score, self.iou, self.min_area, self.max_peaks)
+    def decode(self, heat: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
+        """One picture's heatmap and sizes -> detections in the picture's pixels, best first."""
+        return decode(heat, sizes, placement, self.input_size, self.min_score, self.iou, self.min_area, self.max_peaks)
 
     def detect(
         self, images: list[Image.Image], original_sizes: list[tuple[int, int]] | None = None
@@ -188,8 +210,8 @@ class Detector:
         if not images:
             return []
         prepared = [self.preprocess(im, original_sizes[i] if original_sizes else None) for i, im in enumerate(images)]
-        peaks, sizes = self.run(np.stack([p[0] for p in prepared]))
-        return [self.decode(peaks[i], sizes[i], prepared[i][1]) for i in range(len(images))]
+        heat, sizes = self.run(np.stack([p[0] for p in prepared]))
+        return [self.decode(heat[i], sizes[i], prepared[i][1]) for i in range(len(images))]
 
 
 def object_words(detections: list[Detection]) -> list[tuple[str, float]]:

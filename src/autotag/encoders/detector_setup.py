@@ -19,7 +19,9 @@ from autotag.types import AutotagError
 
 NPM_PACKAGE = "@vladmandic/human"
 NPM_VERSION = "3.3.6"
-CONVERT_VERSION = 2  # bump when the conversion changes, so stale ONNX files are rebuilt
+# bump when the conversion changes, so stale ONNX files are rebuilt (3: the class heatmap itself, its
+# peaks found in numpy; hard-swish and narrow convolutions rewritten for ONNX Runtime's blocked layout)
+CONVERT_VERSION = 3
 # The three files taken from the package, with the checksums of version 3.3.6 (a changed or damaged
 # download is refused rather than converted).
 PACKAGE_FILES = {
@@ -27,8 +29,10 @@ PACKAGE_FILES = {
     "package/models/centernet.bin": "1b635a15009071f506f9f2b3519b31c072c534888989f30d269ffd44734ef7ef",
     "package/LICENSE": "9a3442b79acaf4fbc7c2e07b7e2d8f84af9bb3871bf08a69d80304ab00640e9a",
 }
-# The graph's heatmap after its own 3x3 max-pool peak test (non-peaks zeroed), and the box sizes.
-GRAPH_OUTPUTS = {"tower_0/mul_1": "peaks", "tower_0/wh": "sizes"}
+# The class heatmap (sigmoid) and the box sizes. The graph's own 3x3 max-pool peak test after the heatmap
+# is left out: over the whole 96 x 96 x 80 map it cost more than the numpy test on the few cells above
+# the score floor (encoders/detector.py `local_peaks`), which keeps exactly the same peaks.
+GRAPH_OUTPUTS = {"tower_0/keypoints": "heat", "tower_0/wh": "sizes"}
 SETUP_HINT = "run `make setup` (or: python scripts/fetch_detector.py)"
 
 
