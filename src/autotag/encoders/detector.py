@@ -10,7 +10,6 @@ back to the original picture, drops slivers and overlaps (per-class NMS).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,8 +185,9 @@ class Detector:
         # ORT's arena keeps the largest batch's activations for the process's life (~250 MB after a
         # batch of 8); without it the detector's peak stays near one batch's need.
         options.enable_cpu_mem_arena = False
+        # Several threads may run it at once (ONNX Runtime sessions allow that), each run with its own
+        # activations: the tagger detects a few pictures at a time.
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
 
     def preprocess(self, im: Image.Image, original_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
         """The (S, S, 3) network input and how to map its boxes back (see `letterbox`)."""
@@ -195,8 +195,7 @@ class Detector:
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, S, S, 3) letter-boxed inputs -> class heatmaps (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
-        with self._lock:
-            heat, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
+        heat, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
         return heat, sizes
 
     def decode(self, heat: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
