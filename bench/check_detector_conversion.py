@@ -71,7 +71,8 @@ def main() -> int:
             + [f"@tensorflow/{p}@{TFJS_VERSION}" for p in ("tfjs-core", "tfjs-converter", "tfjs-backend-cpu")],
             cwd=work, check=True, capture_output=True,
         )  # fmt: skip
-        convert_tfjs_graph(work / "centernet.json", work / "check.onnx", GRAPH_OUTPUTS)  # as the set-up does
+        # as the set-up converts it
+        convert_tfjs_graph(work / "centernet.json", work / "check.onnx", GRAPH_OUTPUTS, channels_first=True)
         inputs, placements = {}, {}
         for name in names:
             inputs[name], placements[name] = letterbox(bundled_photo(name), SIZE)
@@ -84,7 +85,7 @@ def main() -> int:
         session = ort.InferenceSession(str(work / "check.onnx"), providers=["CPUExecutionProvider"])
         report = []
         for name in names:
-            heat, sizes = session.run(None, {"image": inputs[name][None]})
+            heat, sizes = session.run(None, {"image": inputs[name].transpose(2, 0, 1)[None]})
             ref_heat = np.fromfile(work / f"{name}.heatmap.f32", np.float32).reshape(heat.shape)
             ref_sizes = np.fromfile(work / f"{name}.sizes.f32", np.float32).reshape(sizes.shape)
             ref = np.fromfile(work / f"{name}.detections.f32", np.float32).reshape(-1, 6)  # x0 y0 x1 y1 score class

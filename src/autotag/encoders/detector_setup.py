@@ -20,7 +20,8 @@ from autotag.types import AutotagError
 NPM_PACKAGE = "@vladmandic/human"
 NPM_VERSION = "3.3.6"
 # bump when the conversion changes, so stale ONNX files are rebuilt (3: the class heatmap itself, its
-# peaks found in numpy; hard-swish and narrow convolutions rewritten for ONNX Runtime's blocked layout)
+# peaks found in numpy; hard-swish and narrow convolutions rewritten for ONNX Runtime's blocked layout;
+# the input NCHW, as the letter-boxing makes it)
 CONVERT_VERSION = 3
 # The three files taken from the package, with the checksums of version 3.3.6 (a changed or damaged
 # download is refused rather than converted).
@@ -118,7 +119,7 @@ def install_detector(cache_dir: Path | None = None, package_dir: Path | None = N
         source = package_dir or fetch_package_files(Path(tmp), npm)
         check_package_files(source)
         folder.mkdir(parents=True, exist_ok=True)
-        convert_tfjs_graph(source / "centernet.json", target, GRAPH_OUTPUTS)
+        convert_tfjs_graph(source / "centernet.json", target, GRAPH_OUTPUTS, channels_first=True)
         shutil.copyfile(source / "LICENSE", folder / "LICENSE")
         (folder / "SOURCE.md").write_text(_source_note(source))
     return target

@@ -3,8 +3,9 @@
 TensorFlow and tf2onnx are heavy and their TF.js route fails on the detector's graph, while the graph
 itself uses a handful of op types. This reads the JSON graph and the weight manifest (fp16-packed
 weights expanded to float32) and maps each TF op to ONNX nodes. Activations are kept NCHW inside the
-ONNX graph (ONNX's convolution layout); the input and every output keep TF's NHWC layout, so the ONNX
-model answers exactly what the TF.js model answers. Height, width and batch stay dynamic.
+ONNX graph (ONNX's convolution layout); every output keeps TF's NHWC layout, and so does the input
+unless asked for NCHW, so the ONNX model answers exactly what the TF.js model answers. Height, width
+and batch stay dynamic.
 
 Only what the converted models need is supported; anything else is a clear error naming the op.
 `onnx` is imported inside the functions: only the one-time set-up needs it, never the tagger.
@@ -106,9 +107,10 @@ def _attr(node: dict[str, Any], key: str, default: Any = None) -> Any:
 class _Builder:
     """Walks the TF graph from the wanted outputs and emits ONNX nodes, activations in NCHW."""
 
-    def __init__(self, graph: TfjsGraph) -> None:
+    def __init__(self, graph: TfjsGraph, channels_first: bool = False) -> None:
         from onnx import helper, numpy_helper
 
+        self.channels_first = channels_first
         self.helper, self.numpy_helper = helper, numpy_helper
         self.graph = graph
         self.nodes: list[Any] = []
@@ -196,6 +198,9 @@ class _Builder:
         dims = [int(d.get("size", -1)) for d in node["attr"]["shape"]["shape"]["dim"]]
         if len(dims) != 4 or dims[1] <= 0 or dims[2] <= 0:
             raise AutotagError(f"TF.js graph: input {node['name']} must be NHWC with a fixed size, got {dims}")
+        if self.channels_first:
+            self.inputs.append(self.helper.make_tensor_value_info("image", 1, ["batch", dims[3], "height", "width"]))
+            return "image", (dims[1], dims[2])
         self.inputs.append(self.helper.make_tensor_value_info("image", 1, ["batch", "height", "width", dims[3]]))
         return self.emit("Transpose", ["image"], "image_nchw", perm=[0, 3, 1, 2]), (dims[1], dims[2])
 
@@ -528,17 +533,23 @@ def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
 
 
 def convert_tfjs_graph(
-    model_json: Path, target: Path, outputs: dict[str, str], opset: int = 17, simplify: bool = True
+    model_json: Path,
+    target: Path,
+    outputs: dict[str, str],
+    opset: int = 17,
+    simplify: bool = True,
+    channels_first: bool = False,
 ) -> None:
     """Write the ONNX model computing `outputs` (TF tensor name -> ONNX output name, NHWC like TF).
 
-    The input is named "image", NHWC float32 with dynamic batch, height and width. `simplify` rewrites
-    the converted graph into cheaper ops with the same results (`_simplify`). The file is written
+    The input is named "image", NHWC float32 with dynamic batch, height and width; NCHW with
+    `channels_first` (ONNX Runtime then needs no transpose of the input). `simplify` rewrites the
+    converted graph into cheaper ops with the same results (`_simplify`). The file is written
     atomically: a concurrent reader never sees half of it.
     """
     import onnx
 
-    builder = _Builder(read_tfjs_graph(model_json))
+    builder = _Builder(read_tfjs_graph(model_json), channels_first)
     builder.convert_upto(list(outputs))
     graph_outputs = []
     for tf_name, onnx_name in outputs.items():
