@@ -506,7 +506,7 @@ def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
             if len(out) != 1:
                 break
             (nxt,) = out
-            depthwise = nxt.op_type == "Conv" and group(nxt) == channels
+            depthwise = nxt.op_type == "Conv" and group(nxt) == channels == arrays[nxt.input[1]].shape[0]
             if nxt.op_type in ("Relu", "Clip") or depthwise:
                 chain.append(nxt)
             elif nxt.op_type == "Conv" and group(nxt) == 1 and arrays[nxt.input[1]].shape[1] == channels:
