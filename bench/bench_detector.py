@@ -68,7 +68,7 @@ def quantized_models(folder: Path) -> dict[str, Path]:
         rng = np.random.default_rng(0)
         photos = [bundled_photo(name) for name in CALIBRATION_PHOTOS]
         images = photos + [augment(photos[int(rng.integers(len(photos)))], rng) for _ in range(64 - len(photos))]
-        arrays = np.stack([letterbox(im, 512)[0] for im in images])
+        arrays = np.stack([letterbox(im, 512, channels_first=True)[0] for im in images])
         for quant, qdq in (("int8-static", False), ("int8-static-qdq", True)):
             if paths[quant].is_file():
                 continue

@@ -251,6 +251,21 @@ def test_converter_matches_a_numpy_reference_on_a_small_graph(tmp_path):
     np.testing.assert_allclose(got, reference(x, weights), atol=1e-4)
 
 
+def test_converter_takes_the_input_channels_first_when_asked(tmp_path):
+    import onnxruntime as ort
+
+    weights = write_small_graph(tmp_path, np.random.default_rng(0))
+    convert_tfjs_graph(tmp_path / "model.json", tmp_path / "nchw.onnx", {"out": "out"}, channels_first=True)
+    x = np.random.default_rng(1).uniform(0, 1, (1, 8, 8, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "nchw.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1] == 3
+    (got,) = session.run(None, {"image": x.transpose(0, 3, 1, 2).copy()})
+    np.testing.assert_allclose(got, reference(x, weights), atol=1e-4)  # the output stays NHWC
+    canvas, _ = letterbox(Image.new("RGB", (40, 20), (10, 20, 30)), 32, channels_first=True)
+    assert canvas.shape == (3, 32, 32) and np.array_equal(canvas.transpose(1, 2, 0), letterbox(
+        Image.new("RGB", (40, 20), (10, 20, 30)), 32)[0])
+
+
 def test_converter_refuses_missing_and_damaged_files(tmp_path):
     write_small_graph(tmp_path, np.random.default_rng(0))
     target = tmp_path / "out.onnx"
@@ -267,3 +282,94 @@ def test_converter_refuses_missing_and_damaged_files(tmp_path):
     with pytest.raises(AutotagError, match="not a graph-model JSON"):
         convert_tfjs_graph(tmp_path / "model.json", target, {"out": "out"})
     assert not target.exists()
+
+
+def write_mobilenet_v3_bits(folder, rng) -> None:
+    """A TF.js graph with MobileNetV3's patterns as TF writes them: hard-swish, a squeeze-excite gate
+    with a hard-sigmoid, a branch of 6 channels (off ONNX Runtime's block of 8) and a constant factor."""
+    weights = {
+        "w1": rng.normal(0, 0.5, (3, 3, 3, 16)), "b1": rng.normal(0, 1, 16),
+        "w2": rng.normal(0, 0.5, (1, 1, 16, 16)), "b2": rng.normal(0, 1, 16),
+        "w3": rng.normal(0, 0.5, (1, 1, 16, 6)), "b3": rng.normal(0, 1, 6),
+        "dw": rng.normal(0, 0.5, (3, 3, 6, 1)),
+        "w4": rng.normal(0, 0.5, (1, 1, 6, 8)), "b4": rng.normal(0, 1, 8),
+        "k": np.array(0.16662598), "three": np.array(3.0), "sixteen": np.array(16.0),
+    }  # fmt: skip
+    weights = {k: v.astype(np.float32) for k, v in weights.items()}
+    weights["axes"] = np.array([1, 2], np.int32)
+
+    def conv(name, x, w, b, *fused):
+        ops = {"list": {"s": [_str(op)["s"] for op in ("BiasAdd", *fused)]}}
+        return _node(name, "_FusedConv2D", [x, w, b], fused_ops=ops, num_args={"i": "1"}, strides=_ints(1, 1, 1, 1),
+                     padding=_str("SAME"), data_format=_str("NHWC"))  # fmt: skip
+
+    dims = [{"size": "1"}, {"size": "8"}, {"size": "8"}, {"size": "3"}]
+    nodes = [_node("x", "Placeholder", [], shape={"shape": {"dim": dims}})] + [_node(k, "Const", []) for k in weights]
+    nodes += [
+        conv("c1", "x", "w1", "b1"),
+        _node("m", "Mul", ["k", "c1"]), _node("a", "AddV2", ["c1", "three"]), _node("r", "Relu6", ["a"]),
+        _node("hs", "Mul", ["m", "r"]),
+        _node("mean", "Mean", ["hs", "axes"], keep_dims={"b": True}),
+        conv("g", "mean", "w2", "b2"),
+        _node("ga", "AddV2", ["g", "three"]), _node("gr", "Relu6", ["ga"]), _node("gm", "Mul", ["k", "gr"]),
+        _node("se", "Mul", ["hs", "gm"]),
+        conv("n1", "se", "w3", "b3", "Relu"),
+        _node("n2", "DepthwiseConv2dNative", ["n1", "dw"], strides=_ints(1, 1, 1, 1), padding=_str("SAME"),
+              data_format=_str("NHWC")),
+        conv("n3", "n2", "w4", "b4"),
+        _node("out", "Mul", ["n3", "sixteen"]),
+    ]  # fmt: skip
+    specs = [{"name": k, "shape": list(v.shape), "dtype": "float32" if v.dtype == np.float32 else "int32"}
+             for k, v in weights.items()]  # fmt: skip
+    (folder / "model.json").write_text(
+        json.dumps({"modelTopology": {"node": nodes}, "weightsManifest": [{"paths": ["w.bin"], "weights": specs}]})
+    )
+    (folder / "w.bin").write_bytes(b"".join(v.tobytes() for v in weights.values()))
+
+
+def test_simplified_conversion_computes_the_same_with_cheaper_ops(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    write_mobilenet_v3_bits(tmp_path, np.random.default_rng(0))
+    outputs = {}
+    for simplify in (False, True):
+        target = tmp_path / f"simplify-{simplify}.onnx"
+        convert_tfjs_graph(tmp_path / "model.json", target, {"out": "out"}, simplify=simplify)
+        x = np.random.default_rng(1).uniform(-4, 4, (1, 8, 8, 3)).astype(np.float32)
+        (outputs[simplify],) = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(
+            None, {"image": x}
+        )
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-4)
+    model = onnx.load(tmp_path / "simplify-True.onnx")
+    ops = [n.op_type for n in model.graph.node]
+    # hard-swish and hard-sigmoid lost their Add (into convolutions), the mean became a pooling op,
+    # the x16 went into the last convolution's weights
+    assert "Add" not in ops and "ReduceMean" not in ops and "GlobalAveragePool" in ops
+    assert ops.count("Mul") == 2  # hard-swish's x * gate, squeeze-excite's feature map * gate
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    conv_weights = [shapes[n.input[1]] for n in model.graph.node if n.op_type == "Conv"]
+    assert (8, 16, 1, 1) in conv_weights and (8, 1, 3, 3) in conv_weights and (8, 8, 1, 1) in conv_weights
+
+
+def reference_peaks(heat: np.ndarray, min_score: float) -> np.ndarray:
+    """The TF graph's peak test: a 3x3 max-pool (stride 1, SAME: the border cut off) over the whole map,
+    cells equal to it kept, then the score floor."""
+    h, w, _ = heat.shape
+    padded = np.pad(heat, ((1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
+    pooled = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    peaks = heat * (heat == pooled)
+    return np.flatnonzero(peaks.reshape(-1) >= min_score)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_peaks_found_above_the_floor_are_the_max_pool_peaks(seed):
+    from autotag.encoders.detector import local_peaks
+
+    rng = np.random.default_rng(seed)
+    heat = rng.uniform(0, 1, (12, 9, 5)).astype(np.float32)
+    heat = np.round(heat * 6) / 6  # plateaus: ties between neighbours, at the border too
+    heat[rng.uniform(size=heat.shape) < 0.3] = 0.0
+    for floor in (0.05, 0.2, 0.5, 0.99):
+        assert np.array_equal(local_peaks(heat, floor), reference_peaks(heat, floor))
+    assert local_peaks(np.zeros((4, 4, 2), np.float32), 0.2).size == 0

@@ -110,6 +110,34 @@ def test_detector_runs_a_few_images_at_a_time(fake_model, tmp_path):
     assert [i.detections for i in items] == [detector.decode(peaks[k], boxes[k], inputs[k][1]) for k in range(8)]
 
 
+def test_detector_works_on_as_many_pictures_at_once_as_it_has_workers(fake_model, tmp_path):
+    from autotag.config import load_settings
+    from autotag.pipeline.tagger import detector_workers
+
+    detector = FakeDetector()
+    lock, busy, most = threading.Lock(), [0], [0]
+    run = detector.run
+
+    def slow_run(batch):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.05)  # long enough for the other workers to start theirs
+        with lock:
+            busy[0] -= 1
+        return run(batch)
+
+    detector.run = slow_run  # type: ignore[method-assign]
+    settings = load_settings(cache_dir=tmp_path / "c", batch_size=8, threads=3)
+    tagger = Tagger(FakeEncoder(), settings=settings, detector=detector)  # type: ignore[arg-type]
+    pictures = [Image.new("RGB", (200, 100), (30 * i, 90, 200 - 20 * i)) for i in range(8)]
+    items = list(tagger.stream(pictures))
+    assert detector_workers(settings) == 3 and most[0] == 3  # never more runs in flight than workers
+    inputs = [detector.preprocess(p) for p in pictures]
+    alone = [(run(x[None]), placement) for x, placement in inputs]
+    assert [i.detections for i in items] == [detector.decode(a[0], b[0], p) for (a, b), p in alone]
+
+
 def test_colours_and_lightness_come_from_one_thumbnail(monkeypatch, photos):
     import autotag.read.colors as colors
 

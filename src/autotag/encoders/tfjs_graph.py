@@ -3,8 +3,9 @@
 TensorFlow and tf2onnx are heavy and their TF.js route fails on the detector's graph, while the graph
 itself uses a handful of op types. This reads the JSON graph and the weight manifest (fp16-packed
 weights expanded to float32) and maps each TF op to ONNX nodes. Activations are kept NCHW inside the
-ONNX graph (ONNX's convolution layout); the input and every output keep TF's NHWC layout, so the ONNX
-model answers exactly what the TF.js model answers. Height, width and batch stay dynamic.
+ONNX graph (ONNX's convolution layout); every output keeps TF's NHWC layout, and so does the input
+unless asked for NCHW, so the ONNX model answers exactly what the TF.js model answers. Height, width
+and batch stay dynamic.
 
 Only what the converted models need is supported; anything else is a clear error naming the op.
 `onnx` is imported inside the functions: only the one-time set-up needs it, never the tagger.
@@ -106,13 +107,14 @@ def _attr(node: dict[str, Any], key: str, default: Any = None) -> Any:
 class _Builder:
     """Walks the TF graph from the wanted outputs and emits ONNX nodes, activations in NCHW."""
 
-    def __init__(self, graph: TfjsGraph) -> None:
+    def __init__(self, graph: TfjsGraph, channels_first: bool = False) -> None:
         from onnx import helper, numpy_helper
 
+        self.channels_first = channels_first
         self.helper, self.numpy_helper = helper, numpy_helper
         self.graph = graph
         self.nodes: list[Any] = []
-        self.initializers: list[Any] = []
+        self.arrays: dict[str, np.ndarray] = {}  # ONNX initializer name -> value
         self.inputs: list[Any] = []
         # TF tensor name -> ONNX name and static spatial size (H, W) at the declared input size;
         # constants are kept as numpy values until an op needs them in its own layout.
@@ -129,7 +131,7 @@ class _Builder:
 
     def const(self, value: np.ndarray, hint: str) -> str:
         name = self.fresh(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(value), name))
+        self.arrays[name] = np.ascontiguousarray(value)
         return name
 
     def emit(self, op: str, inputs: list[str], hint: str, **attrs: Any) -> str:
@@ -196,6 +198,9 @@ class _Builder:
         dims = [int(d.get("size", -1)) for d in node["attr"]["shape"]["shape"]["dim"]]
         if len(dims) != 4 or dims[1] <= 0 or dims[2] <= 0:
             raise AutotagError(f"TF.js graph: input {node['name']} must be NHWC with a fixed size, got {dims}")
+        if self.channels_first:
+            self.inputs.append(self.helper.make_tensor_value_info("image", 1, ["batch", dims[3], "height", "width"]))
+            return "image", (dims[1], dims[2])
         self.inputs.append(self.helper.make_tensor_value_info("image", 1, ["batch", "height", "width", dims[3]]))
         return self.emit("Transpose", ["image"], "image_nchw", perm=[0, 3, 1, 2]), (dims[1], dims[2])
 
@@ -363,15 +368,188 @@ class _Builder:
         return out, (math.ceil(h / strides[0]), math.ceil(w / strides[1]))
 
 
-def convert_tfjs_graph(model_json: Path, target: Path, outputs: dict[str, str], opset: int = 17) -> None:
+# ---------------------------------------------------------------- cheaper ops, same results
+
+# ONNX Runtime runs convolutions in a channel-blocked layout (NCHWc, blocks of 8 channels with AVX2) and
+# keeps activations in it only through convolutions, pooling, same-shape Add/Mul, Concat, Relu and
+# Sigmoid; any other op costs a reorder out of the layout and back in. MobileNetV3's hard-swish and
+# hard-sigmoid (Mul, Add, Clip, Mul by constants) and convolutions with a channel count off the block
+# size sat between almost every pair of convolutions: ~25% of the detector's time. Each rewrite below
+# is the same arithmetic up to float rounding (a few 1e-7 relative), checked on the real detector by
+# bench/check_detector_conversion.py.
+_BLOCK = 8
+
+
+def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
+    """The converted nodes rewritten into ops ONNX Runtime keeps in its blocked layout (see above)."""
+    from onnx import helper
+
+    nodes = list(nodes)
+    made = 0
+
+    def scalar(name: str) -> float | None:
+        value = arrays.get(name)
+        return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else None
+
+    def users(name: str) -> list[Any]:
+        return [n for n in nodes if name in n.input]
+
+    def producer(name: str) -> Any:
+        return next((n for n in nodes if name in n.output), None)
+
+    def const(value: np.ndarray, like: str) -> str:
+        nonlocal made
+        made += 1
+        name = f"{like}/simplified__{made}"
+        arrays[name] = np.ascontiguousarray(value, np.float32)
+        return name
+
+    def group(node: Any) -> int:
+        return next((int(a.i) for a in node.attribute if a.name == "group"), 1)
+
+    def swap(old: list[Any], new: list[Any]) -> None:
+        """Put `new` where the last of `old` was (their inputs are all computed before that point)."""
+        at = max(nodes.index(n) for n in old) - (len(old) - 1)
+        for n in old:
+            nodes.remove(n)
+        nodes[at:at] = new
+
+    def set_params(node: Any, *params: str) -> None:
+        del node.input[1:]
+        node.input.extend(params)
+
+    def relu6_of_plus3(clip: Any) -> tuple[Any, str] | None:
+        """clip = Clip(Add(x, 3), 0, 6) with the Add used only there -> (the Add, x)."""
+        add = producer(clip.input[0])
+        if clip.op_type != "Clip" or add is None or add.op_type != "Add" or len(users(add.output[0])) != 1:
+            return None
+        if scalar(clip.input[1]) != 0.0 or scalar(clip.input[2]) != 6.0:
+            return None
+        x, three = (add.input[0], add.input[1]) if scalar(add.input[1]) is not None else (add.input[1], add.input[0])
+        return (add, x) if scalar(three) == 3.0 and scalar(x) is None else None
+
+    # hard-swish y = (k x) * relu6(x + 3), x from a convolution with C channels
+    #   -> y = x * Clip(k x + 3k, 0, 6k), the inner affine map as a 1x1 depthwise convolution
+    for clip in [n for n in nodes if n.op_type == "Clip"]:
+        found = relu6_of_plus3(clip)
+        conv = producer(found[1]) if found else None
+        out = users(clip.output[0])
+        if not found or conv is None or conv.op_type != "Conv" or len(out) != 1 or out[0].op_type != "Mul":
+            continue
+        add, x = found
+        (final,) = out
+        other = producer(next((i for i in final.input if i != clip.output[0]), ""))
+        k = None
+        if other is not None and other.op_type == "Mul" and x in other.input and len(users(other.output[0])) == 1:
+            k = scalar(other.input[0] if other.input[1] == x else other.input[1])
+        if k is None or k <= 0:
+            continue
+        c = arrays[conv.input[1]].shape[0]
+        gate = final.output[0] + "/gate"
+        swap([other, add, clip, final], [
+            helper.make_node("Conv", [x, const(np.full((c, 1, 1, 1), k), gate), const(np.full(c, 3 * k), gate)],
+                             [gate + "_affine"], name=gate + "_affine", group=c, kernel_shape=[1, 1]),
+            helper.make_node("Clip", [gate + "_affine", const(np.array(0.0), gate), const(np.array(6 * k), gate)],
+                             [gate], name=gate),
+            helper.make_node("Mul", [x, gate], [final.output[0]], name=final.name),
+        ])  # fmt: skip
+
+    # hard-sigmoid after a convolution, k relu6(conv(x) + 3) -> Clip(conv'(x), 0, 6k), conv' = k conv + 3k
+    for clip in [n for n in nodes if n.op_type == "Clip"]:
+        found = relu6_of_plus3(clip)
+        conv = producer(found[1]) if found else None
+        out = users(clip.output[0])
+        if not found or conv is None or conv.op_type != "Conv" or len(users(conv.output[0])) != 1:
+            continue
+        if len(out) != 1 or out[0].op_type != "Mul":
+            continue
+        (scale,) = out
+        k = scalar(scale.input[0] if scale.input[1] == clip.output[0] else scale.input[1])
+        if k is None or k <= 0:
+            continue
+        w = arrays[conv.input[1]]
+        b = arrays[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        set_params(conv, const(w * np.float32(k), conv.name), const(b * np.float32(k) + np.float32(3 * k), conv.name))
+        swap([found[0], clip, scale], [
+            helper.make_node("Clip", [conv.output[0], const(np.array(0.0), scale.name),
+                                      const(np.array(6 * k), scale.name)], [scale.output[0]], name=scale.name),
+        ])  # fmt: skip
+
+    # a spatial mean (squeeze-excite) as the pooling op the blocked layout has
+    for i, node in enumerate(nodes):
+        axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if node.op_type == "ReduceMean" and axes == [2, 3]:
+            nodes[i] = helper.make_node("GlobalAveragePool", [node.input[0]], [node.output[0]], name=node.name)
+
+    # a constant factor after a convolution goes into its weights (x16 on the box sizes: exact)
+    for scale in [n for n in nodes if n.op_type == "Mul"]:
+        k = [scalar(i) for i in scale.input]
+        conv = producer(scale.input[0] if k[1] is not None else scale.input[1])
+        factor = k[1] if k[1] is not None else k[0]
+        if factor is None or conv is None or conv.op_type != "Conv" or len(users(conv.output[0])) != 1:
+            continue
+        w = arrays[conv.input[1]]
+        b = arrays[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        set_params(conv, const(w * np.float32(factor), conv.name), const(b * np.float32(factor), conv.name))
+        conv.output[0] = scale.output[0]
+        nodes.remove(scale)
+
+    # a convolution with a channel count off the block size, followed only by per-channel ops up to the
+    # next convolution: zero channels up to the block size (the next convolution gives them no weight)
+    for conv in [n for n in nodes if n.op_type == "Conv" and group(n) == 1]:
+        channels = arrays[conv.input[1]].shape[0]
+        if channels % _BLOCK == 0:
+            continue
+        chain, end = [conv], None
+        while end is None:
+            out = users(chain[-1].output[0])
+            if len(out) != 1:
+                break
+            (nxt,) = out
+            depthwise = nxt.op_type == "Conv" and group(nxt) == channels == arrays[nxt.input[1]].shape[0]
+            if nxt.op_type in ("Relu", "Clip") or depthwise:
+                chain.append(nxt)
+            elif nxt.op_type == "Conv" and group(nxt) == 1 and arrays[nxt.input[1]].shape[1] == channels:
+                end = nxt
+            else:
+                break
+        if end is None:
+            continue
+        extra = -channels % _BLOCK
+        for node in chain:
+            if node.op_type != "Conv":
+                continue
+            w = arrays[node.input[1]]
+            padded = [const(np.concatenate([w, np.zeros((extra, *w.shape[1:]), np.float32)]), node.name)]
+            if len(node.input) > 2:
+                padded.append(const(np.concatenate([arrays[node.input[2]], np.zeros(extra, np.float32)]), node.name))
+            set_params(node, *padded)
+            for a in node.attribute:
+                if a.name == "group" and a.i > 1:
+                    a.i = channels + extra
+        w = arrays[end.input[1]]
+        end.input[1] = const(np.concatenate([w, np.zeros((w.shape[0], extra, *w.shape[2:]), np.float32)], 1), end.name)
+    return nodes
+
+
+def convert_tfjs_graph(
+    model_json: Path,
+    target: Path,
+    outputs: dict[str, str],
+    opset: int = 17,
+    simplify: bool = True,
+    channels_first: bool = False,
+) -> None:
     """Write the ONNX model computing `outputs` (TF tensor name -> ONNX output name, NHWC like TF).
 
-    The input is named "image", NHWC float32 with dynamic batch, height and width. The file is written
+    The input is named "image", NHWC float32 with dynamic batch, height and width; NCHW with
+    `channels_first` (ONNX Runtime then needs no transpose of the input). `simplify` rewrites the
+    converted graph into cheaper ops with the same results (`_simplify`). The file is written
     atomically: a concurrent reader never sees half of it.
     """
     import onnx
 
-    builder = _Builder(read_tfjs_graph(model_json))
+    builder = _Builder(read_tfjs_graph(model_json), channels_first)
     builder.convert_upto(list(outputs))
     graph_outputs = []
     for tf_name, onnx_name in outputs.items():
@@ -384,7 +562,10 @@ def convert_tfjs_graph(model_json: Path, target: Path, outputs: dict[str, str], 
                 ["batch", f"{onnx_name}_height", f"{onnx_name}_width", f"{onnx_name}_channels"],
             )
         )
-    graph = onnx.helper.make_graph(builder.nodes, "tfjs_graph", builder.inputs, graph_outputs, builder.initializers)
+    nodes = _simplify(builder.nodes, builder.arrays) if simplify else builder.nodes
+    used = {name for node in nodes for name in node.input}
+    initializers = [onnx.numpy_helper.from_array(v, k) for k, v in builder.arrays.items() if k in used]
+    graph = onnx.helper.make_graph(nodes, "tfjs_graph", builder.inputs, graph_outputs, initializers)
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
     model.producer_name = "autotag.encoders.tfjs_graph"
     onnx.checker.check_model(model)

@@ -9,6 +9,7 @@ threads also prepare the detector's letter-boxed input from the same decoded pic
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -41,6 +42,11 @@ KEPT_SIDE = 512  # the decoded picture kept for readers is scaled down to at mos
 # Images per detector run. ONNX Runtime's peak grows with the batch (384 px: +49 MB at 1 image, +363 MB at
 # 8, arena off) while the time per image does not shrink on a CPU (BENCHMARKS.md, "Memory on big inputs").
 DETECTOR_BATCH = 1
+# Pictures the detector works on at once, each run on one ONNX Runtime thread, beside the classifier's batch:
+# its graph is ~200 small ops, and splitting each over two threads costs ~20% more CPU (a hand-over at every
+# op) than running two pictures at once, one thread each (BENCHMARKS.md, "Detector speed without losing
+# objects"). Each run in flight holds its own activations (~50 MB at 384 px), hence the cap.
+MAX_DETECTOR_WORKERS = 4
 
 
 class Tagger:
@@ -72,6 +78,9 @@ class Tagger:
         self._run: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] = encoder.run
         self._detect: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = detector.run if detector else None
         self._batcher: EncoderBatcher | None = None
+        self._detecting = (
+            ThreadPoolExecutor(detector_workers(self.settings), thread_name_prefix="detector") if detector else None
+        )
         self._cache: OutputCache | None = None
         self._lock = threading.Lock()
         # caps how many callers of `process` hold a decoded full-size image at once
@@ -193,7 +202,13 @@ class Tagger:
 
     def encode(self, items: Sequence[Item], cache: OutputCache | None = None) -> None:
         """Run the encoder on every item that has an input, as one batch, filling logits and embedding;
-        and the detector on every item with a detector input, filling its detections."""
+        and the detector on every item with a detector input, filling its detections (a few pictures at
+        once, while the encoder runs)."""
+        looking = [i for i in items if i.detector_input is not None]
+        detecting = []
+        if looking and self.detector is not None and self._detect is not None and self._detecting is not None:
+            for start in range(0, len(looking), DETECTOR_BATCH):
+                detecting.append(self._detecting.submit(self._detect_items, looking[start : start + DETECTOR_BATCH]))
         todo = [i for i in items if i.array is not None and i.embedding is None]
         if todo:
             logits, embeddings = self._run(np.stack([i.array for i in todo]))
@@ -201,15 +216,15 @@ class Tagger:
                 item.logits, item.embedding, item.array = lg, emb, None
             if cache is not None:
                 cache.put(todo)
-        looking = [i for i in items if i.detector_input is not None]
-        if not (looking and self.detector is not None and self._detect is not None):
-            return
-        for start in range(0, len(looking), DETECTOR_BATCH):
-            chunk = looking[start : start + DETECTOR_BATCH]
-            peaks, sizes = self._detect(np.stack([i.detector_input for i in chunk]))
-            for item, p, s in zip(chunk, peaks, sizes, strict=True):
-                item.detections = self.detector.decode(p, s, item.placement)
-                item.detector_input = item.placement = None
+        for done in detecting:
+            done.result()
+
+    def _detect_items(self, chunk: Sequence[Item]) -> None:
+        assert self.detector is not None and self._detect is not None
+        heat, sizes = self._detect(np.stack([i.detector_input for i in chunk]))
+        for item, h, s in zip(chunk, heat, sizes, strict=True):
+            item.detections = self.detector.decode(h, s, item.placement)
+            item.detector_input = item.placement = None
 
     def decide(self, items: Sequence[Item], user_tags: UserTags = None, options: TagOptions | None = None) -> None:
         """Fill the tags of every encoded item: the default decision, or the trained model's heads."""
@@ -365,12 +380,18 @@ def user_tags_for(user_tags: UserTags, source: str) -> list[str] | None:
     return list(user_tags)
 
 
+def detector_workers(settings: Settings) -> int:
+    """How many pictures the detector works on at once: the `threads` setting, else one per core (capped)."""
+    return max(1, settings.threads or min(os.cpu_count() or 1, MAX_DETECTOR_WORKERS))
+
+
 def load_detector(settings: Settings) -> Detector:
-    """The detector the settings name; missing (not set up) is one line saying what to do."""
+    """The detector the settings name, one ONNX Runtime thread per run (the tagger runs several pictures
+    at once, see `detector_workers`); missing (not set up) is one line saying what to do."""
     from autotag.encoders.detector import create_detector
 
     try:
-        return create_detector(settings.detector, threads=settings.threads or None)
+        return create_detector(settings.detector, threads=1)
     except AutotagError as exc:
         raise AutotagError(f"{exc}; or tag without objects: --no-objects (setting objects = false)") from None
 
