@@ -1,17 +1,24 @@
-"""Objects on the real-photo benchmark: which labelled COCO objects the default decisions count and tag,
-with and without the classifier confirming weaker detections (ConsumerParams.confirm_min/_support).
+"""Objects on the real-photo benchmark: which labelled COCO objects the default decisions count, put in
+the objects facet and tag, with and without the classifier confirming weaker detections
+(ConsumerParams.confirm_*) and naming objects alone (classifier_object_min / objects_classifier_min).
 
-    PYTHONPATH=src python bench/bench_objects.py --dir .cache/realphotos [--splits fit] [--sweep] [--speed]
+    PYTHONPATH=src python bench/bench_objects.py --dir .cache/realphotos [--splits fit] [--sweep]
+                                                 [--sweep-classifier] [--speed]
 
 Every picture is decoded and run as the tagger does (bench_consumer's cached centre-view probabilities
 and detections; the detector at its candidate floor). Per split and set (photo / all):
   counted   labelled objects (manifest `objects`) among the detections the decisions count
+  facet     labelled objects in the objects facet (pipeline.named_objects; the manifest's kind stands
+            in for the style head's photo-or-art verdict)
   tagged    labelled objects whose consumer word is among the shown tags (at most 5)
   extra     counted detections of a class the picture's labels do not list (person where people > 0
             is not extra); false people = pictures without people where a person is counted
-Rules: "baseline" = detection_min alone (confirm off), "confirmed" = the shipped parameters.
-`--sweep` prints the FIT grid the confirm parameters were chosen from; `--speed` times the detector's
-decode at the old floor (0.4) and at the candidate floor with the decisions, interleaved, medians.
+  facet extra, wrong tags (shown tags the labels call clearly wrong), hit@5 / precision (bench_consumer)
+Rules: "baseline" = detection_min alone (confirm off, classifier-alone off), "confirmed" = confirmation
+only, "shipped" = the shipped parameters.
+`--sweep` prints the FIT grid the confirm parameters were chosen from, `--sweep-classifier` the one for
+the classifier-alone bars; `--speed` times the detector's decode at the old floor (0.4) and at the
+candidate floor with the decisions, interleaved, medians.
 """
 
 from __future__ import annotations
@@ -30,7 +37,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_consumer as bc  # noqa: E402 - the benchmark's shared loaders and caches
 
-OFF = {"confirm_min": 1.0, "confirm_support": 1.0}
+OFF = {"confirm_min": 1.0, "confirm_support": 1.0, "classifier_object_min": 1.01,
+       "objects_confirm_min": 1.0, "objects_confirm_support": 1.0, "objects_classifier_min": 1.01}
+PARAMS = ("detection_min", "confirm_min", "confirm_support", "objects_confirm_min", "objects_confirm_support",
+          "classifier_object_min", "objects_classifier_min")  # fmt: skip
+ALONE_OFF = {"classifier_object_min": 1.01, "objects_classifier_min": 1.01}
 
 
 def counted_objects(probs: np.ndarray, dets: list[Any], params: Any) -> dict[str, float]:
@@ -40,35 +51,66 @@ def counted_objects(probs: np.ndarray, dets: list[Any], params: Any) -> dict[str
     vocab = default_consumer()
     ev = evidence(probs, dets, vocab, params.detection_min, params.member_floor, params.class_floor,
                   params.chance_discount, member_bars(vocab, params),
-                  confirm_min=params.confirm_min, confirm_support=params.confirm_support)  # fmt: skip
+                  confirm_min=params.confirm_min, confirm_support=params.confirm_support,
+                  classifier_object_min=params.classifier_object_min)  # fmt: skip
     return ev.objects
 
 
 def score(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], params: Any) -> dict[str, Any]:
+    from autotag.pipeline.decide import named_objects
     from autotag.taxonomy.consumer import default_consumer
     from autotag.taxonomy.decisions import consumer_tags
 
     vocab = default_consumer()
-    listed = counted = tagged = extra = false_people = people = people_found = 0
-    misses, extras = [], []
+    listed = counted = tagged = extra = false_people = people = people_found = facet = facet_extra = 0
+    misses, extras, facet_extras = [], [], []
+    shown_all = []
     for e, p, d in zip(entries, probs, dets, strict=True):
         objects = set(e["objects"])
-        got = set(counted_objects(p, d, params))
-        shown = {t.name for t in consumer_tags(p, d, params=params)}
+        rule = params if e["kind"] == "photo" else replace(params, **ALONE_OFF)  # as photo_params on art
+        got = set(counted_objects(p, d, rule))
+        boxes = {o.label for o in named_objects(d, p, rule) or ()}
+        shown = [t.name for t in consumer_tags(p, d, params=rule)]
+        shown_all.append(shown)
         listed += len(objects)
         counted += len(got & objects)
+        facet += len(boxes & objects)
         tagged += sum(vocab.coco[o].label in shown for o in objects)
         has_people = e["people"] not in ("0", "")
         wrong = got - objects - ({"person"} if has_people else set())
+        facet_wrong = boxes - objects - ({"person"} if has_people else set())
         extra += len(wrong)
+        facet_extra += len(facet_wrong)
         false_people += "person" in wrong
         people += has_people
         people_found += has_people and "person" in got
-        misses += [f"{e['id']}:{o}" for o in sorted(objects - got)]
+        misses += [f"{e['id']}:{o}" for o in sorted(objects - boxes)]
         extras += [f"{e['id']}:{o}" for o in sorted(wrong)]
-    return {"counted": f"{counted}/{listed}", "tagged": f"{tagged}/{listed}", "extra": extra,
-            "false_people": false_people, "people": f"{people_found}/{people}",
-            "missed": misses, "extras": extras}  # fmt: skip
+        facet_extras += [f"{e['id']}:{o}" for o in sorted(facet_wrong)]
+    shown_report = bc.score(entries, shown_all, allowed=bc.allowed_words(entries))
+    return {"counted": f"{counted}/{listed}", "facet": f"{facet}/{listed}", "tagged": f"{tagged}/{listed}",
+            "extra": extra, "facet_extra": facet_extra, "false_people": false_people,
+            "people": f"{people_found}/{people}", "wrong_tags": shown_report["counts"]["wrong"],
+            "hit@5": round(shown_report["hit@5"], 3), "precision": round(shown_report["precision"], 3),
+            "missed": misses, "extras": extras, "facet_extras": facet_extras}  # fmt: skip
+
+
+def line(r: dict[str, Any]) -> str:
+    return (f"counted {r['counted']} facet {r['facet']} tagged {r['tagged']} extra {r['extra']} facet extra "
+            f"{r['facet_extra']} wrong tags {r['wrong_tags']} hit@5 {r['hit@5']:.3f} precision {r['precision']:.3f} "
+            f"false people {r['false_people']} people {r['people']}")  # fmt: skip
+
+
+def sweep_classifier(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], base: Any) -> None:
+    """The FIT grid behind the classifier-alone bars: the same bar for tags and facet, per set."""
+    for kind in ("photo", "art", "all"):
+        idx = [i for i, e in enumerate(entries) if kind in ("all", e["kind"])]
+        print(f"sweep classifier-alone ({kind}, {len(idx)} pictures)")
+        for bar in (1.01, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3):
+            r = score([entries[i] for i in idx], probs[idx], [dets[i] for i in idx],
+                      replace(base, classifier_object_min=bar, objects_classifier_min=bar))  # fmt: skip
+            print(f"  bar {bar}: {line(r)}")
+            print(f"      facet extra: {', '.join(r['facet_extras'])}")
 
 
 def sweep(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], base: Any) -> None:
@@ -117,11 +159,43 @@ def speed(entries: list[dict], probs: np.ndarray, rounds: int, params: Any) -> d
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+EXTRA = Path(__file__).parent / "realphotos" / "objects_extra.yaml"
+
+
+def extra_set(path: Path = EXTRA) -> list[dict[str, Any]]:
+    """The single-subject GCompris photos of objects_extra.yaml as benchmark entries (split "extra"),
+    their files unpacked once into the bench cache so the cached probabilities and detections apply."""
+    import yaml
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from train_style import read_rcc  # the Qt resource bundle reader the scene and style training use
+
+    folder = bc.CACHE.parent / "objects_extra"
+    folder.mkdir(parents=True, exist_ok=True)
+    bundles: dict[str, dict[str, bytes]] = {}
+    out = []
+    for row in yaml.safe_load(path.read_text())["pictures"]:
+        kind, bundle, inner = row["source"].split(":", 2)  # gcompris:BUNDLE.rcc:/path or deb:PACKAGE:/path
+        name = f"{bundle.removesuffix('.rcc')}-{Path(inner).parent.name}-{Path(inner).name}"
+        f = folder / name
+        if not f.is_file():
+            if kind == "deb":
+                f.write_bytes(Path(inner).read_bytes())
+            else:
+                if bundle not in bundles:
+                    bundles[bundle] = read_rcc(Path("/usr/share/gcompris-qt/rcc") / bundle)
+                f.write_bytes(bundles[bundle][inner])
+        out.append({"id": f"extra-{f.stem}", "path": str(f), "split": "extra", "kind": "photo", "tags": [],
+                    "wrong": [], "people": "0", "objects": list(row["objects"])})  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=bc.DEFAULT_DIR)
-    parser.add_argument("--splits", default="fit", help="comma-separated: fit,test")
+    parser.add_argument("--splits", default="fit", help="comma-separated: fit,test,extra (objects_extra.yaml)")
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--sweep-classifier", action="store_true")
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--speed-pictures", type=int, default=24)
@@ -131,12 +205,11 @@ def main() -> None:
     from autotag.taxonomy.decisions import default_params
 
     shipped = default_params()
-    entries = bc.load_set(args.dir)
+    entries = bc.load_set(args.dir) + (extra_set() if "extra" in args.splits.split(",") else [])
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f} at start",
-        "params": {"detection_min": shipped.detection_min, "confirm_min": shipped.confirm_min,
-                   "confirm_support": shipped.confirm_support},  # fmt: skip
+        "params": {k: getattr(shipped, k) for k in PARAMS},
     }
     print(json.dumps(results))
     for split in args.splits.split(","):
@@ -145,14 +218,17 @@ def main() -> None:
         dets = bc.detections(part)
         if args.sweep and split == "fit":
             sweep(part, probs, dets, shipped)
+        if args.sweep_classifier and split in ("fit", "extra"):
+            sweep_classifier(part, probs, dets, shipped)
         for kind in ("photo", "all"):
             idx = [i for i, e in enumerate(part) if kind in ("all", e["kind"])]
-            for rule, params in (("baseline", replace(shipped, **OFF)), ("confirmed", shipped)):
+            rules = (("baseline", replace(shipped, **OFF)), ("confirmed", replace(shipped, **ALONE_OFF)),
+                     ("shipped", shipped))  # fmt: skip
+            for rule, params in rules:
                 r = score([part[i] for i in idx], probs[idx], [dets[i] for i in idx], params)
                 results.setdefault("rows", []).append({"split": split, "set": kind, "rule": rule, **r})
-                print(f"{split} {kind:5s} {rule:9s} counted {r['counted']} tagged {r['tagged']} extra {r['extra']} "
-                      f"false people {r['false_people']} people {r['people']}")  # fmt: skip
-                print(f"    missed: {', '.join(r['missed'])}\n    extra: {', '.join(r['extras'])}")
+                print(f"{split} {kind:5s} {rule:9s} {line(r)}")
+                print(f"    not in facet: {', '.join(r['missed'])}\n    facet extra: {', '.join(r['facet_extras'])}")
         if args.speed and split == "fit":
             photos = [i for i, e in enumerate(part) if e["kind"] == "photo"][: args.speed_pictures]
             ms = speed([part[i] for i in photos], probs[photos], args.rounds, shipped)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer  # noqa: E402
 from autotag.taxonomy.decisions import (  # noqa: E402
     KIND_ORDER,
+    NO_OBJECT_ALONE,
     ConsumerParams,
     Evidence,
     evidence,
@@ -151,14 +152,19 @@ class Grid:
 
 
 def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams,
-              scenes: list[dict[str, float]] | None = None) -> list[Evidence]:  # fmt: skip
+              scenes: list[dict[str, float]] | None = None,
+              kinds: list[str] | None = None) -> list[Evidence]:  # fmt: skip
+    """Each picture's evidence under `params`; on art (`kinds`, the labels standing in for the style
+    head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params)."""
     vocab = default_consumer()
     bars = member_bars(vocab, params)
     scenes = scenes or [{} for _ in probs]
+    kinds = kinds or ["photo"] * len(probs)
     return [evidence(p, d, vocab, params.detection_min, params.member_floor, params.class_floor,
                      params.chance_discount, bars, s, params.category_mass, confirm_min=params.confirm_min,
-                     confirm_support=params.confirm_support)
-            for p, d, s in zip(probs, dets, scenes, strict=True)]  # fmt: skip
+                     confirm_support=params.confirm_support,
+                     classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE)
+            for p, d, s, k in zip(probs, dets, scenes, kinds, strict=True)]  # fmt: skip
 
 
 def shown(evs: list[Evidence], probs: np.ndarray, params: ConsumerParams) -> list[list[Any]]:
@@ -190,6 +196,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     picture's scene words from models that did not see it (scripts/train_scenes.py --oof)."""
     vocab = default_consumer()
     photos = np.array([e["kind"] == "photo" for e in entries])
+    kinds = [e["kind"] for e in entries]
     every = np.ones(len(entries), bool)
     animals = animal_words()
     results: list[tuple[bool, float, ConsumerParams, float]] = []  # (precision ok, gain, params, hit@5)
@@ -204,7 +211,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                               chance_discount=discount, detection_min=det_min, member_ratio=ratio,
                               category_mass=dict(CATEGORY_MASS), confirm_min=c_min,
                               confirm_support=c_support)  # fmt: skip
-        grid = Grid(entries, evidences(probs, dets, base, scenes), vocab, like=grid)
+        grid = Grid(entries, evidences(probs, dets, base, scenes, kinds), vocab, like=grid)
         for values in itertools.product(*GRID.values()):
             if ratio > 0.0 and values[0] != threshold:
                 continue
@@ -228,13 +235,13 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
                                     r[2].member_ratio, r[2].detection_min, r[2].confirm_min, r[1]))  # fmt: skip
     params = best[2]
-    evs = evidences(probs, dets, params, scenes)
+    evs = evidences(probs, dets, params, scenes, kinds)
     grid = Grid(entries, evs, vocab, like=grid)
     slow = [[t.name for t in row] for row in shown(evs, probs, params)]
     assert grid.names(params) == slow, "the matrix form disagrees with taxonomy/decisions.py"
     # raise-only per-label / per-category thresholds against what is still wrong
     for _ in range(10):
-        evs = evidences(probs, dets, params, scenes)  # a raised label threshold also raises its member bar
+        evs = evidences(probs, dets, params, scenes, kinds)  # a raised label threshold also raises its member bar
         tags = shown(evs, probs, params)
         bad = offenders(entries, tags, animals)
         changed = False
@@ -248,7 +255,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                     changed = True
         if not changed:
             break
-    names = [[t.name for t in row] for row in shown(evidences(probs, dets, params, scenes), probs, params)]
+    names = [[t.name for t in row] for row in shown(evidences(probs, dets, params, scenes, kinds), probs, params)]
     figures = {
         "fit_all": score(entries, names),
         "fit_photos": score([e for e, p in zip(entries, photos, strict=True) if p],

@@ -119,7 +119,8 @@ def test_never_min_relative_cut_and_cap():
     assert consumer_tags(probs_of(n03598930=0.95), params=params) == []  # jigsaw puzzle: never
     assert consumer_tags(probs_of(n01930112=0.45), params=params) == []  # nematode: never
     assert consumer_tags(probs_of(n01776313=0.45), params=params) == []  # tick: below its min, no "animal" either
-    cut = ConsumerParams(label_threshold=0.05, category_bar=0.9, relative=0.5, max_tags=20)
+    # (the cup the classifier alone would name from espresso + mug is not what this checks: off)
+    cut = ConsumerParams(label_threshold=0.05, category_bar=0.9, relative=0.5, max_tags=20, classifier_object_min=1.01)
     names = [t.name for t in consumer_tags(probs_of(n07920052=0.8, n03063599=0.3), params=cut)]  # espresso, mug
     assert names == ["coffee"]  # the mug is far below the best tag
     capped = ConsumerParams(label_threshold=0.05, category_bar=0.05, relative=0.0, max_tags=2)

@@ -30,16 +30,21 @@ class Tag:
 
 @dataclass(frozen=True)
 class Detection:
-    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels."""
+    """One object found in a picture: a COCO class name, its score, its box in the picture's pixels
+    (None for an object the classifier alone named: it knows what, not where)."""
 
     label: str
     score: float
-    box: tuple[float, float, float, float]  # (x0, y0, x1, y1), x to the right, y down
+    box: tuple[float, float, float, float] | None  # (x0, y0, x1, y1), x to the right, y down
     name: str = ""  # the consumer vocabulary's word for the class ("dining table" -> "table"), once decided
+    source: str = "detector"  # or "classifier" (no box)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name} if self.name else {}
-        out.update(label=self.label, score=round(float(self.score), 6), box=[round(float(v), 1) for v in self.box])
+        box = None if self.box is None else [round(float(v), 1) for v in self.box]
+        out.update(label=self.label, score=round(float(self.score), 6), box=box)
+        if self.source != "detector":
+            out["source"] = self.source
         return out
 
 

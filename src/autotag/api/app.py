@@ -54,7 +54,12 @@ class ObjectOut(BaseModel):
     name: str = Field(description="the object in the vocabulary's words (table)")
     label: str = Field(description="the detector's class (dining table)")
     score: float
-    box: list[float] = Field(description="x0, y0, x1, y1 in the picture's pixels (upright), y down")
+    box: list[float] | None = Field(
+        description="x0, y0, x1, y1 in the picture's pixels (upright), y down; null when the classifier alone named it"
+    )
+    source: Literal["detector", "classifier"] = Field(
+        "detector", description="who found it: the object detector (with a box) or the classifier alone (no box)"
+    )
 
 
 class ColorOut(BaseModel):

@@ -132,6 +132,10 @@ def _items(table: pa.Table, dim: int) -> list[Item]:
     columns = {name: table.column(name).to_pylist() for name in COLUMNS if name in names}
     absent = [None] * table.num_rows
     facets = {name: columns.get(name, absent) for name in FACET_TYPES}
+    for objects in facets["objects"]:  # a detector's object carries no source in its record (Detection.to_dict)
+        for o in objects or ():
+            if o.get("source") is None:
+                o.pop("source", None)
     return [
         Item(
             columns["path"][row],

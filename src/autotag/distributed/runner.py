@@ -40,9 +40,10 @@ TAG_TYPE = pa.struct(
      ("detail", pa.string())]
 )  # fmt: skip
 # the facets, each in its own column, in the shapes of the pipeline's records (Item.to_dict)
-OBJECT_TYPE = pa.struct(
-    [("name", pa.string()), ("label", pa.string()), ("score", pa.float32()), ("box", pa.list_(pa.float32(), 4))]
-)
+OBJECT_TYPE = pa.struct(  # box null and source "classifier" for an object the classifier alone named
+    [("name", pa.string()), ("label", pa.string()), ("score", pa.float32()), ("box", pa.list_(pa.float32(), 4)),
+     ("source", pa.string())]
+)  # fmt: skip
 COLOR_TYPE = pa.struct([("name", pa.string()), ("share", pa.float32()), ("hex", pa.string())])
 STYLE_TYPE = pa.struct(
     [("kind", pa.string()), ("style", pa.string()), ("score", pa.float32()), ("style_score", pa.float32())]

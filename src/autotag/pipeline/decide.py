@@ -19,7 +19,7 @@ from autotag.encoders.detector import OBJECTS_MIN_SCORE
 from autotag.heads.scenes import scene_evidence
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import consumer_tags, default_params
+from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
@@ -67,10 +67,19 @@ def default_tags(item: Item, options: TagOptions, encoder: str | None = None) ->
     assert item.logits is not None
     # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models
     scenes = scene_evidence(item.embedding, encoder=encoder)  # `encoder`: the embedding's, when known
-    tags = consumer_tags(softmax(item.logits), item.detections or (), scenes=scenes)
+    tags = consumer_tags(softmax(item.logits), item.detections or (), params=photo_params(item.style), scenes=scenes)
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)
+
+
+def photo_params(style, params: ConsumerParams | None = None) -> ConsumerParams:  # noqa: ANN001 - a Style or None
+    """The decisions for this picture: on art the classifier alone names no object (trained on photos,
+    it calls a drawn horse a dog); a picture without a style verdict counts as a photo."""
+    params = params or default_params()
+    if style is None or style.kind == "photo":
+        return params
+    return replace(params, classifier_object_min=NO_OBJECT_ALONE, objects_classifier_min=NO_OBJECT_ALONE)
 
 
 def styled_tags(style, tags: list[Tag]) -> list[Tag]:  # noqa: ANN001 - an autotag.read Style
@@ -97,16 +106,19 @@ def limited(tags: Sequence[Tag], options: TagOptions) -> list[Tag]:
     return out[: options.max_tags]
 
 
-def named_objects(detections: Sequence[Detection] | None, probs: np.ndarray | None = None) -> list[Detection] | None:
+def named_objects(
+    detections: Sequence[Detection] | None, probs: np.ndarray | None = None, params: ConsumerParams | None = None
+) -> list[Detection] | None:
     """The objects facet: what the detector found at its own operating point (OBJECTS_MIN_SCORE, chosen
     for finding objects, bench_detector), plus weaker detections the classifier confirms (the objects
     facet's confirm rule, `objects_confirm_*`, given `probs`), whose class is not on the never list, named
-    by the consumer vocabulary, best first. A detection becomes a *tag* only at the stricter fitted
-    `detection_min` (or the tags' own confirm rule, consumer_tags): a box is a finding to show, a tag is a
-    word to search by."""
+    by the consumer vocabulary, best first; then the COCO objects the classifier alone is sure of
+    (`objects_classifier_min`; photos only, photo_params) that no box shows, without a box (source
+    "classifier"). A detection becomes a *tag* only at the stricter fitted `detection_min` (or the tags'
+    own rules, consumer_tags): a box is a finding to show, a tag is a word to search by."""
     if detections is None:
         return None
-    vocab, params = default_consumer(), default_params()
+    vocab, params = default_consumer(), params or default_params()
     out = []
     for found in detections:
         entry = vocab.coco.get(found.label)
@@ -119,4 +131,11 @@ def named_objects(detections: Sequence[Detection] | None, probs: np.ndarray | No
         )
         if found.score >= OBJECTS_MIN_SCORE or confirmed:
             out.append(replace(found, name=entry.label))
+    if probs is not None:
+        boxed = {o.label for o in out}
+        named = vocab.named_by_classifier(probs, params.objects_classifier_min, params.chance_discount,
+                                          params.class_floor)  # fmt: skip
+        for label, score in sorted(named.items(), key=lambda kv: -kv[1]):
+            if label not in boxed:
+                out.append(Detection(label, score, None, vocab.coco[label].label, "classifier"))
     return out

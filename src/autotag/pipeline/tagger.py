@@ -24,7 +24,7 @@ from autotag.encoders import Encoder, create_encoder
 from autotag.ingest import DecodeBudget, ImageError, Source, content_hash, source_bytes, source_name
 from autotag.ingest.decode import decoded, return_freed_pictures
 from autotag.ingest.read import pixels_hash
-from autotag.pipeline.decide import TagOptions, default_tags, named_objects, softmax
+from autotag.pipeline.decide import TagOptions, default_tags, named_objects, photo_params, softmax
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers
@@ -217,7 +217,7 @@ class Tagger:
             return
         if self.model is None:
             for item in done:
-                item.objects = named_objects(item.detections, softmax(item.logits))
+                item.objects = named_objects(item.detections, softmax(item.logits), photo_params(item.style))
                 item.tags = default_tags(item, options, self.encoder.spec.name)
             return
         typed = [user_tags_for(user_tags, i.source) for i in done]

@@ -35,6 +35,18 @@ from autotag.store.records import (
 )
 from autotag.types import AutotagError, Tag
 
+BOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+
+def stored_object(row: Any) -> dict[str, Any]:
+    """An image_objects row -> the record's shape (Detection.to_dict): box None and its source when
+    the classifier alone named it."""
+    out = {"name": row.name, "label": row.label, "score": row.score,
+           "box": None if row.x0 is None else [row.x0, row.y0, row.x1, row.y1]}  # fmt: skip
+    if row.source != "detector":
+        out["source"] = row.source
+    return out
+
 
 class Store:
     """The library's database. Open it with `autotag.store.open_store(db)`; close it when done."""
@@ -344,7 +356,8 @@ class Store:
             conn.execute(sa.insert(t.image_colors), colors)
         objects = [
             {"image_id": image_id, "position": i, "name": o.get("name") or o["label"], "label": o["label"],
-             "score": float(o["score"]), **dict(zip(("x0", "y0", "x1", "y1"), map(float, o["box"]), strict=True))}
+             "score": float(o["score"]), "source": o.get("source") or "detector",
+             **dict(zip(BOX_COLUMNS, map(float, o["box"]) if o.get("box") else (None,) * 4, strict=True))}
             for i, o in enumerate(facets.get("objects") or [])
         ]  # fmt: skip
         if objects:
@@ -373,8 +386,7 @@ class Store:
             return StoredFacets(
                 int(image_id),
                 row.model,
-                objects=[{"name": o.name, "label": o.label, "score": o.score, "box": [o.x0, o.y0, o.x1, o.y1]}
-                         for o in objects],
+                objects=[stored_object(o) for o in objects],
                 colors=[{"name": c.name, "share": c.share, "hex": c.hex} for c in colors],
                 style={"kind": row.kind, "style": row.style, "score": row.style_score} if row.style else None,
                 properties={k: getattr(row, k) for k in PROPERTY_KEYS if getattr(row, k) is not None} or None,

@@ -115,10 +115,11 @@ image_objects = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("label", sa.String(200), nullable=False),
     sa.Column("score", sa.Float, nullable=False),
-    sa.Column("x0", sa.Float, nullable=False),
-    sa.Column("y0", sa.Float, nullable=False),
-    sa.Column("x1", sa.Float, nullable=False),
-    sa.Column("y1", sa.Float, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False, server_default="detector"),  # detector | classifier
+    sa.Column("x0", sa.Float),  # the box; empty for an object the classifier alone named
+    sa.Column("y0", sa.Float),
+    sa.Column("x1", sa.Float),
+    sa.Column("y1", sa.Float),
 )
 
 FACET_TABLES = (image_facets, image_colors, image_objects)

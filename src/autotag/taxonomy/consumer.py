@@ -76,6 +76,11 @@ class ConsumerVocabulary:
     # COCO name -> the ImageNet classes that say the same thing: same label, the COCO label is one of
     # their categories (a detected "bird" and the classifier's 59 bird classes), or its confirmed_by
     coco_support: dict[str, np.ndarray] = field(default_factory=dict)
+    # the same as a (K, 1000) 0/1 matrix over the COCO names that have such classes, and each one's share
+    # of the kept classes (its chance level): the classifier-alone objects in one product per picture
+    coco_named: tuple[str, ...] = ()
+    coco_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    coco_share: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def label_categories(self, label: str) -> tuple[str, ...]:
         """Every category some class of this label belongs to."""
@@ -107,6 +112,23 @@ class ConsumerVocabulary:
         none, e.g. "toothbrush")."""
         classes = self.coco_support.get(coco_name)
         return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
+
+    def named_by_classifier(
+        self, probs: np.ndarray, minimum: float, above_chance: bool = True, class_floor: float = 0.0
+    ) -> dict[str, float]:
+        """COCO name -> the classifier's support for it, where that reaches `minimum` (above 1: none).
+        The objects a person would name that the classifier alone is sure of, with no box. Scored as
+        label scores are (decisions.evidence): classes under `class_floor` count for nothing, and above
+        chance (118 dog breeds get 11.8% of a clueless prediction for free), so an object named by the
+        same classes as a label scores as that label does."""
+        if minimum > 1.0 or not self.coco_named:
+            return {}
+        p = np.asarray(probs, np.float64)
+        p = np.where(p >= class_floor, p, 0.0) if class_floor > 0.0 else p
+        scores = self.coco_matrix @ p
+        if above_chance:
+            scores = np.clip((scores - self.coco_share) / (1.0 - self.coco_share), 0.0, 1.0)
+        return {self.coco_named[k]: float(scores[k]) for k in np.flatnonzero(scores >= minimum)}
 
     def check_category(self, name: str) -> None:
         if name not in self.categories:
@@ -270,6 +292,15 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
     flat = [i for k in keys for i in groups[k]]
     starts = np.cumsum([0] + [len(groups[k]) for k in keys[:-1]]) if keys else np.zeros(0, np.int64)
     kept = max(int((index >= 0).sum()), 1)
+    support = {
+        name: np.array([i for i, e in enumerate(v.imagenet) if not e.never and (
+            e.label == c.label or c.label in e.categories or e.label in c.confirmed_by)], np.int64)
+        for name, c in v.coco.items() if not c.never
+    }  # fmt: skip
+    named = tuple(name for name, classes in support.items() if len(classes))
+    matrix = np.zeros((len(named), len(v.imagenet)))
+    for k, name in enumerate(named):
+        matrix[k, support[name]] = 1.0
     return ConsumerVocabulary(
         v.path, v.categories, v.imagenet, v.coco, v.implied,
         labels=tuple(labels), label_index=index, label_min=minimum,
@@ -277,11 +308,8 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),
         label_share=np.bincount(index[index >= 0], minlength=len(labels)) / kept,
         group_share=np.array([len(groups[k]) for k in keys]) / kept,
-        coco_support={
-            name: np.array([i for i, e in enumerate(v.imagenet) if not e.never and (
-                e.label == c.label or c.label in e.categories or e.label in c.confirmed_by)], np.int64)
-            for name, c in v.coco.items() if not c.never
-        },
+        coco_support=support, coco_named=named, coco_matrix=matrix,
+        coco_share=np.array([len(support[name]) / kept for name in named]),
     )  # fmt: skip
 
 

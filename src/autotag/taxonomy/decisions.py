@@ -31,6 +31,7 @@ from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer
 from autotag.types import AutotagError, Tag
 
 KIND_ORDER = {"label": 0, "object": 1, "category": 2}
+NO_OBJECT_ALONE = 1.01  # a classifier-alone object bar above any summed probability: off (on art, say)
 SCENE_CATEGORIES = ("sky", "sunset", "cloud", "night", "space", "snow", "landscape", "mountain", "beach", "desert",
                     "field", "forest", "water", "sea", "lake", "river", "city")  # fmt: skip
 # Categories an unsure member cannot earn either: on the ~1,100 photos and cards of
@@ -87,6 +88,16 @@ class ConsumerParams:
     # (scripts/fit_consumer.py searches confirm_min / confirm_support for the tags).
     objects_confirm_min: float = 0.2
     objects_confirm_support: float = 0.3
+    # A COCO object the classifier alone is sure of: its classes naming it (same label or category, or the
+    # COCO line's confirmed_by: a clock, a park bench, a fire truck) sum to this, whatever the detector
+    # says; it then counts as an object (score = that sum, no box). Tags and the objects facet apart,
+    # as above; photos only (pipeline/decide.py: a drawn horse the classifier calls a dog names no dog).
+    # Chosen on the FIT half and 162 more labelled photos (bench/bench_objects.py --sweep-classifier,
+    # --splits fit,extra): at 0.6 FIT photos tag 17 of 24 objects instead of 14 and show 20 in the facet
+    # instead of 18, the extra photos 41 / 51 of 64 instead of 40 / 50, with no more wrong tags or facet
+    # extras; 0.5 adds one FIT tag but 3 extra objects (a ram named dog); above 1 turns it off.
+    classifier_object_min: float = 0.6
+    objects_classifier_min: float = 0.6
     relative: float = 0.25  # drop tags scoring below this share of the best tag's score
     max_tags: int = 8
     detail_min: float = 0.5  # show a breed/species when its own class is at least this sure
@@ -166,6 +177,7 @@ def evidence(
     detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
     member_bars: np.ndarray | None = None, scenes: Mapping[str, float] | None = None,
     category_mass: Mapping[str, float] | None = None, *, confirm_min: float = 1.0, confirm_support: float = 1.0,
+    classifier_object_min: float = 1.01,
 ) -> Evidence:  # fmt: skip
     """One image's (1000,) class probabilities and detections -> label and category scores.
 
@@ -175,7 +187,8 @@ def evidence(
     `category_mass`: {category: bar}; a category whose classes' summed probability (before any class
     floor) reaches its bar is earned too, scored above chance like the rest.
     A detection counts from `detection_min` on, or from `confirm_min` on when the classifier's classes
-    naming the same thing sum to `confirm_support` (then it scores as either model being right)."""
+    naming the same thing sum to `confirm_support` (then it scores as either model being right).
+    An object no detection gave counts when those classes alone sum to `classifier_object_min`."""
     vocab = vocab or default_consumer()
     p = np.asarray(probs, np.float64).ravel()
     if len(p) != len(vocab.imagenet):
@@ -226,6 +239,11 @@ def evidence(
         objects[det.label] = max(objects.get(det.label, 0.0), score)
         for c in entry.categories:
             best[cat_pos[c]] = max(best[cat_pos[c]], score)
+    for name, score in vocab.named_by_classifier(p, classifier_object_min, chance_discount).items():
+        if score > objects.get(name, 0.0):
+            objects[name] = score
+            for c in vocab.coco[name].categories:
+                best[cat_pos[c]] = max(best[cat_pos[c]], score)
     for word, score in (scenes or {}).items():
         if word not in cat_pos:
             raise AutotagError(f"scene word {word!r} is no category of {vocab.path}")
@@ -253,7 +271,8 @@ def consumer_tags(
     p = np.asarray(probs, np.float64).ravel()
     ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
                   params.chance_discount, member_bars(vocab, params), scenes, params.category_mass,
-                  confirm_min=params.confirm_min, confirm_support=params.confirm_support)  # fmt: skip
+                  confirm_min=params.confirm_min, confirm_support=params.confirm_support,
+                  classifier_object_min=params.classifier_object_min)  # fmt: skip
     return tags_from_evidence(ev, p, vocab, params)
 
 

@@ -157,15 +157,17 @@ function showFacets(result) {
 }
 
 // Boxes are in the upright picture's pixels; an SVG with that viewBox lies exactly over the preview.
+// An object the classifier alone named has no box (box null): it is in the objects list, not drawn.
 function drawBoxes(objects, size) {
   const svg = $("#boxes");
   svg.replaceChildren();
-  svg.hidden = !(objects.length && size && size.width);
+  const boxed = objects.filter((o) => Array.isArray(o.box));
+  svg.hidden = !(boxed.length && size && size.width);
   if (svg.hidden) return;
   svg.setAttribute("viewBox", `0 0 ${size.width} ${size.height}`);
   const ns = "http://www.w3.org/2000/svg";
   const stroke = Math.max(size.width, size.height) / 250;
-  for (const o of objects) {
+  for (const o of boxed) {
     const [x0, y0, x1, y1] = o.box;
     const g = document.createElementNS(ns, "g");
     g.setAttribute("class", "box");
