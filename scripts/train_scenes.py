@@ -47,6 +47,7 @@ from autotag.heads.scenes import SCENES_PATH, SceneHeads  # noqa: E402
 from autotag.taxonomy.consumer import default_consumer  # noqa: E402
 
 EXTRA = ROOT / "bench" / "realphotos" / "scenes_extra.yaml"
+MANIFEST = ROOT / "bench" / "realphotos" / "manifest.yaml"
 CACHE = ROOT / ".cache" / "bench" / "scenes"
 DEFAULT_REALPHOTOS = ROOT / ".cache" / "realphotos"
 GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
@@ -76,7 +77,16 @@ SIDE_CROPS_FROM = 1.25  # width / height
 CROP_SIDE = 448
 
 
-def read_extra(path: Path) -> list[dict]:
+def manifest_sources() -> set[str]:
+    import yaml
+
+    return {p["source"] for p in yaml.safe_load(MANIFEST.read_text())["pictures"]}
+
+
+def read_extra(path: Path, benchmark: set[str] = frozenset()) -> list[dict]:
+    """The extra pictures; a source of the real-photo benchmark (`benchmark`: its manifest's sources) is
+    refused: a TEST picture is never trained on, a FIT one is already a training row (twice, in two folds,
+    would flatter its out-of-fold score)."""
     import yaml
 
     from train_style import read_rcc
@@ -88,6 +98,8 @@ def read_extra(path: Path) -> list[dict]:
         source = row["source"]
         if any(f in source for f in FORBIDDEN):
             raise SystemExit(f"{source}: kept for independent evaluation, never train on it")
+        if source in benchmark:
+            raise SystemExit(f"{path.name}: {source} is a picture of the real-photo benchmark; remove it")
         kind, where, inner = source.split(":", 2)
         if kind == "gcompris":
             if where not in bundles:
@@ -244,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     entries = load_set(args.realphotos)
     fit = [e for e in entries if e["split"] == "fit"]
     test = [e for e in entries if e["split"] == "test"]
-    extra = read_extra(args.extra)
+    extra = read_extra(args.extra, manifest_sources())
     tagger = Tagger.load(None)
 
     def embed(blobs: list[bytes]) -> np.ndarray:
