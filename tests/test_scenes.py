@@ -86,8 +86,8 @@ def test_an_unsure_sports_class_earns_no_sport():
         return {t.name for t in consumer_tags(ball, params=params)}
 
     assert names(0.42) == set()  # a coconut card the classifier calls a baseball at 0.42
-    assert names(0.86) == {"baseball", "sport"}
-    assert names(0.42, replace(params, scene_categories=[])) == {"sport"}  # what the rule removes
+    assert {"baseball", "sport"} <= names(0.86)  # (and "ball", the COCO object the classifier names)
+    assert "sport" in names(0.42, replace(params, scene_categories=[]))  # what the rule removes
 
 
 # -- the shipped models on real photos -----------------------------------------------------------------
