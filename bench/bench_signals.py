@@ -15,8 +15,9 @@ Colour agreement with the labels (`colors`, 1-3 names a person gave):
 Photo or art: accuracy of `kind` over all pictures, against always answering "photo"; style
 accuracy over the art pictures. Speed: median CPU milliseconds (this thread's time, which a busy
 shared machine does not inflate as it does wall time) per picture of dominant_colors and of
-picture_properties and of the style head's texture statistics, interleaved with the decode they follow
-(the baseline), plus the wall-time median.
+picture_properties and of the style head's texture statistics (512 px picture) and patch statistics
+(256 px centre patch at the decoded resolution), interleaved with the decode they follow (the
+baseline), plus the wall-time median.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from PIL import Image
 
 from autotag.ingest import decode_with_info
 from autotag.read import dominant_colors, picture_properties
-from autotag.read.style import HEAD_PATH, StyleHead, texture_statistics
+from autotag.read.style import HEAD_PATH, PATCH_SIDE, StyleHead, centre_patch, patch_statistics, texture_statistics
 
 ROOT = Path(__file__).resolve().parents[1]
 KEPT_SIDE = 512  # the pipeline's readers get the decoded picture at about this long side
@@ -60,13 +61,14 @@ def run(manifest: Path, folder: Path, splits: list[str], head: StyleHead, timed:
     entries = load_manifest(manifest)
     results: dict[str, dict] = {}
     for split in splits:
-        rows, files, pictures = [], [], []
-        t_decode, t_colors, t_props, wall_colors, t_texture = [], [], [], [], []
+        rows, files, pictures, patches = [], [], [], []
+        t_decode, t_colors, t_props, wall_colors, t_texture, t_patch = [], [], [], [], [], []
         for entry in (e for e in entries if e["split"] == split):
             path = picture_file(folder, entry["id"])
             data = path.read_bytes()
             start = time.thread_time()
             im, meta = decode_with_info(data, min_side=tagger.encoder.spec.input_size, min_long_side=KEPT_SIDE)
+            patch = centre_patch(im)  # as the pipeline cuts it: before the downscale
             if max(im.size) > KEPT_SIDE:
                 scale = KEPT_SIDE / max(im.size)
                 im = im.resize((round(im.width * scale), round(im.height * scale)), Image.BILINEAR, reducing_gap=2.0)
@@ -81,16 +83,20 @@ def run(manifest: Path, folder: Path, splits: list[str], head: StyleHead, timed:
             start = time.thread_time()
             texture_statistics(im)
             t_texture.append(time.thread_time() - start)
+            start = time.thread_time()
+            patch_statistics(patch)
+            t_patch.append((time.thread_time() - start, patch.shape[:2] == (PATCH_SIDE, PATCH_SIDE)))
             rows.append((entry, [c.name for c in colors]))
             files.append(str(path))
             pictures.append(im)
+            patches.append(patch)
         if timed is None or split not in timed:
             embeddings = tagger.embed(files)
             if timed is not None:
                 timed[split] = embeddings
         else:
             embeddings = timed[split]
-        styles = head.predict(embeddings, pictures)
+        styles = head.predict(embeddings, pictures, patches)
         n = len(rows)
         top = sum(bool(names) and names[0] in e["colors"] for e, names in rows)
         overlap = sum(bool(set(names) & set(e["colors"])) for e, names in rows)
@@ -110,6 +116,10 @@ def run(manifest: Path, folder: Path, splits: list[str], head: StyleHead, timed:
             "ms_colors": 1000 * statistics.median(t_colors),
             "ms_properties": 1000 * statistics.median(t_props),
             "ms_texture": 1000 * statistics.median(t_texture),
+            "ms_patch": 1000 * statistics.median(t for t, _ in t_patch),
+            # the pictures of at least 256 x 256 px, whose patch is full size (most tuxpaint stamps are smaller)
+            "ms_patch_full": 1000 * statistics.median([t for t, full in t_patch if full] or [float("nan")]),
+            "full_patches": sum(full for _, full in t_patch),
             "ms_colors_wall": 1000 * statistics.median(wall_colors),
             "colour_misses": [m for m in named if not set(m[2]) & set(m[1])],
             "colour_top_misses": [m for m in named if m[2][:1] and m[2][0] not in m[1]],
@@ -135,15 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nstyle head: {path}")
         print("| split | pictures | colour top in labels | colour overlap | photo-or-art acc. (always photo) "
               "| style acc. (art) | colours CPU ms (wall) | properties CPU ms | texture CPU ms "
-              "| decode CPU ms |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "| patch CPU ms (full 256 px patches) | decode CPU ms |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for split, r in results.items():
             print(
                 f"| {split} | {r['pictures']} | {r['colors_top']:.1%} | {r['colors_overlap']:.1%} "
                 f"| {r['kind_accuracy']:.1%} ({r['kind_always_photo']:.1%}) "
                 f"| {r['style_accuracy']:.1%} of {r['art_pictures']} "
                 f"| {r['ms_colors']:.2f} ({r['ms_colors_wall']:.2f}) | {r['ms_properties']:.2f} "
-                f"| {r['ms_texture']:.2f} | {r['ms_decode']:.2f} |"
+                f"| {r['ms_texture']:.2f} | {r['ms_patch']:.2f} ({r['ms_patch_full']:.2f} on {r['full_patches']}) "
+                f"| {r['ms_decode']:.2f} |"
             )
         for split, r in results.items():
             for key in ("colour_misses", "colour_top_misses", "kind_errors", "style_errors"):

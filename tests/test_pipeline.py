@@ -105,9 +105,11 @@ def test_readers_get_the_decoded_picture_scaled_down_once(photos, tmp_path, fake
     big = tmp_path / "big.png"
     Image.open(photos["chelsea"]).resize((1500, 1000)).save(big)
     seen: list[tuple[int, int]] = []
+    patches: list[np.ndarray] = []
 
     def colours(item: Item) -> None:
         seen.append(item.image.size)
+        patches.append(item.patch)
         item.colors = [{"name": "grey", "share": 1.0}]
 
     tagger = Tagger(FakeEncoder(), settings=_settings(tmp_path), readers=[colours])
@@ -115,7 +117,10 @@ def test_readers_get_the_decoded_picture_scaled_down_once(photos, tmp_path, fake
     # scaled down to 512 px: a 1500 px PNG, and a 600 px JPEG decoded at full size (its reduced scales are
     # under 512, although the encoder alone would have taken a quarter of it)
     assert seen == [(KEPT_SIDE, round(1000 * KEPT_SIDE / 1500)), (KEPT_SIDE, round(400 * KEPT_SIDE / 600))]
-    assert items[0].image is None and items[0].to_dict()["colors"] == [{"name": "grey", "share": 1.0}]
+    # beside it, a 256 px centre patch at the decoded resolution (not scaled down), on the 8 px grid
+    assert np.array_equal(patches[0], np.asarray(Image.open(big).convert("RGB"))[368:624, 616:872])
+    assert items[0].image is None and items[0].patch is None
+    assert items[0].to_dict()["colors"] == [{"name": "grey", "share": 1.0}]
     assert "colors" not in items[2].to_dict() and "objects" not in items[0].to_dict()
     kept = list(tagger.stream([big], keep_images=True))
     assert kept[0].image.size == seen[0]

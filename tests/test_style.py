@@ -8,7 +8,16 @@ from PIL import Image
 
 from autotag.demo import bundled_photo
 from autotag.read import ART_STYLES, Style, StyleHead, keep_content_tags, picture_styles
-from autotag.read.style import HEAD_PATH, KINDS, TEXTURE_STATS, LinearHead, texture_statistics
+from autotag.read.style import (
+    HEAD_PATH,
+    KINDS,
+    PATCH_STATS,
+    TEXTURE_STATS,
+    LinearHead,
+    centre_patch,
+    patch_statistics,
+    texture_statistics,
+)
 from autotag.types import AutotagError, Tag
 
 
@@ -35,7 +44,8 @@ def kept(im: Image.Image, side: int = 512) -> Image.Image:
 @pytest.fixture(scope="module")
 def styles_of(encoder):
     def run(images: list[Image.Image]) -> list[Style]:
-        return picture_styles(encoder.encode(images)[1], [kept(im) for im in images])
+        patches = [centre_patch(im) for im in images]  # the pipeline cuts them before the downscale
+        return picture_styles(encoder.encode(images)[1], [kept(im) for im in images], patches)
 
     return run
 
@@ -132,3 +142,45 @@ def test_a_head_reading_texture_round_trips_and_needs_the_pictures(tmp_path):
     assert loaded.predict(x, pictures) == made.predict(x, pictures)
     with pytest.raises(AutotagError, match="decoded picture"):
         loaded.predict(x)
+
+
+def test_patch_statistics_tell_a_photo_from_a_rendered_picture():
+    """At the decoded resolution a photo's pixels never repeat their neighbours' mean exactly and its
+    channels' noise moves together; a rendered ramp or flat fill leaves no residual and few colours."""
+    photo = dict(zip(PATCH_STATS, patch_statistics(centre_patch(bundled_photo("chelsea"))), strict=True))
+    for drawn in (gradient(), stripes()):
+        art = dict(zip(PATCH_STATS, patch_statistics(centre_patch(drawn)), strict=True))
+        assert art["zero_residual_share"] > 0.25 > 0.05 > photo["zero_residual_share"]
+        assert art["noise_level"] < 0.2 < photo["noise_level"]
+        assert art["distinct_colours"] < 0.1 < photo["distinct_colours"]
+    assert photo["residual_channel_corr"] > 0.5
+    flat = patch_statistics(np.full((256, 256, 3), 128, np.uint8))
+    assert flat[PATCH_STATS.index("zero_residual_share")] == 1 and flat[PATCH_STATS.index("noise_level")] == 0
+    assert patch_statistics(np.zeros((4, 300, 3), np.uint8)).tolist() == [0.0] * len(PATCH_STATS)  # too small
+
+
+def test_patch_statistics_see_jpeg_blocks_at_the_decoded_resolution():
+    import io
+
+    rng = np.random.default_rng(3)  # a smooth field without a period of its own (a ramp's steps can have one)
+    smooth = Image.fromarray((rng.random((6, 6, 3)) * 255).astype(np.uint8)).resize((512, 512), Image.BICUBIC)
+    data = io.BytesIO()
+    smooth.save(data, "JPEG", quality=20)
+    blocky = Image.open(io.BytesIO(data.getvalue())).convert("RGB")
+    at = PATCH_STATS.index("block_edges")
+    assert patch_statistics(centre_patch(blocky))[at] > 0.3 > abs(patch_statistics(centre_patch(smooth))[at])
+
+
+def test_a_head_reading_the_patch_needs_the_patches(tmp_path):
+    rng = np.random.default_rng(0)
+    extra = len(TEXTURE_STATS) + len(PATCH_STATS)
+    kind = LinearHead(KINDS, rng.random(8 + extra), np.ones(8 + extra), rng.normal(size=(2, 8 + extra)),
+                      np.zeros(2), extra=extra)  # fmt: skip
+    style = LinearHead(ART_STYLES, rng.random(8), np.ones(8), rng.normal(size=(4, 8)), np.zeros(4))
+    StyleHead(kind, style).save(tmp_path / "p.npz")
+    loaded = StyleHead.load(tmp_path / "p.npz")
+    x, pictures = rng.random((2, 8)), [stripes(), gradient()]
+    assert loaded.reads_texture and loaded.reads_patch
+    assert len(loaded.predict(x, pictures, [centre_patch(p) for p in pictures])) == 2
+    with pytest.raises(AutotagError, match="patch"):
+        loaded.predict(x, pictures)

@@ -28,6 +28,9 @@ class Item:
     phash: int | None = None  # 64-bit perceptual hash, when asked for
     fingerprint: Any = None  # autotag.index.duplicates.Fingerprint (pHash, detail, brightness), with phash
     image: Image.Image | None = None  # the decoded picture, long side <= KEPT_SIDE, while signals need it
+    # with `image`: a centre patch (<= 256 px square, HxWx3 uint8) at the resolution the picture was
+    # decoded at, before the downscale: sensor noise and flat fills the downscale would average away
+    patch: np.ndarray | None = None
     array: np.ndarray | None = None  # the encoder's preprocessed input; dropped once encoded
     detector_input: np.ndarray | None = None  # the detector's letter-boxed input; dropped once detected
     placement: Any = None  # how the picture sits in detector_input, to map boxes back to its pixels

@@ -16,8 +16,9 @@ import numpy as np
 from autotag.pipeline.item import Item
 
 Reader = Callable[[Item], None]
-# (N, D) embeddings, the N decoded pictures kept for readers -> one autotag.read.Style per row
-StyleModel = Callable[[np.ndarray, list], list]
+# (N, D) embeddings, the N decoded pictures kept for readers, their N decoded-resolution centre patches
+# -> one autotag.read.Style per row
+StyleModel = Callable[[np.ndarray, list, list], list]
 
 
 def read_colors_and_properties(item: Item) -> None:
@@ -56,9 +57,10 @@ def style_reader(encoder_name: str) -> Reader | None:
     model = loader()
 
     def read_style(item: Item) -> None:
-        # the shipped head also reads the texture of the picture kept for readers (long side 512)
+        # the shipped head also reads the texture of the picture kept for readers (long side 512) and
+        # of its centre patch at the decoded resolution
         if item.embedding is not None and item.image is not None:
-            item.style = model(np.asarray(item.embedding, np.float32)[None], [item.image])[0]
+            item.style = model(np.asarray(item.embedding, np.float32)[None], [item.image], [item.patch])[0]
 
     return read_style
 

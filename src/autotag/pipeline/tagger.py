@@ -29,6 +29,7 @@ from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers
 from autotag.progress import ProgressBar
+from autotag.read.style import centre_patch
 from autotag.types import AutotagError, Tag
 
 if TYPE_CHECKING:
@@ -184,6 +185,7 @@ class Tagger:
             item.phash = item.fingerprint.phash
         if keep_image:
             item.image = _scaled_down(im, KEPT_SIDE)
+            item.patch = centre_patch(im)  # before the downscale: the style head reads its noise
         if detect:
             assert self.detector is not None
             picture = item.image if item.image is not None else im
@@ -287,7 +289,7 @@ class Tagger:
                         self.decide(batch, user_tags, options)
                     for item in batch:
                         if not keep_images:
-                            item.image = None
+                            item.image = item.patch = None
                         if on_item:
                             on_item()
                         yield item
@@ -316,7 +318,7 @@ class Tagger:
                 self.read([item])
                 self.decide([item], list(user_tags) if user_tags else None, options)
         if not keep_image:
-            item.image = None
+            item.image = item.patch = None
         return item
 
     def tag_many(

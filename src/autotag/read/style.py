@@ -6,7 +6,8 @@ trained on art alone, says which style: abstract, illustration, 3d render or pat
 
 A head may also read a few texture statistics of the decoded picture beside the embedding (see
 `texture_statistics`): a 224 px ImageNet embedding does not tell a product photo cut out onto white
-from clip art, the pixels' noise and flat fills do.
+from clip art, the pixels' noise and flat fills do. And a few more of a centre patch of the picture at
+the resolution it was decoded at, before the downscale averages sensor noise away (`patch_statistics`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ T = TypeVar("T")
 # The texture statistics, in the order `texture_statistics` returns them.
 TEXTURE_STATS = ("flat_share", "noise_share", "top8_colour_share", "colours_used", "backdrop_share")
 BACKDROP_LEVEL = 245  # a pixel with every channel at least this bright is near-white backdrop
+# The statistics of the decoded-resolution centre patch, in the order `patch_statistics` returns them.
+PATCH_STATS = ("zero_residual_share", "noise_level", "small_residual_share", "residual_channel_corr",
+               "block_edges", "distinct_colours", "edge_crispness")  # fmt: skip
+PATCH_SIDE = 256  # the patch's side at most: bounds the statistics' cost whatever the picture's size
 
 
 def texture_statistics(image: Any) -> np.ndarray:
@@ -70,6 +75,67 @@ def texture_statistics(image: Any) -> np.ndarray:
     counts = counts[counts > 0]
     top8 = np.sort(counts)[::-1][:8].sum() / max(1, counts.sum())
     return np.array([flat, step, top8, np.log1p(len(counts)) / np.log(32768), backdrop.mean()], np.float32)
+
+
+def centre_patch(image: Any, side: int = PATCH_SIDE) -> np.ndarray:
+    """The centre side x side pixels of a picture (fewer if it is smaller) as an HxWx3 uint8 array, the
+    corner on the 8-pixel grid so that a JPEG's blocks keep their place."""
+    w, h = min(side, image.width), min(side, image.height)
+    x0, y0 = (image.width - w) // 2 // 8 * 8, (image.height - h) // 2 // 8 * 8
+    return np.asarray(image.crop((x0, y0, x0 + w, y0 + h)).convert("RGB"))
+
+
+def _correlation(u: np.ndarray, v: np.ndarray) -> float:
+    u, v = u - u.mean(), v - v.mean()
+    d = float(np.sqrt(float(u @ u) * float(v @ v)))
+    return float(u @ v) / d if d > 0 else 0.0
+
+
+def patch_statistics(patch: np.ndarray) -> np.ndarray:
+    """Seven statistics of a centre patch at the decoded resolution (`centre_patch`), read where the
+    pixel and its four neighbours are off a near-white backdrop. From the Laplacian residual (the
+    pixel against its neighbours' mean; rendered fills and ramps leave none, sensor noise always some):
+    the share of pixels with none in any channel, its median (log-scaled), the share with a small one
+    (1-8), and how much the residuals of neighbouring channels correlate where they are small
+    (demosaicing and JPEG's shared luma tie a photo's channels' noise together). Then block edges: the
+    step across every 8th column against the others (log ratio; JPEG's 8x8 blocks at full scale, and
+    also a drawn pattern whose period fits the grid), the share of distinct 24-bit
+    colours on every other pixel, and how crisp edges are (one-pixel steps over 48 levels per
+    channel among those over 8: drawn edges jump, photographed ones ramp)."""
+    h, w = patch.shape[:2]
+    if h < 8 or w < 8:
+        return np.zeros(len(PATCH_STATS), np.float32)
+    ch = [patch[..., k].astype(np.int16) for k in range(3)]
+    off = (ch[0] < BACKDROP_LEVEL) | (ch[1] < BACKDROP_LEVEL) | (ch[2] < BACKDROP_LEVEL)
+    m = off[1:-1, 1:-1] & off[:-2, 1:-1] & off[2:, 1:-1] & off[1:-1, :-2] & off[1:-1, 2:]
+    if np.count_nonzero(m) < 64:  # (almost) all backdrop: read it all
+        m[:] = True
+    res = [4 * c[1:-1, 1:-1] - c[:-2, 1:-1] - c[2:, 1:-1] - c[1:-1, :-2] - c[1:-1, 2:] for c in ch]
+    largest = np.maximum(np.maximum(np.abs(res[0]), np.abs(res[1])), np.abs(res[2]))
+    counts = np.bincount(largest[m], minlength=4 * 255 + 1)  # a histogram is cheaper than a median
+    n = max(1, int(counts.sum()))
+    median = int(np.searchsorted(np.cumsum(counts), (n + 1) / 2))
+    small = np.flatnonzero(m & (largest < 32))  # noise, not edges
+    if len(small) > 32:
+        r, g, b = (x.ravel()[small].astype(np.float32) for x in res)
+        corr = (_correlation(r, g) + _correlation(g, b)) / 2
+    else:
+        corr = 0.0
+    s = ch[0] + ch[1] + ch[2]
+    dx = np.abs(s[:, 1:] - s[:, :-1])
+    w8 = dx.shape[1] // 8 * 8
+    if w8 >= 16:
+        by_column = dx[:, :w8].reshape(h, -1, 8).mean((0, 1))  # mean step at each column mod 8
+        blocks = float(np.log((by_column[7] + 1) / (np.delete(by_column, 7).mean() + 1)))
+    else:
+        blocks = 0.0
+    q = patch[1:-1:2, 1:-1:2]
+    code = ((q[..., 0].astype(np.uint32) << 16) | (q[..., 1].astype(np.uint32) << 8) | q[..., 2])[m[::2, ::2]]
+    code.sort()
+    distinct = (1 + np.count_nonzero(code[1:] != code[:-1])) / max(1, code.size)
+    crisp = np.count_nonzero(dx >= 144) / max(1, np.count_nonzero(dx >= 24))
+    return np.array([counts[0] / n, np.log1p(median) / np.log(4 * 255 + 1), counts[1:9].sum() / n, corr, blocks,
+                     distinct, crisp], np.float32)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -148,7 +214,7 @@ class StyleHead:
             raise AutotagError(f"style head: classes {kind.classes} / {style.classes} are not {KINDS} / {ART_STYLES}")
         if kind.dim - kind.extra != style.dim - style.extra:
             raise AutotagError("style head: the two heads expect embeddings of different sizes")
-        if {kind.extra, style.extra} - {0, len(TEXTURE_STATS)}:
+        if {kind.extra, style.extra} - {0, len(TEXTURE_STATS), len(TEXTURE_STATS) + len(PATCH_STATS)}:
             raise AutotagError(f"style head: {kind.extra}/{style.extra} extra inputs are not the texture statistics")
         if not 0 < art_threshold < 1:
             raise AutotagError(f"style head: art threshold {art_threshold} is not between 0 and 1")
@@ -164,9 +230,18 @@ class StyleHead:
         """Whether the heads need the decoded pictures (for their texture statistics) beside the embeddings."""
         return bool(self.kind.extra or self.style.extra)
 
-    def predict(self, embeddings: np.ndarray, images: Sequence[Any] | None = None) -> list[Style]:
-        """(N, D) embeddings of the head's encoder (and, for a head that reads texture, the N decoded
-        pictures as the pipeline keeps them for readers) -> one Style per row."""
+    @property
+    def reads_patch(self) -> bool:
+        """Whether the heads also need the centre patches at the decoded resolution (`centre_patch`)."""
+        return max(self.kind.extra, self.style.extra) > len(TEXTURE_STATS)
+
+    def predict(
+        self, embeddings: np.ndarray, images: Sequence[Any] | None = None, patches: Sequence[np.ndarray] | None = None
+    ) -> list[Style]:
+        """(N, D) embeddings of the head's encoder -> one Style per row. A head that reads texture also
+        needs the N decoded pictures as the pipeline keeps them for readers (long side 512), and one that
+        reads the patch statistics their centre patches at the decoded resolution (`centre_patch` of the
+        picture before it was scaled down; the pipeline keeps it as `Item.patch`)."""
         x = np.asarray(embeddings, dtype=np.float32)
         n = self.style.dim - self.style.extra
         if x.ndim != 2 or x.shape[1] != n:
@@ -175,7 +250,11 @@ class StyleHead:
             if images is None or len(images) != len(x):
                 raise AutotagError("style head reads texture: give the decoded picture of every embedding")
             x = np.hstack([x, np.stack([texture_statistics(im) for im in images]).reshape(len(x), -1)])
-        # the texture columns come last: a head without them reads the embedding's columns only
+        if self.reads_patch:
+            if patches is None or len(patches) != len(x):
+                raise AutotagError("style head reads the decoded-resolution patch: give the patch of every embedding")
+            x = np.hstack([x, np.stack([patch_statistics(p) for p in patches]).reshape(len(x), -1)])
+        # the extra columns come last (texture, then patch): a head reads as many as it was trained on
         p_kind = self.kind.predict_proba(x[:, : self.kind.dim])
         p_style = self.style.predict_proba(x[:, : self.style.dim])
         out = []
@@ -218,10 +297,13 @@ def default_style_head() -> StyleHead:
         return _default
 
 
-def picture_styles(embeddings: np.ndarray, images: Sequence[Any] | None = None) -> list[Style]:
+def picture_styles(
+    embeddings: np.ndarray, images: Sequence[Any] | None = None, patches: Sequence[np.ndarray] | None = None
+) -> list[Style]:
     """Photo or art (and the art style) of each row of default-encoder embeddings; `images`: the
-    decoded pictures as the pipeline keeps them for readers (long side 512), when the head reads texture."""
-    return default_style_head().predict(embeddings, images)
+    decoded pictures as the pipeline keeps them for readers (long side 512), `patches`: their centre
+    patches at the decoded resolution, when the head reads them (see StyleHead.predict)."""
+    return default_style_head().predict(embeddings, images, patches)
 
 
 def keep_content_tags(style: Style, tags: Sequence[T], score_of: Any = lambda t: t.score) -> list[T]:

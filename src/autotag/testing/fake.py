@@ -101,7 +101,7 @@ class FakeDetector:
         return found
 
 
-def fake_styles(embeddings: np.ndarray, images: list | None = None) -> list:
+def fake_styles(embeddings: np.ndarray, images: list | None = None, patches: list | None = None) -> list:
     """Art ("abstract") when the picture has almost no layout (a flat colour, fine noise: the fake
     embedding is near zero), else photo."""
     from autotag.read.style import Style
