@@ -145,3 +145,20 @@ def test_shown_tags_evaluation_groups_by_split_and_kind():
                                   "hits": 2, "covered": 2}  # fmt: skip
     with pytest.raises(AutotagError, match="no shown tags for 1 of 3"):
         shown_tags_evaluation(ds, {"a.jpg": [], "b.jpg": []})
+
+
+def test_scene_training_pictures_are_no_benchmark_picture_and_are_pinned(pictures, tmp_path):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import train_scenes
+
+    extra = yaml.safe_load(train_scenes.EXTRA.read_text())["pictures"]
+    benchmark = {p["source"] for p in pictures}
+    sources = [row["source"] for row in extra]
+    assert not set(sources) & benchmark  # a TEST picture is never trained on; a FIT one is already a row
+    assert not [s for s in sources if any(k in s for k in KEPT_FOR_INDEPENDENT_EVALUATION)]
+    assert {s.split(":", 1)[0] for s in sources} <= {"gcompris", "deb", "pypi"}
+    assert all("==" in s.split(":")[1] for s in sources if s.startswith("pypi:"))  # wheels pinned
+    one = tmp_path / "extra.yaml"
+    one.write_text(yaml.safe_dump({"pictures": [{"source": pictures[0]["source"], "tags": []}]}))
+    with pytest.raises(SystemExit, match="real-photo benchmark"):
+        train_scenes.read_extra(one, train_scenes.manifest_sources())

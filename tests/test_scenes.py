@@ -75,6 +75,21 @@ def test_a_broad_category_is_earned_by_mass_only_far_above_noise():
     assert consumer_tags(thin, params=replace(params, category_mass={"animal": 0.6})) == []
 
 
+def test_an_unsure_sports_class_earns_no_sport():
+    # the default parameters: "sport", like a place, needs a member that is itself shown
+    ids = imagenet_hierarchy().class_ids
+    params = ConsumerParams(label_threshold=0.6, category_bar=0.25, relative=0.0)
+
+    def names(p_ball: float, params: ConsumerParams = params) -> set[str]:
+        ball = np.zeros(1000)
+        ball[ids.index("n02799071")] = p_ball  # baseball
+        return {t.name for t in consumer_tags(ball, params=params)}
+
+    assert names(0.42) == set()  # a coconut card the classifier calls a baseball at 0.42
+    assert {"baseball", "sport"} <= names(0.86)  # (and "ball", the COCO object the classifier names)
+    assert "sport" in names(0.42, replace(params, scene_categories=[]))  # what the rule removes
+
+
 # -- the shipped models on real photos -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tagger():
@@ -94,11 +109,11 @@ def test_shipped_scene_models_read_the_default_encoder():
     assert all(w in vocab.categories for w in heads.words)
 
 
-def test_astronaut_gets_no_snow_or_sled(tagger):
+def test_astronaut_gets_no_snow_sled_or_sport(tagger):
     from autotag.demo import bundled_photo
 
     names = {t.name for t in tagger.tag(bundled_photo("astronaut"))}
-    assert not names & {"snow", "sled", "bobsled"}, names
+    assert not names & {"snow", "sled", "bobsled", "sport"}, names
 
 
 def test_a_mountain_wallpaper_gets_sky_and_a_meadow_no_animal(tagger):
