@@ -373,3 +373,14 @@ def test_peaks_found_above_the_floor_are_the_max_pool_peaks(seed):
     for floor in (0.05, 0.2, 0.5, 0.99):
         assert np.array_equal(local_peaks(heat, floor), reference_peaks(heat, floor))
     assert local_peaks(np.zeros((4, 4, 2), np.float32), 0.2).size == 0
+
+
+def test_setup_removes_conversions_made_by_earlier_versions(tmp_path):
+    if shutil.which("npm") is None:
+        pytest.skip("npm missing, so the detector cannot be fetched: apt-get install npm; make setup")
+    old = detector_onnx_path(tmp_path).with_name("centernet-v1.onnx")
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"a conversion by an earlier autotag")
+    target = install_detector(tmp_path)
+    assert target.is_file() and not old.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["LICENSE", "SOURCE.md", target.name]

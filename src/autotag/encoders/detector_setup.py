@@ -114,6 +114,9 @@ def install_detector(cache_dir: Path | None = None, package_dir: Path | None = N
 
     target = detector_onnx_path(cache_dir)
     folder = target.parent
+    for stale in folder.glob("centernet-v*.onnx"):  # conversions by earlier versions of autotag
+        if stale != target:
+            stale.unlink()
     if target.is_file() and (folder / "LICENSE").is_file() and (folder / "SOURCE.md").is_file():
         return target
     with tempfile.TemporaryDirectory(prefix="autotag-detector-") as tmp:
