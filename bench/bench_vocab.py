@@ -31,18 +31,21 @@ from bench_consumer import DEFAULT_DIR, load_set, view_probabilities  # noqa: E4
 TAXONOMY = ROOT / "src" / "autotag" / "taxonomy"
 SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"  # scripts/train_scenes.py --oof
 EMBEDDINGS = ROOT / ".cache" / "bench" / "scenes"  # shared with scripts/train_scenes.py
+STYLES = ROOT / ".cache" / "bench" / "styles"  # each picture's style verdict, by content
 
 
-def evaluate(suggester: Any, probs: np.ndarray, truth: np.ndarray, scenes: Any = None) -> dict[str, Any]:
-    out = suggester.evaluate(probs, truth, scenes=scenes)
+def evaluate(suggester: Any, probs: np.ndarray, truth: np.ndarray, scenes: Any = None,
+             styles: Any = None) -> dict[str, Any]:  # fmt: skip
+    out = suggester.evaluate(probs, truth, scenes=scenes, styles=styles)
     return {k: round(v, 3) if isinstance(v, float) else v for k, v in out.items()}
 
 
 def consumer_mapping(vocab: Any, classes: Any = None) -> Any:
+    from autotag.read import ART_STYLES
     from autotag.taxonomy.consumer import default_consumer
     from autotag.taxonomy.mapping import map_onto_consumer
 
-    return map_onto_consumer(vocab, default_consumer(), classes)
+    return map_onto_consumer(vocab, default_consumer(), classes, ART_STYLES)
 
 
 def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
@@ -73,8 +76,32 @@ def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
     return out
 
 
+def style_words(entries: list[dict]) -> list[dict[str, float]]:
+    """Each picture's art style evidence as the tagger reads it (the shipped style head through the
+    pipeline's style reader: {style: P(art) * P(style | art)}, {} for a photo), cached per picture.
+    The shipped head was trained on the FIT split (scripts/train_style.py), so on FIT these are in-sample
+    predictions: a style term's operating point is fitted on evidence cleaner than a new picture's."""
+    import hashlib
+
+    from autotag.pipeline import Tagger
+    from autotag.pipeline.readers import style_reader
+
+    STYLES.mkdir(parents=True, exist_ok=True)
+    files = [STYLES / f"{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.json" for e in entries]
+    todo = [e["path"] for e, f in zip(entries, files, strict=True) if not f.is_file()]
+    if todo:
+        tagger = Tagger.load(None)
+        read = style_reader(tagger.encoder.spec.name)
+        for path, item in zip(todo, tagger.stream(todo, decide=False, keep_images=True), strict=True):
+            read(item)
+            f = STYLES / f"{hashlib.sha1(Path(path).read_bytes()).hexdigest()[:20]}.json"
+            f.write_text(json.dumps(item.style.evidence() if item.style is not None else {}))
+    return [json.loads(f.read_text()) for f in files]
+
+
 def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndarray,
-        scenes: list[dict[str, float]] | None = None) -> tuple[Any, dict]:  # fmt: skip
+        scenes: list[dict[str, float]] | None = None,
+        styles: list[dict[str, float]] | None = None) -> tuple[Any, dict]:  # fmt: skip
     from autotag.suggest.hashtags import ConsumerHashtagSuggester, fit_on_pictures
     from autotag.taxonomy.mapping import tag_truth
 
@@ -82,21 +109,25 @@ def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndar
     fit = np.array([e["split"] == "fit" for e in entries])
     photo = np.array([e["kind"] == "photo" for e in entries])
 
-    def of(rows: np.ndarray) -> list[dict[str, float]] | None:
-        return None if scenes is None else [scenes[i] for i in np.flatnonzero(rows)]
+    def of(rows: np.ndarray, words: list[dict[str, float]] | None = scenes) -> list[dict[str, float]] | None:
+        return None if words is None else [words[i] for i in np.flatnonzero(rows)]
 
     suggester = ConsumerHashtagSuggester(mapping)
-    points = fit_on_pictures(suggester, probs[fit], truth[fit], scenes=of(fit), meta={
+    styles = styles if suggester.reads_styles else None
+    points = fit_on_pictures(suggester, probs[fit], truth[fit], scenes=of(fit), styles=of(fit, styles), meta={
         "fitted_on": f"fit split of bench/realphotos ({int(fit.sum())} pictures), target precision 0.9"
-                     + (", out-of-fold scene words" if scenes is not None else ""),
+                     + (", out-of-fold scene words" if scenes is not None else "")
+                     + (", in-sample style verdicts (the style head was trained on fit)" if styles else ""),
         "date": datetime.date.today().isoformat()})  # fmt: skip
     test = ~fit
+
+    def score(rows: np.ndarray) -> dict[str, Any]:
+        return evaluate(suggester, probs[rows], truth[rows], of(rows), of(rows, styles))
+
     row = {
         "vocabulary": name, "unreachable": mapping.unreachable(), "pooled threshold": round(points.default, 3),
         "per-tag": {k: round(v, 3) for k, v in points.per_tag.items()},
-        "test": evaluate(suggester, probs[test], truth[test], of(test)),
-        "test photos": evaluate(suggester, probs[test & photo], truth[test & photo], of(test & photo)),
-        "fit": evaluate(suggester, probs[fit], truth[fit], of(fit)),
+        "test": score(test), "test photos": score(test & photo), "fit": score(fit),
     }  # fmt: skip
     return suggester, row
 
@@ -169,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="store the shipped hashtag mapping and operating points")
     ap.add_argument("--audit", action="store_true", help="only the audit (right tags kept, wrong tags flagged)")
     ap.add_argument("--no-scenes", action="store_true", help="hashtags from class probabilities alone (as before)")
+    ap.add_argument("--no-styles", action="store_true", help="no picture styles (a site's 'abstract' unreachable)")
     args = ap.parse_args(argv)
 
     entries = load_set(args.dir)
@@ -182,12 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     classes = Mapping.from_dict(json.loads((TAXONOMY / "hashtags_imagenet.json").read_text()))  # reviewed
     shipped_map = consumer_mapping(hashtags, classes)
     scenes = None if args.no_scenes else scene_words(entries)
-    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs, scenes)
+    styles = None if args.no_styles else style_words(entries)
+    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs, scenes, styles)
     rows.append(row)
     custom = load_vocabulary(args.custom)
     custom_classes = map_labels(source_labels("imagenet"), custom, use_text=False, source="imagenet")
     _, row = run(f"{custom.name} (custom, 12 tags)", custom, consumer_mapping(custom, custom_classes), entries, probs,
-                 scenes)  # fmt: skip
+                 scenes, styles)  # fmt: skip
     rows.append(row)
     # before: the class-level suggester as shipped (mass over mapped classes, 19-photo operating points)
     old = HashtagSuggester.default()

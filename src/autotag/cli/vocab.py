@@ -74,13 +74,14 @@ def _consumer_mapping(target: str, classes: Any, out: str, fit: str | None) -> d
     import json
     from pathlib import Path
 
+    from autotag.read import ART_STYLES
     from autotag.suggest.hashtags import fit_vocabulary
     from autotag.taxonomy.consumer import default_consumer
     from autotag.taxonomy.mapping import map_onto_consumer
     from autotag.taxonomy.vocabulary import load_vocabulary
 
     vocab = load_vocabulary(target)
-    mapping = map_onto_consumer(vocab, default_consumer(), classes)
+    mapping = map_onto_consumer(vocab, default_consumer(), classes, ART_STYLES)
     for line in mapping.warnings():
         typer.echo(f"warning: {line}", err=True)
     folder = Path(out)

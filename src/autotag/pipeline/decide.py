@@ -88,7 +88,7 @@ def styled_tags(style, tags: list[Tag]) -> list[Tag]:  # noqa: ANN001 - an autot
 
     if style.kind == "photo":
         return tags
-    score = float(style.score) * float(style.style_score)  # P(art) * P(this style | art)
+    score = style.evidence()[style.style]  # P(art) * P(this style | art): what hashtags read too
     return [Tag(style.style, score, f"style:{style.style}", "style"), *keep_content_tags(style, tags)]
 
 

@@ -145,6 +145,11 @@ class Style:
     score: float  # the head's probability of `kind` (photo or art)
     style_score: float  # probability of `style` among the art styles (equals score for photos)
 
+    def evidence(self) -> dict[str, float]:
+        """{art style: P(art) * P(style | art)} for art, as the tagger's style tag scores it; {} for a
+        photo. What a target tag mapped to a style (a site's "abstract") reads."""
+        return {self.style: float(self.score) * float(self.style_score)} if self.kind == "art" else {}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from autotag.read.style import ART_STYLES
 from autotag.suggest.ood import EmbeddingDistanceOOD, ood_score
 from autotag.taxonomy.mapping import ConsumerMapping, Mapping
 from autotag.types import AutotagError, Tag
@@ -34,6 +35,8 @@ DEFAULT_TARGET_PRECISION = 0.90
 FALLBACK_THRESHOLD = 0.90
 # each image's scene words, {word: probability} (autotag.heads.scenes.scene_evidence), or None: none read
 SceneWords = Sequence[MappingOf[str, float]] | None
+# each image's art style evidence, {style: P(art) * P(style | art)} (autotag.read.Style.evidence), or None
+StyleWords = Sequence[MappingOf[str, float]] | None
 
 
 
@@ -185,9 +188,11 @@ class HashtagSuggester:
             )
         return np.clip(probs @ self.weights, 0.0, 1.0)
 
-    def scores(self, probs: np.ndarray, scenes: SceneWords = None) -> np.ndarray:
+    reads_styles = False  # whether a tag is earned by a picture style (callers then read each picture's)
+
+    def scores(self, probs: np.ndarray, scenes: SceneWords = None, styles: StyleWords = None) -> np.ndarray:
         """(N, T) tag scores in [0, 1]: the mass above chance, (mass - share) / (1 - share). `scenes`
-        (each image's scene words, heads/scenes.py) are not read: a class-level mapping has no scene words.
+        (each image's scene words, heads/scenes.py) and `styles` are not read: a class-level mapping has neither.
 
         A tag behind 40% of the classes (#animals) collects 40% of a diffuse prediction's mass by
         chance; discounting that keeps broad tags from firing on images the model does not know.
@@ -211,11 +216,12 @@ class HashtagSuggester:
 
     def suggest(
         self, probs: np.ndarray, embeddings: np.ndarray | None = None, *, logits: np.ndarray | None = None,
-        scenes: SceneWords = None,
+        scenes: SceneWords = None, styles: StyleWords = None,
     ) -> list[list[Tag]]:  # fmt: skip
         """Confident tags per image, best first; an empty list means the suggester abstains. `scenes`:
-        each image's scene words ({word: probability}, autotag.heads.scenes.scene_evidence)."""
-        scores = self.scores(probs, scenes)
+        each image's scene words ({word: probability}, autotag.heads.scenes.scene_evidence); `styles`: its
+        art style evidence (autotag.read.Style.evidence)."""
+        scores = self.scores(probs, scenes, styles)
         silenced = (
             self.out_of_domain(logits, embeddings) if (logits is not None or embeddings is not None)
             else np.zeros(len(scores), bool)
@@ -234,7 +240,7 @@ class HashtagSuggester:
         self, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = DEFAULT_TARGET_PRECISION,
         min_positives: int = 30, per_tag_can_lower: bool = False, logits: np.ndarray | None = None,
         ood_kind: str | None = "energy", ood_keep: float = 0.95, meta: dict[str, Any] | None = None,
-        scenes: SceneWords = None,
+        scenes: SceneWords = None, styles: StyleWords = None,
     ) -> OperatingPoints:  # fmt: skip
         """Choose thresholds on validation data: (N, S) probs, (N, T) 0/1 truth in tag_names order.
 
@@ -244,7 +250,7 @@ class HashtagSuggester:
         the bar are mostly luck. The out-of-domain cut keeps `ood_keep` of the
         validation images (they are in-domain by construction).
         """
-        scores = self.scores(probs, scenes)
+        scores = self.scores(probs, scenes, styles)
         truth = np.asarray(truth, bool)
         pooled = precision_first_threshold(scores.ravel(), truth.ravel(), target_precision)
         default = max(pooled if pooled is not None else FALLBACK_THRESHOLD, 0.05)
@@ -263,9 +269,9 @@ class HashtagSuggester:
         return points
 
     def evaluate(self, probs: np.ndarray, truth: np.ndarray, logits: np.ndarray | None = None,
-                 scenes: SceneWords = None) -> dict[str, float]:  # fmt: skip
+                 scenes: SceneWords = None, styles: StyleWords = None) -> dict[str, float]:  # fmt: skip
         """Precision of the suggested tags, coverage and recall at the current operating points."""
-        suggestions = self.suggest(probs, logits=logits, scenes=scenes)
+        suggestions = self.suggest(probs, logits=logits, scenes=scenes, styles=styles)
         col = {t: j for j, t in enumerate(self.tag_names)}
         truth = np.asarray(truth, bool)
         n = sum(len(s) for s in suggestions)
@@ -282,7 +288,8 @@ class HashtagSuggester:
 class ConsumerHashtagSuggester(HashtagSuggester):
     """Target tags earned through the consumer vocabulary. A tag's score is the larger of
     - the best evidence among the consumer labels and categories mapped to it, with the tagger's own
-      decisions (scores above chance, categories only on a confident member), and
+      decisions (scores above chance, categories only on a confident member), and among the picture
+      styles mapped to it (the style head's P(art) * P(style | art), as the style tag scores it), and
     - the mass of every class behind those terms, above chance (a tag behind 40% of the classes gets
       40% of a clueless prediction for free), never-classes excluded.
     On the fit split the second part adds coverage at the same precision (a bird the model splits
@@ -303,6 +310,8 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         cat_pos = {name: j for j, name in enumerate(self.consumer.categories)}
         self._labels = [[label_pos[x] for x in mapping.terms.get(t, []) if x in label_pos] for t in self.tag_names]
         self._cats = [[cat_pos[x] for x in mapping.terms.get(t, []) if x in cat_pos] for t in self.tag_names]
+        self._styles = [[x for x in mapping.terms.get(t, []) if x in ART_STYLES] for t in self.tag_names]
+        self.reads_styles = any(self._styles)
         self._bars = np.array([self.params.per_category.get(c, self.params.category_bar)
                                for c in self.consumer.categories])  # fmt: skip
         kept = self.consumer.label_index >= 0
@@ -317,9 +326,9 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         self.embedding_ood = None
         self.thresholds = np.array([self.points.threshold(t) for t in self.tag_names], np.float64)
 
-    def scores(self, probs: np.ndarray, scenes: SceneWords = None) -> np.ndarray:
+    def scores(self, probs: np.ndarray, scenes: SceneWords = None, styles: StyleWords = None) -> np.ndarray:
         """(N, T): per tag, the best of its labels' and earned categories' scores (a scene word earns its
-        category, as in the tags), or its classes' mass above chance if that is larger."""
+        category, as in the tags) and of its styles' evidence, or its classes' mass above chance if larger."""
         from autotag.taxonomy.decisions import evidence, member_bars
 
         probs = np.atleast_2d(np.asarray(probs, np.float64))
@@ -329,13 +338,16 @@ class ConsumerHashtagSuggester(HashtagSuggester):
         out = np.zeros((len(probs), len(self.tag_names)))
         if scenes is not None and len(scenes) != len(probs):
             raise AutotagError(f"{len(scenes)} images' scene words for {len(probs)} images' probabilities")
+        if styles is not None and len(styles) != len(probs):
+            raise AutotagError(f"{len(styles)} images' styles for {len(probs)} images' probabilities")
         for i, row in enumerate(probs):
             ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount,
                           member_bars(self.consumer, p), scenes[i] if scenes is not None else None, p.category_mass)
             cats = ev.earned_categories(self._bars)
+            seen = styles[i] if styles is not None else {}
             for j in range(len(self.tag_names)):
-                best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]],
-                           default=0.0)  # fmt: skip
+                best = max([ev.label_scores[k] for k in self._labels[j]] + [cats[k] for k in self._cats[j]]
+                           + [seen.get(s, 0.0) for s in self._styles[j]], default=0.0)  # fmt: skip
                 share = self._share[j]
                 mass = (row[self._classes[j]].sum() - share) / max(1.0 - share, 1e-6) if len(self._classes[j]) else 0
                 out[i, j] = min(max(best, mass, 0.0), 1.0)
@@ -355,13 +367,14 @@ class ConsumerHashtagSuggester(HashtagSuggester):
 def fit_on_pictures(
     suggester: HashtagSuggester, probs: np.ndarray, truth: np.ndarray, *, target_precision: float = 0.9,
     min_positives: int = 8, meta: dict[str, Any] | None = None, scenes: SceneWords = None,
+    styles: StyleWords = None,
 ) -> OperatingPoints:  # fmt: skip
     """Operating points of a target vocabulary fitted on labelled pictures ((N, 1000) probabilities and
     (N, T) truth): a pooled precision-first threshold, and a tag's own (stricter only) where it has
     `min_positives` positives. Never a flat guess: a tag the pictures cannot vouch for gets the pooled one."""
     return suggester.fit_operating_points(
         probs, truth, target_precision=target_precision, min_positives=min_positives, ood_kind=None, meta=meta,
-        scenes=scenes,
+        scenes=scenes, styles=styles,
     )
 
 
@@ -377,6 +390,24 @@ def default_suggester() -> HashtagSuggester:
     return _DEFAULT
 
 
+def style_words_reader(tagger: Any, suggester: HashtagSuggester) -> Any:
+    """A function item -> its art style evidence ({style: score}, {} for a photo) when some tag of the
+    suggester is earned by a style and the tagger's encoder has a style model; else None. The items must
+    keep their decoded picture (stream with keep_images) for the style head's texture statistics."""
+    from autotag.pipeline.readers import style_reader
+
+    read = style_reader(tagger.encoder.spec.name) if suggester.reads_styles else None
+    if read is None:
+        return None
+
+    def words(item: Any) -> dict[str, float]:
+        read(item)
+        item.image = item.patch = None  # read: the picture can go
+        return item.style.evidence() if item.style is not None else {}
+
+    return words
+
+
 def iter_hashtags(
     sources: Iterable[Any], *, tagger: Any = None, suggester: HashtagSuggester | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -389,12 +420,15 @@ def iter_hashtags(
     if tagger.model is not None:
         raise AutotagError("hashtags need the default ImageNet model; pass no --model")
     suggester = suggester or default_suggester()
-    for item in tagger.stream(sources, decide=False):
+    style_words = style_words_reader(tagger, suggester)
+    for item in tagger.stream(sources, decide=False, keep_images=style_words is not None):
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
             scenes = [scene_evidence(item.embedding, encoder=tagger.encoder.spec.name)]
-            row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes)[0]]
+            styles = [style_words(item)] if style_words is not None else None
+            row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes,
+                                                                   styles=styles)[0]]  # fmt: skip
             ood = suggester.ood_scores(logits)
             row["out_of_domain"] = bool(suggester.out_of_domain(logits)[0])
             row["ood_score"] = round(float(ood[0]), 4) if ood is not None else None
@@ -430,16 +464,20 @@ def fit_vocabulary(
     tagger = tagger or Tagger.default()
     if tagger.model is not None:
         raise AutotagError("fitting a vocabulary over the consumer vocabulary needs the default ImageNet model")
-    probs, words, scenes = [], [], []
-    for record, item in zip(records, tagger.stream([r.source for r in records], decide=False), strict=True):
+    suggester = ConsumerHashtagSuggester(mapping)
+    style_words = style_words_reader(tagger, suggester)
+    probs, words, scenes, styles = [], [], [], []
+    items = tagger.stream([r.source for r in records], decide=False, keep_images=style_words is not None)
+    for record, item in zip(records, items, strict=True):
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)
             scenes.append(scene_evidence(item.embedding, encoder=tagger.encoder.spec.name))
+            styles.append(style_words(item) if style_words is not None else {})
     if not probs:
         raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")
     truth = tag_truth(mapping, vocab, words)
     meta = {"fitted_on": f"{dataset} ({len(probs)} labelled pictures)", "positives": dict(
         zip(mapping.tag_names, (int(x) for x in truth.sum(axis=0)), strict=True))}  # fmt: skip
-    return fit_on_pictures(ConsumerHashtagSuggester(mapping), np.stack(probs), truth,
-                           target_precision=target_precision, meta=meta, scenes=scenes)  # fmt: skip
+    return fit_on_pictures(suggester, np.stack(probs), truth, target_precision=target_precision, meta=meta,
+                           scenes=scenes, styles=styles if style_words is not None else None)  # fmt: skip

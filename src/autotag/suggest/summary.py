@@ -40,7 +40,7 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
         return Suggestions()
     try:
         return _imagenet_suggestions(item.logits[None], user_tags, item.detections or (), item.embedding,
-                                     tagger.encoder.spec.name)  # fmt: skip
+                                     tagger.encoder.spec.name, item.style.evidence() if item.style else {})  # fmt: skip
     except AutotagError:
         raise
     except Exception:  # noqa: BLE001 - an optional feature never fails the request
@@ -49,7 +49,8 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
 
 
 def _imagenet_suggestions(logits: Any, user_tags: Sequence[str], detections: Sequence[Any] = (),
-                          embedding: Any = None, encoder: str | None = None) -> Suggestions:  # fmt: skip
+                          embedding: Any = None, encoder: str | None = None,
+                          styles: dict[str, float] | None = None) -> Suggestions:  # fmt: skip
     from autotag.heads.scenes import scene_evidence
     from autotag.suggest.audit import consumer_auditor
     from autotag.suggest.hashtags import default_suggester
@@ -58,7 +59,8 @@ def _imagenet_suggestions(logits: Any, user_tags: Sequence[str], detections: Seq
     suggester = default_suggester()
     scores = suggester.ood_scores(logits)
     out = Suggestions(
-        hashtags=suggester.suggest(probs, logits=logits, scenes=[scene_evidence(embedding, encoder=encoder)])[0],
+        hashtags=suggester.suggest(probs, logits=logits, scenes=[scene_evidence(embedding, encoder=encoder)],
+                                   styles=[styles or {}])[0],
         out_of_domain=bool(suggester.out_of_domain(logits)[0]),
         ood_score=round(float(scores[0]), 4) if scores is not None else None,
     )

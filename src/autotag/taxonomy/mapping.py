@@ -425,7 +425,8 @@ def write_mapping(mapping: Mapping, out_dir: str | Path) -> dict[str, Path]:
 # -- target vocabularies over the consumer vocabulary (the default ImageNet model) -----------------------
 @dataclass
 class ConsumerMapping:
-    """Each target tag -> the consumer labels and categories that earn it (taxonomy/consumer.toml).
+    """Each target tag -> the consumer labels and categories that earn it (taxonomy/consumer.toml), and the
+    picture styles (the style head's art styles: a site's "abstract" is earned by abstract art).
 
     The default model's tags, hashtags and a user's own vocabulary all go through the consumer
     vocabulary, so a target tag is scored by the same evidence (never-lists, chance, confident members).
@@ -433,7 +434,7 @@ class ConsumerMapping:
 
     vocabulary: str
     tag_names: list[str]
-    terms: dict[str, list[str]]  # tag -> consumer labels / categories
+    terms: dict[str, list[str]]  # tag -> consumer labels / categories / picture styles
     reasons: dict[str, str] = field(default_factory=dict)
 
     def unreachable(self) -> list[str]:
@@ -468,11 +469,15 @@ def word_forms(word: str) -> list[str]:
     return forms
 
 
-def map_onto_consumer(vocab: Vocabulary, consumer: Any, classes: Mapping | None = None) -> ConsumerMapping:
-    """Tie each target tag to consumer terms: a consumer label or category its name, alias or keyword names
-    ("dogs" -> dog), and, given a class-level mapping (WordNet hypernyms, reviewed overrides), every
-    consumer label most of whose classes map to the tag."""
-    known = {*consumer.labels, *(c for c in consumer.categories if consumer.members(c))}  # terms that can fire
+def map_onto_consumer(
+    vocab: Vocabulary, consumer: Any, classes: Mapping | None = None, styles: Sequence[str] = ()
+) -> ConsumerMapping:
+    """Tie each target tag to consumer terms: a consumer label or category, or one of `styles` (the picture
+    styles the style head names, autotag.read.ART_STYLES), that its name, alias or keyword names ("dogs" ->
+    dog, "abstract" -> the abstract style), and, given a class-level mapping (WordNet hypernyms, reviewed
+    overrides), every consumer label most of whose classes map to the tag."""
+    # terms that can fire: labels, categories with members, styles
+    known = {*consumer.labels, *(c for c in consumer.categories if consumer.members(c)), *styles}
     terms: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
     reasons: dict[str, list[str]] = {t.name: [] for t in vocab.tags}
     for t in vocab.tags:
@@ -480,7 +485,8 @@ def map_onto_consumer(vocab: Vocabulary, consumer: Any, classes: Mapping | None 
             hit = next((f for f in word_forms(word) if f in known), None)
             if hit and hit not in terms[t.name]:
                 terms[t.name].append(hit)
-                reasons[t.name].append(f"{hit!r} is the word {word!r}")
+                what = "the picture style" if hit in styles else "the word"
+                reasons[t.name].append(f"{hit!r} is {what} {word!r}")
     if classes is not None:
         by_id = {e.label.id: set(e.tags) for e in classes.entries}
         for label in consumer.labels:
