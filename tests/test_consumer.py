@@ -10,6 +10,7 @@ from importlib import resources
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from autotag.suggest.hashtags import HashtagSuggester
 from autotag.taxonomy.consumer import COCO_CLASSES, default_consumer, load_consumer, parse_consumer
@@ -201,17 +202,66 @@ def test_target_tags_map_onto_consumer_words_and_truth_follows():
                               [False, True, False, False], [False, False, False, True]]  # fmt: skip
 
 
+def test_a_site_abstract_tag_maps_onto_the_abstract_style():
+    from autotag.read import ART_STYLES
+    from autotag.taxonomy.mapping import map_onto_consumer, tag_truth
+    from autotag.taxonomy.vocabulary import parse_vocabulary
+
+    vocab = parse_vocabulary({"name": "mine", "tags": {"sunset": {}, "abstract": {"aliases": ["pattern", "texture"]},
+                                                       "drawings": {"aliases": ["illustration"]}}})  # fmt: skip
+    mapping = map_onto_consumer(vocab, default_consumer(), styles=ART_STYLES)
+    assert mapping.terms["abstract"] == ["abstract", "pattern"] and mapping.terms["drawings"] == ["illustration"]
+    assert mapping.unreachable() == ["sunset"]  # the styles reach what no consumer word does; sunsets still not
+    assert "picture style" in mapping.reasons["abstract"]
+    assert tag_truth(mapping, vocab, [["pattern"], ["photo", "sky"]])[:, 1].tolist() == [True, False]
+
+
+def waves(size=(640, 400)) -> Image.Image:
+    """Banded waves in three colours, like the generated abstract art scripts/train_style.py makes."""
+    x, y = np.meshgrid(np.linspace(0, 1, size[0]), np.linspace(0, 1, size[1]))
+    level = np.floor((y + 0.08 * np.sin(6 * np.pi * x)) * 7) / 7
+    return Image.fromarray(np.stack([30 + 200 * level, 80 + 100 * level, 220 - 150 * level], -1).astype(np.uint8))
+
+
+def gradient(size=(640, 400)) -> Image.Image:
+    t = np.linspace(0, 1, size[0])[None, :, None]
+    row = np.array([250, 120, 30]) * (1 - t) + np.array([90, 40, 160]) * t
+    return Image.fromarray(np.repeat(row, size[1], axis=0).astype(np.uint8))
+
+
+def test_generated_art_gets_a_site_abstract_hashtag_through_the_tagger_and_photos_do_not(default_tagger):
+    from autotag.demo import bundled_photo
+    from autotag.read import ART_STYLES
+    from autotag.suggest.hashtags import ConsumerHashtagSuggester, fit_vocabulary, iter_hashtags
+    from autotag.taxonomy.mapping import map_onto_consumer
+    from autotag.taxonomy.vocabulary import parse_vocabulary
+
+    vocab = parse_vocabulary({"name": "mine", "tags": {"abstract": {"aliases": ["pattern"]},
+                                                       "animals": {"aliases": ["animal"]}}})  # fmt: skip
+    mapping = map_onto_consumer(vocab, default_consumer(), styles=ART_STYLES)
+    suggester = ConsumerHashtagSuggester(mapping, fit_vocabulary(mapping, vocab))  # the shipped pooled threshold
+    assert suggester.reads_styles
+    pictures = [gradient(), waves(), *(bundled_photo(n) for n in ("coffee", "astronaut", "chelsea"))]
+    rows = list(iter_hashtags(pictures, tagger=default_tagger, suggester=suggester))
+    names = [[t["name"] for t in row["tags"]] for row in rows]
+    assert names[0] == ["abstract"] and names[1] == ["abstract"], names
+    assert not any("abstract" in n for n in names[2:]), names
+    assert names[4] == ["animals"]  # the photo's content still earns its tags beside the style terms
+
+
 def test_vocab_map_warns_about_a_tag_that_cannot_fire(tmp_path, wordnet_ready):
     from typer.testing import CliRunner
 
     from autotag.cli import app
 
     mine = tmp_path / "mine.yaml"
-    mine.write_text("name: mine\ntags:\n  cats: [domestic_cat.n.01]\n  sunset:\n    aliases: [dusk]\n")
+    mine.write_text("name: mine\ntags:\n  cats: [domestic_cat.n.01]\n  sunset:\n    aliases: [dusk]\n"
+                    "  abstract:\n    aliases: [pattern]\n")
     result = CliRunner().invoke(app, ["vocab", "map", "--target", str(mine), "--out", str(tmp_path / "m"), "--no-text"])
     assert result.exit_code == 0, result.output
     assert "sunset: no source label maps here; it will never be suggested" in result.output
     assert "cats:" not in result.output.split("warning")[-1]
+    assert "abstract:" not in result.output  # the picture styles earn it
     points = json.loads((tmp_path / "m" / "operating_points.json").read_text())
     assert 0.05 < points["default"] < 0.9  # fitted (borrowed from the shipped hashtags' fit), not a flat 0.90
     suggester = HashtagSuggester.from_files(tmp_path / "m" / "mapping.json")
