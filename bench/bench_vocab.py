@@ -32,6 +32,7 @@ TAXONOMY = ROOT / "src" / "autotag" / "taxonomy"
 SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"  # scripts/train_scenes.py --oof
 EMBEDDINGS = ROOT / ".cache" / "bench" / "scenes"  # shared with scripts/train_scenes.py
 STYLES = ROOT / ".cache" / "bench" / "styles"  # each picture's style verdict, by content
+STYLES_OOF = ROOT / ".cache" / "bench" / "styles_oof.json"  # scripts/train_style.py --fit-oof
 
 
 def evaluate(suggester: Any, probs: np.ndarray, truth: np.ndarray, scenes: Any = None,
@@ -76,27 +77,35 @@ def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
     return out
 
 
-def style_words(entries: list[dict]) -> list[dict[str, float]]:
-    """Each picture's art style evidence as the tagger reads it (the shipped style head through the
-    pipeline's style reader: {style: P(art) * P(style | art)}, {} for a photo), cached per picture.
-    The shipped head was trained on the FIT split (scripts/train_style.py), so on FIT these are in-sample
-    predictions: a style term's operating point is fitted on evidence cleaner than a new picture's."""
+def style_words(entries: list[dict]) -> list[dict[str, float]] | None:
+    """Each picture's art style evidence as the tagger reads it ({style: P(art) * P(style | art)}, {} for a
+    photo): on the FIT split from the style heads trained without it (scripts/train_style.py --fit-oof;
+    the shipped head was trained on FIT, its verdicts there are in-sample), on the TEST split from the
+    shipped head through the pipeline's style reader, cached per picture; None without the held-out file."""
     import hashlib
 
     from autotag.pipeline import Tagger
     from autotag.pipeline.readers import style_reader
 
+    if not STYLES_OOF.is_file():
+        print(f"no {STYLES_OOF}: no picture styles (scripts/train_style.py --out /tmp/x.npz --fit-oof {STYLES_OOF})")
+        return None
+    oof = json.loads(STYLES_OOF.read_text())
+    missing = [e["id"] for e in entries if e["split"] == "fit" and e["id"] not in oof]
+    if missing:  # a FIT picture not in the file: a stale file, not a photo
+        raise SystemExit(f"{STYLES_OOF} lacks FIT pictures {missing[:5]}: rerun scripts/train_style.py --fit-oof")
     STYLES.mkdir(parents=True, exist_ok=True)
-    files = [STYLES / f"{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.json" for e in entries]
-    todo = [e["path"] for e, f in zip(entries, files, strict=True) if not f.is_file()]
+    files = {i: STYLES / f"{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.json"
+             for i, e in enumerate(entries) if e["split"] != "fit"}  # fmt: skip
+    todo = [i for i, f in files.items() if not f.is_file()]
     if todo:
         tagger = Tagger.load(None)
         read = style_reader(tagger.encoder.spec.name)
-        for path, item in zip(todo, tagger.stream(todo, decide=False, keep_images=True), strict=True):
+        paths = [entries[i]["path"] for i in todo]
+        for i, item in zip(todo, tagger.stream(paths, decide=False, keep_images=True), strict=True):
             read(item)
-            f = STYLES / f"{hashlib.sha1(Path(path).read_bytes()).hexdigest()[:20]}.json"
-            f.write_text(json.dumps(item.style.evidence() if item.style is not None else {}))
-    return [json.loads(f.read_text()) for f in files]
+            files[i].write_text(json.dumps(item.style.evidence() if item.style is not None else {}))
+    return [oof[e["id"]] if e["split"] == "fit" else json.loads(files[i].read_text()) for i, e in enumerate(entries)]
 
 
 def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndarray,
@@ -117,7 +126,7 @@ def run(name: str, vocab: Any, mapping: Any, entries: list[dict], probs: np.ndar
     points = fit_on_pictures(suggester, probs[fit], truth[fit], scenes=of(fit), styles=of(fit, styles), meta={
         "fitted_on": f"fit split of bench/realphotos ({int(fit.sum())} pictures), target precision 0.9"
                      + (", out-of-fold scene words" if scenes is not None else "")
-                     + (", in-sample style verdicts (the style head was trained on fit)" if styles else ""),
+                     + (", style verdicts of the style heads trained without fit" if styles else ""),
         "date": datetime.date.today().isoformat()})  # fmt: skip
     test = ~fit
 

@@ -12,7 +12,12 @@ Training data (all offline, all labelled by looking at each picture):
 A picture closer than LEAK_COSINE to any benchmark TEST picture is dropped (and reported), so that
 no variant of a test picture (another resolution, a crop) leaks into training.
 
-    PYTHONPATH=src python scripts/train_style.py [--manifest M] [--realphotos DIR] [--out PATH]
+    PYTHONPATH=src python scripts/train_style.py [--manifest M] [--realphotos DIR] [--out PATH] [--fit-oof FILE]
+
+--fit-oof writes every FIT picture's style evidence ({art style: P(art) * P(style | art)}, {} for a
+photo) from the heads trained WITHOUT the FIT half, so that figures fitted on the FIT half
+(bench/bench_vocab.py) are not flattered by the shipped heads having seen those pictures. The shipped
+heads are still trained and written to --out (point it elsewhere to leave style_head.npz alone).
 
 Writes the heads with their metadata: the data fingerprint (sha256 over every picture's source,
 labels and bytes, and the generator settings), counts, grouped cross-validation accuracy and the
@@ -542,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--realphotos", type=Path, default=DEFAULT_REALPHOTOS, help="built benchmark folder")
     ap.add_argument("--out", type=Path, default=HEAD_PATH)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "style_embeddings.npz", help="embedding cache")
+    ap.add_argument("--fit-oof", type=Path, help="write the FIT pictures' held-out style evidence here (JSON)")
     ap.add_argument("--features", choices=("embedding", "texture", "patch"), default="patch",
                     help="the richest feature set the photo-or-art head may read (grouped CV + the FIT check choose)")
     args = ap.parse_args(argv)
@@ -637,6 +643,17 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     print(f"trained without the benchmark's FIT half, measured on it: {fit_half}", file=sys.stderr)
+    if args.fit_oof:
+        # through StyleHead.predict, so the verdicts are decided exactly as the shipped head decides them
+        rows = np.flatnonzero(held)
+        kept_images = [im for im, k in zip(images, keep, strict=True) if k]
+        verdicts = StyleHead(kind_head, style_head, {}, art_threshold).predict(
+            x[rows], [kept_images[i] for i in rows], [pictures[owner[i]].patch for i in rows]
+        )
+        oof = {str(groups[i]).removeprefix("bench:"): v.evidence() for i, v in zip(rows, verdicts, strict=True)}
+        args.fit_oof.parent.mkdir(parents=True, exist_ok=True)
+        args.fit_oof.write_text(json.dumps(oof, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {args.fit_oof}: {len(oof)} FIT pictures, {sum(map(bool, oof.values()))} art", file=sys.stderr)
 
     fingerprint = hashlib.sha256(
         json.dumps(sorted((p.source, p.kind, p.style or "", p.digest) for p in kept)).encode()
