@@ -418,6 +418,12 @@ def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
         del node.input[1:]
         node.input.extend(params)
 
+    def fold_affine(conv: Any, k: float, offset: float = 0.0) -> None:
+        """Fold `k * conv(x) + offset` into the convolution's own weights and bias."""
+        w = arrays[conv.input[1]]
+        b = arrays[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
+        set_params(conv, const(w * np.float32(k), conv.name), const(b * np.float32(k) + np.float32(offset), conv.name))
+
     def relu6_of_plus3(clip: Any) -> tuple[Any, str] | None:
         """clip = Clip(Add(x, 3), 0, 6) with the Add used only there -> (the Add, x)."""
         add = producer(clip.input[0])
@@ -467,9 +473,7 @@ def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
         k = scalar(scale.input[0] if scale.input[1] == clip.output[0] else scale.input[1])
         if k is None or k <= 0:
             continue
-        w = arrays[conv.input[1]]
-        b = arrays[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
-        set_params(conv, const(w * np.float32(k), conv.name), const(b * np.float32(k) + np.float32(3 * k), conv.name))
+        fold_affine(conv, k, 3 * k)
         swap([found[0], clip, scale], [
             helper.make_node("Clip", [conv.output[0], const(np.array(0.0), scale.name),
                                       const(np.array(6 * k), scale.name)], [scale.output[0]], name=scale.name),
@@ -488,9 +492,7 @@ def _simplify(nodes: list[Any], arrays: dict[str, np.ndarray]) -> list[Any]:
         factor = k[1] if k[1] is not None else k[0]
         if factor is None or conv is None or conv.op_type != "Conv" or len(users(conv.output[0])) != 1:
             continue
-        w = arrays[conv.input[1]]
-        b = arrays[conv.input[2]] if len(conv.input) > 2 else np.zeros(w.shape[0], np.float32)
-        set_params(conv, const(w * np.float32(factor), conv.name), const(b * np.float32(factor), conv.name))
+        fold_affine(conv, factor)
         conv.output[0] = scale.output[0]
         nodes.remove(scale)
 
