@@ -51,22 +51,25 @@ class SceneHeads:
         thresholds = np.array([m.threshold for m in self.models], np.float32)
         return centre, weights, bias, thresholds
 
-    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
-        """(N, D) embeddings -> (N, K) probability of each scene word, in `words` order."""
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> (N, K) logit of each scene word, in `words` order."""
         x = np.asarray(embeddings, np.float32)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise AutotagError(f"scene models read {self.dim}-d embeddings, got shape {x.shape}")
         centre, weights, bias, _ = self._stacked
-        return 1.0 / (1.0 + np.exp(-(features(x, centre) @ weights + bias)))
+        return features(x, centre) @ weights + bias
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """(N, D) embeddings -> (N, K) probability of each scene word, in `words` order."""
+        return 1.0 / (1.0 + np.exp(-self.logits(embeddings)))
 
     def found(self, embedding: np.ndarray) -> dict[str, float]:
         """One embedding -> {scene word: probability} for the words at or above their thresholds."""
         if not self.models:
             return {}
-        x = np.asarray(embedding, np.float32).reshape(1, -1)
-        centre, weights, bias, thresholds = self._stacked
-        logit = (features(x, centre) @ weights + bias)[0]
+        logit = self.logits(np.asarray(embedding, np.float32).reshape(1, -1))[0]
         prob = 1.0 / (1.0 + np.exp(-logit))
+        thresholds = self._stacked[3]
         return {w: float(p) for w, p, s, t in zip(self.words, prob, logit, thresholds, strict=True) if s >= t}
 
     def to_dict(self) -> dict[str, Any]:
