@@ -46,14 +46,9 @@ ALONE_OFF = {"classifier_object_min": 1.01, "objects_classifier_min": 1.01}
 
 def counted_objects(probs: np.ndarray, dets: list[Any], params: Any) -> dict[str, float]:
     from autotag.taxonomy.consumer import default_consumer
-    from autotag.taxonomy.decisions import evidence, member_bars
+    from autotag.taxonomy.decisions import evidence_for
 
-    vocab = default_consumer()
-    ev = evidence(probs, dets, vocab, params.detection_min, params.member_floor, params.class_floor,
-                  params.chance_discount, member_bars(vocab, params),
-                  confirm_min=params.confirm_min, confirm_support=params.confirm_support,
-                  classifier_object_min=params.classifier_object_min)  # fmt: skip
-    return ev.objects
+    return evidence_for(probs, params, dets, default_consumer()).objects
 
 
 def score(entries: list[dict], probs: np.ndarray, dets: list[list[Any]], params: Any) -> dict[str, Any]:

@@ -39,8 +39,7 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     NO_OBJECT_ALONE,
     ConsumerParams,
     Evidence,
-    evidence,
-    member_bars,
+    evidence_for,
     tags_from_evidence,
 )  # fmt: skip
 from autotag.usertags import normalise_user_tag  # noqa: E402
@@ -157,13 +156,10 @@ def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams,
     """Each picture's evidence under `params`; on art (`kinds`, the labels standing in for the style
     head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params)."""
     vocab = default_consumer()
-    bars = member_bars(vocab, params)
     scenes = scenes or [{} for _ in probs]
     kinds = kinds or ["photo"] * len(probs)
-    return [evidence(p, d, vocab, params.detection_min, params.member_floor, params.class_floor,
-                     params.chance_discount, bars, s, params.category_mass, confirm_min=params.confirm_min,
-                     confirm_support=params.confirm_support,
-                     classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE)
+    return [evidence_for(p, params, d, vocab, s,
+                         classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE)
             for p, d, s, k in zip(probs, dets, scenes, kinds, strict=True)]  # fmt: skip
 
 

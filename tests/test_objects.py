@@ -10,7 +10,7 @@ import pytest
 
 from autotag.pipeline.decide import named_objects
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import ConsumerParams, consumer_tags, evidence
+from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, evidence_for
 from autotag.types import Detection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,8 +37,8 @@ def test_a_weak_detection_counts_only_when_the_classifier_agrees():
     assert vocab.object_support(agreeing, "toothbrush") == 0.0  # no ImageNet class names it
 
     def counted(p: np.ndarray, dets: list[Detection], params: ConsumerParams) -> dict[str, float]:
-        return evidence(p, dets, vocab, params.detection_min, confirm_min=params.confirm_min,
-                        confirm_support=params.confirm_support).objects  # fmt: skip
+        # the detections' rule alone: no object named by the classifier without a box
+        return evidence_for(p, params, dets, vocab, classifier_object_min=NO_OBJECT_ALONE).objects
 
     # both models say so: scored as either being right, 1 - (1 - 0.33)(1 - 0.6)
     assert counted(agreeing, weak, PARAMS) == {"broccoli": pytest.approx(0.732)}

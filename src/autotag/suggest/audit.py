@@ -210,13 +210,12 @@ class ConsumerAuditor:
     def audit(self, probs: np.ndarray, tags: Sequence[str], detections: Sequence[Any] = (),
               flag_below: float | None = None) -> list[TagAudit]:  # fmt: skip
         """One image's (1000,) class probabilities (and detections) and its user tags -> a TagAudit each."""
-        from autotag.taxonomy.decisions import evidence, member_bars
+        from autotag.taxonomy.decisions import NO_OBJECT_ALONE, evidence_for
 
         cut = self.flag_below if flag_below is None else flag_below
-        p = self.params
-        ev = evidence(probs, detections, self.consumer, p.detection_min, p.member_floor, p.class_floor,
-                      p.chance_discount, member_bars(self.consumer, p), None, p.category_mass,
-                      confirm_min=p.confirm_min, confirm_support=p.confirm_support)  # fmt: skip
+        # the classifier-alone objects (commit b2c03c1) were never switched on for the audit: doing so
+        # is a change to measure (bench/bench_vocab.py --audit), not a tidy-up
+        ev = evidence_for(probs, self.params, detections, self.consumer, classifier_object_min=NO_OBJECT_ALONE)
         out = []
         for tag in [t for t in dict.fromkeys(t.strip() for t in tags) if t]:
             terms = self.terms(tag)

@@ -329,20 +329,21 @@ class ConsumerHashtagSuggester(HashtagSuggester):
     def scores(self, probs: np.ndarray, scenes: SceneWords = None, styles: StyleWords = None) -> np.ndarray:
         """(N, T): per tag, the best of its labels' and earned categories' scores (a scene word earns its
         category, as in the tags) and of its styles' evidence, or its classes' mass above chance if larger."""
-        from autotag.taxonomy.decisions import evidence, member_bars
+        from autotag.taxonomy.decisions import NO_OBJECT_ALONE, evidence_for
 
         probs = np.atleast_2d(np.asarray(probs, np.float64))
         if probs.shape[1] != len(self.consumer.imagenet):
             raise AutotagError(f"consumer hashtags need {len(self.consumer.imagenet)} ImageNet scores per image")
-        p = self.params
         out = np.zeros((len(probs), len(self.tag_names)))
         if scenes is not None and len(scenes) != len(probs):
             raise AutotagError(f"{len(scenes)} images' scene words for {len(probs)} images' probabilities")
         if styles is not None and len(styles) != len(probs):
             raise AutotagError(f"{len(styles)} images' styles for {len(probs)} images' probabilities")
         for i, row in enumerate(probs):
-            ev = evidence(row, (), self.consumer, p.detection_min, p.member_floor, p.class_floor, p.chance_discount,
-                          member_bars(self.consumer, p), scenes[i] if scenes is not None else None, p.category_mass)
+            # the classifier-alone objects (commit b2c03c1) were never switched on for hashtags: doing so
+            # is a change to measure (bench/bench_vocab.py), not a tidy-up
+            ev = evidence_for(row, self.params, (), self.consumer, scenes[i] if scenes is not None else None,
+                              classifier_object_min=NO_OBJECT_ALONE)  # fmt: skip
             cats = ev.earned_categories(self._bars)
             seen = styles[i] if styles is not None else {}
             for j in range(len(self.tag_names)):

@@ -118,7 +118,7 @@ class ConsumerVocabulary:
     ) -> dict[str, float]:
         """COCO name -> the classifier's support for it, where that reaches `minimum` (above 1: none).
         The objects a person would name that the classifier alone is sure of, with no box. Scored as
-        label scores are (decisions.evidence): classes under `class_floor` count for nothing, and above
+        label scores are (decisions.evidence_for): classes under `class_floor` count for nothing, and above
         chance (118 dog breeds get 11.8% of a clueless prediction for free), so an object named by the
         same classes as a label scores as that label does."""
         if minimum > 1.0 or not self.coco_named:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -172,74 +172,73 @@ def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
     return np.clip((mass - share) / np.maximum(1.0 - share, 1e-6), 0.0, 1.0)
 
 
-def evidence(
-    probs: np.ndarray, detections: Iterable[Detected] = (), vocab: ConsumerVocabulary | None = None,
-    detection_min: float = 0.0, member_floor: float = 1.0, class_floor: float = 0.0, chance_discount: bool = False,
-    member_bars: np.ndarray | None = None, scenes: Mapping[str, float] | None = None,
-    category_mass: Mapping[str, float] | None = None, *, confirm_min: float = 1.0, confirm_support: float = 1.0,
-    classifier_object_min: float = 1.01,
+def evidence_for(
+    probs: np.ndarray, params: ConsumerParams | None = None, detections: Iterable[Detected] = (),
+    vocab: ConsumerVocabulary | None = None, scenes: Mapping[str, float] | None = None, **overrides: Any,
 ) -> Evidence:  # fmt: skip
-    """One image's (1000,) class probabilities and detections -> label and category scores.
+    """One image's (1000,) class probabilities and detections -> label and category scores, every setting
+    read from `params` (default: the fitted ones) except the ConsumerParams fields named in `overrides`.
 
-    `member_bars` (G,): a label below its bar backs no category of that group (default: the file's `min`).
-    `scenes`: scene words the scene models earned (heads/scenes.py), {category name: probability};
-    each is a confident member of its category and of every category that one implies.
-    `category_mass`: {category: bar}; a category whose classes' summed probability (before any class
-    floor) reaches its bar is earned too, scored above chance like the rest.
-    A detection counts from `detection_min` on, or from `confirm_min` on when the classifier's classes
-    naming the same thing sum to `confirm_support` (then it scores as either model being right).
+    A label below its member bar (member_bars) backs no category. `scenes`: scene words the scene models
+    earned (heads/scenes.py), {category name: probability}; each is a confident member of its category
+    and of every category that one implies. `category_mass` ({category: bar}): a category whose classes'
+    summed probability (before any class floor) reaches its bar is earned too, scored above chance like
+    the rest. A detection counts from `detection_min` on, or from `confirm_min` on when the classifier's
+    classes naming the same thing sum to `confirm_support` (then it scores as either model being right).
     An object no detection gave counts when those classes alone sum to `classifier_object_min`."""
+    params = replace(params or default_params(), **overrides)
     vocab = vocab or default_consumer()
     p = np.asarray(probs, np.float64).ravel()
     if len(p) != len(vocab.imagenet):
         raise AutotagError(f"expected {len(vocab.imagenet)} class probabilities, got {len(p)}")
     raw = p
-    if class_floor > 0.0:
-        p = np.where(p >= class_floor, p, 0.0)
+    if params.class_floor > 0.0:
+        p = np.where(p >= params.class_floor, p, 0.0)
     kept = vocab.label_index >= 0
     labels = np.bincount(vocab.label_index[kept], weights=p[kept], minlength=len(vocab.labels))
-    if chance_discount:
+    if params.chance_discount:
         labels = _above_chance(labels, vocab.label_share)
     best = np.zeros(len(vocab.categories))
     summed = np.zeros(len(vocab.categories))
     if len(vocab.group_starts):
         group_mass = np.add.reduceat(p[vocab.group_classes], vocab.group_starts)
-        if chance_discount:
+        if params.chance_discount:
             group_mass = _above_chance(group_mass, vocab.group_share)
         # a label the file distrusts below its `min` (it fires falsely) backs no category either
         bars = vocab.label_min[vocab.group_label]
-        bars = bars if member_bars is None else np.maximum(member_bars, bars)
+        ratio_bars = member_bars(vocab, params)
+        bars = bars if ratio_bars is None else np.maximum(ratio_bars, bars)
         group_mass[labels[vocab.group_label] < bars] = 0.0
         np.maximum.at(best, vocab.group_category, group_mass)
-        if member_floor < 1.0:
-            np.add.at(summed, vocab.group_category, np.where(group_mass >= member_floor, group_mass, 0.0))
+        if params.member_floor < 1.0:
+            np.add.at(summed, vocab.group_category, np.where(group_mass >= params.member_floor, group_mass, 0.0))
     cat_pos = {c: j for j, c in enumerate(vocab.categories)}
     by_mass = np.zeros(len(vocab.categories))
-    if category_mass and len(vocab.group_starts):
+    if params.category_mass and len(vocab.group_starts):
         mass, share = np.zeros(len(vocab.categories)), np.zeros(len(vocab.categories))
         np.add.at(mass, vocab.group_category, np.add.reduceat(raw[vocab.group_classes], vocab.group_starts))
         np.add.at(share, vocab.group_category, vocab.group_share)
-        for name, bar in category_mass.items():
+        for name, bar in params.category_mass.items():
             j = cat_pos[name]
             if mass[j] >= bar:
-                score = float(_above_chance(mass[j], share[j])) if chance_discount else float(mass[j])
+                score = float(_above_chance(mass[j], share[j])) if params.chance_discount else float(mass[j])
                 for c in vocab.implied.get(name, (name,)):
                     by_mass[cat_pos[c]] = max(by_mass[cat_pos[c]], score)
     objects: dict[str, float] = {}
     for det in detections:
         entry = vocab.coco.get(det.label)
         score = float(det.score)
-        if entry is None or entry.never or score < min(detection_min, confirm_min):
+        if entry is None or entry.never or score < min(params.detection_min, params.confirm_min):
             continue
-        if score < detection_min:
+        if score < params.detection_min:
             support = vocab.object_support(raw, det.label)
-            if support < confirm_support:
+            if support < params.confirm_support:
                 continue
             score = 1.0 - (1.0 - score) * (1.0 - support)
         objects[det.label] = max(objects.get(det.label, 0.0), score)
         for c in entry.categories:
             best[cat_pos[c]] = max(best[cat_pos[c]], score)
-    for name, score in vocab.named_by_classifier(p, classifier_object_min, chance_discount).items():
+    for name, score in vocab.named_by_classifier(p, params.classifier_object_min, params.chance_discount).items():
         if score > objects.get(name, 0.0):
             objects[name] = score
             for c in vocab.coco[name].categories:
@@ -269,10 +268,7 @@ def consumer_tags(
     vocab = vocab or default_consumer()
     params = params or default_params()
     p = np.asarray(probs, np.float64).ravel()
-    ev = evidence(p, detections, vocab, params.detection_min, params.member_floor, params.class_floor,
-                  params.chance_discount, member_bars(vocab, params), scenes, params.category_mass,
-                  confirm_min=params.confirm_min, confirm_support=params.confirm_support,
-                  classifier_object_min=params.classifier_object_min)  # fmt: skip
+    ev = evidence_for(p, params, detections, vocab, scenes)
     return tags_from_evidence(ev, p, vocab, params)
 
 
