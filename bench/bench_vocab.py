@@ -77,15 +77,16 @@ def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
     return out
 
 
-def style_words(entries: list[dict]) -> list[dict[str, float]] | None:
+def style_words(entries: list[dict], suggester: Any) -> list[dict[str, float]] | None:
     """Each picture's art style evidence as the tagger reads it ({style: P(art) * P(style | art)}, {} for a
     photo): on the FIT split from the style heads trained without it (scripts/train_style.py --fit-oof;
     the shipped head was trained on FIT, its verdicts there are in-sample), on the TEST split from the
-    shipped head through the pipeline's style reader, cached per picture; None without the held-out file."""
+    shipped head as `autotag hashtags` reads it for `suggester` (one whose tags read styles), cached per
+    picture; None without the held-out file."""
     import hashlib
 
     from autotag.pipeline import Tagger
-    from autotag.pipeline.readers import style_reader
+    from autotag.suggest.hashtags import style_words_reader
 
     if not STYLES_OOF.is_file():
         print(f"no {STYLES_OOF}: no picture styles (scripts/train_style.py --out /tmp/x.npz --fit-oof {STYLES_OOF})")
@@ -100,11 +101,10 @@ def style_words(entries: list[dict]) -> list[dict[str, float]] | None:
     todo = [i for i, f in files.items() if not f.is_file()]
     if todo:
         tagger = Tagger.load(None)
-        read = style_reader(tagger.encoder.spec.name)
+        read = style_words_reader(tagger, suggester)
         paths = [entries[i]["path"] for i in todo]
         for i, item in zip(todo, tagger.stream(paths, decide=False, keep_images=True), strict=True):
-            read(item)
-            files[i].write_text(json.dumps(item.style.evidence() if item.style is not None else {}))
+            files[i].write_text(json.dumps(read(item)))
     return [oof[e["id"]] if e["split"] == "fit" else json.loads(files[i].read_text()) for i, e in enumerate(entries)]
 
 
@@ -199,7 +199,7 @@ def audit_bench(entries: list[dict], probs: np.ndarray, write: bool) -> list[dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from autotag.suggest.hashtags import HashtagSuggester
+    from autotag.suggest.hashtags import ConsumerHashtagSuggester, HashtagSuggester
     from autotag.taxonomy.mapping import Mapping, map_labels, source_labels, tag_truth
     from autotag.taxonomy.vocabulary import load_vocabulary
 
@@ -222,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     hashtags = load_vocabulary()
     classes = Mapping.from_dict(json.loads((TAXONOMY / "hashtags_imagenet.json").read_text()))  # reviewed
     shipped_map = consumer_mapping(hashtags, classes)
-    scenes = None if args.no_scenes else scene_words(entries)
-    styles = None if args.no_styles else style_words(entries)
-    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs, scenes, styles)
-    rows.append(row)
     custom = load_vocabulary(args.custom)
     custom_classes = map_labels(source_labels("imagenet"), custom, use_text=False, source="imagenet")
-    _, row = run(f"{custom.name} (custom, 12 tags)", custom, consumer_mapping(custom, custom_classes), entries, probs,
-                 scenes, styles)  # fmt: skip
+    custom_map = consumer_mapping(custom, custom_classes)
+    scenes = None if args.no_scenes else scene_words(entries)
+    # the site's 'abstract' is earned by a style (the shipped hashtags read none)
+    styles = None if args.no_styles else style_words(entries, ConsumerHashtagSuggester(custom_map))
+    shipped, row = run("hashtags (shipped)", hashtags, shipped_map, entries, probs, scenes, styles)
+    rows.append(row)
+    _, row = run(f"{custom.name} (custom, 12 tags)", custom, custom_map, entries, probs, scenes, styles)
     rows.append(row)
     # before: the class-level suggester as shipped (mass over mapped classes, 19-photo operating points)
     old = HashtagSuggester.default()
