@@ -73,11 +73,10 @@ class ConsumerVocabulary:
     group_starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     label_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (L,) share of the kept classes
     group_share: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (G,) likewise per group
-    # COCO name -> the ImageNet classes that say the same thing: same label, the COCO label is one of
-    # their categories (a detected "bird" and the classifier's 59 bird classes), or its confirmed_by
-    coco_support: dict[str, np.ndarray] = field(default_factory=dict)
-    # the same as a (K, 1000) 0/1 matrix over the COCO names that have such classes, and each one's share
-    # of the kept classes (its chance level): the classifier-alone objects in one product per picture
+    # the COCO names some ImageNet classes name too (same label, the COCO label is one of their categories:
+    # a detected "bird" and the classifier's 59 bird classes, or its confirmed_by); those classes as a
+    # (K, 1000) 0/1 matrix, a row per name (a detection's support: object_support); each name's share of
+    # the kept classes (its chance level): the classifier-alone objects in one product per picture
     coco_named: tuple[str, ...] = ()
     coco_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     coco_share: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -110,8 +109,10 @@ class ConsumerVocabulary:
         """How sure the classifier is of what a detected COCO class names: the summed probability of the
         ImageNet classes with the same label or category, or named by its `confirmed_by` (0 when it has
         none, e.g. "toothbrush")."""
-        classes = self.coco_support.get(coco_name)
-        return float(np.asarray(probs)[classes].sum()) if classes is not None and len(classes) else 0.0
+        if coco_name not in self.coco_named:
+            return 0.0
+        classes = np.flatnonzero(self.coco_matrix[self.coco_named.index(coco_name)])
+        return float(np.asarray(probs)[classes].sum())
 
     def named_by_classifier(
         self, probs: np.ndarray, minimum: float, above_chance: bool = True, class_floor: float = 0.0
@@ -308,7 +309,7 @@ def _derive(v: ConsumerVocabulary) -> ConsumerVocabulary:
         group_classes=np.array(flat, np.int64), group_starts=np.asarray(starts, np.int64),
         label_share=np.bincount(index[index >= 0], minlength=len(labels)) / kept,
         group_share=np.array([len(groups[k]) for k in keys]) / kept,
-        coco_support=support, coco_named=named, coco_matrix=matrix,
+        coco_named=named, coco_matrix=matrix,
         coco_share=np.array([len(support[name]) / kept for name in named]),
     )  # fmt: skip
 
