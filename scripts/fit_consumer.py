@@ -1,6 +1,6 @@
 """Fit the consumer decisions on the FIT half of the real-photo benchmark; write consumer_fitted.json.
 
-    nice -n 10 .venv/bin/python scripts/fit_consumer.py [--dir .cache/realphotos] [--views center+full]
+    nice -n 10 .venv/bin/python scripts/fit_consumer.py [--dir .cache/realphotos] [--views center]
                                                         [--out src/autotag/taxonomy/consumer_fitted.json]
 
 1. A grid over the global numbers (label threshold, category bar, relative cut-off, cap) keeps the
@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from autotag.encoders.views import TAGGER_VIEWS  # noqa: E402
 from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer  # noqa: E402
 from autotag.taxonomy.decisions import (  # noqa: E402
     KIND_ORDER,
@@ -41,10 +42,19 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     Evidence,
     evidence,
     member_bars,
+    scenes_seen,
     tags_from_evidence,
 )  # fmt: skip
 from autotag.usertags import normalise_user_tag  # noqa: E402
-from bench_consumer import DEFAULT_DIR, animal_words, detections, load_set, score, view_probabilities  # noqa: E402
+from bench_consumer import (  # noqa: E402
+    DEFAULT_DIR,
+    animal_words,
+    detections,
+    load_set,
+    on_plain_background,
+    score,
+    view_probabilities,
+)
 
 OUT = ROOT / "src" / "autotag" / "taxonomy" / "consumer_fitted.json"
 SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"
@@ -267,7 +277,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the built benchmark (make realphotos)")
-    ap.add_argument("--views", default="center", help="the view set the tagger uses (centre crop by default)")
+    ap.add_argument("--views", default=TAGGER_VIEWS, help=f"the classifier's view set (the tagger's: {TAGGER_VIEWS})")
     ap.add_argument("--merge", default="mean")
     ap.add_argument("--min-precision", type=float, default=0.7)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -290,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.scenes.is_file():
             raise SystemExit(f"{args.scenes} not found: run scripts/train_scenes.py --oof {args.scenes} first")
         oof = json.loads(args.scenes.read_text())
-        scenes = [oof.get(e["id"], {}) for e in entries]
+        plain = on_plain_background(entries)
+        scenes = [scenes_seen(oof.get(e["id"], {}), p) for e, p in zip(entries, plain, strict=True)]
     old = ConsumerParams.load(args.out) if args.out.is_file() else ConsumerParams()
     params, figures = fit(entries, probs, dets, args.min_precision, keep,
                           [args.member_ratio] if args.member_ratio is not None else None, scenes)  # fmt: skip

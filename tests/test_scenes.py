@@ -124,6 +124,27 @@ def test_a_mountain_wallpaper_gets_sky_and_a_meadow_no_animal(tagger):
     assert not mountains & ANIMAL_WORDS and not meadow & ANIMAL_WORDS, (mountains, meadow)
 
 
+def test_no_place_word_is_earned_on_a_plain_background():
+    from autotag.taxonomy.decisions import NO_PLACE_ON_PLAIN_BACKGROUND, scenes_seen
+
+    found = {"sky": 0.9, "cloud": 0.8, "space": 0.95, "flower": 0.9, "water": 0.7}
+    assert scenes_seen(found, plain_background=False) == found
+    assert scenes_seen(found, plain_background=True) == {"space": 0.95, "flower": 0.9, "water": 0.7}
+    assert {"sky", "cloud", "landscape", "snow"} <= set(NO_PLACE_ON_PLAIN_BACKGROUND)
+
+
+def test_the_mountain_wallpaper_on_a_plain_background_would_earn_no_sky(tagger):
+    from autotag.pipeline import TagOptions, default_tags
+
+    if not MOUNTAINS.is_file():
+        pytest.skip("lomiri-wallpapers-16.04 is not installed (apt-get install lomiri-wallpapers-16.04)")
+    item = tagger.process(MOUNTAINS, keep_image=True)
+    assert item.background is None and {"sky", "landscape"} <= {t.name for t in item.tags}
+    item.background = (255, 255, 255)  # the same embedding, had its subject sat on white
+    names = {t.name for t in default_tags(item, TagOptions(), tagger.encoder.spec.name)}
+    assert not names & {"sky", "landscape", "mountain", "cloud"}, names
+
+
 def test_hashtags_read_scene_words_like_the_tags():
     from autotag.suggest.hashtags import ConsumerHashtagSuggester
     from autotag.taxonomy.mapping import ConsumerMapping
