@@ -100,14 +100,12 @@ def plain_background(im: Image.Image) -> RGB | None:
     return r, g, b
 
 
-def tagger_view(
-    im: Image.Image, spec: EncoderSpec, min_aspect: float = DEFAULT_MIN_ASPECT
-) -> tuple[np.ndarray, RGB | None]:
+def tagger_view(im: Image.Image, spec: EncoderSpec) -> tuple[np.ndarray, RGB | None]:
     """The classifier's one view of a picture in the tagger, and the plain background its subject sits on
-    (None: a busy border): a wide (or tall) picture on a plain background whole, padded to a square with
-    that background, else the centre square."""
+    (None: none): a wide (or tall) picture on a plain background whole, padded to a square with that
+    background, else the centre square (close to square, the crop cuts little)."""
     background = plain_background(im)
-    if background is None or max(im.size) < min_aspect * min(im.size):
+    if background is None or max(im.size) < DEFAULT_MIN_ASPECT * min(im.size):
         return preprocess(im, spec), background
     return letterbox(im, spec, background), background
 
