@@ -42,7 +42,6 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     Evidence,
     evidence,
     member_bars,
-    scenes_seen,
     tags_from_evidence,
 )  # fmt: skip
 from autotag.usertags import normalise_user_tag  # noqa: E402
@@ -162,19 +161,22 @@ class Grid:
 
 
 def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams,
-              scenes: list[dict[str, float]] | None = None,
-              kinds: list[str] | None = None) -> list[Evidence]:  # fmt: skip
+              scenes: list[dict[str, float]] | None = None, kinds: list[str] | None = None,
+              plain: list[bool] | None = None) -> list[Evidence]:  # fmt: skip
     """Each picture's evidence under `params`; on art (`kinds`, the labels standing in for the style
-    head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params)."""
+    head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params); on a
+    plain background (`plain`) no place word is earned."""
     vocab = default_consumer()
     bars = member_bars(vocab, params)
     scenes = scenes or [{} for _ in probs]
     kinds = kinds or ["photo"] * len(probs)
+    plain = plain or [False] * len(probs)
     return [evidence(p, d, vocab, params.detection_min, params.member_floor, params.class_floor,
                      params.chance_discount, bars, s, params.category_mass, confirm_min=params.confirm_min,
                      confirm_support=params.confirm_support,
-                     classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE)
-            for p, d, s, k in zip(probs, dets, scenes, kinds, strict=True)]  # fmt: skip
+                     classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE,
+                     plain_background=b)
+            for p, d, s, k, b in zip(probs, dets, scenes, kinds, plain, strict=True)]  # fmt: skip
 
 
 def shown(evs: list[Evidence], probs: np.ndarray, params: ConsumerParams) -> list[list[Any]]:
@@ -200,10 +202,11 @@ def right_above(entries, tags, name: str, cut: float) -> int:
 
 def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None = None,
         ratios: list[float] | None = None, scenes: list[dict[str, float]] | None = None,
-        ) -> tuple[ConsumerParams, dict[str, Any]]:  # fmt: skip
+        plain: list[bool] | None = None) -> tuple[ConsumerParams, dict[str, Any]]:  # fmt: skip
     """`keep`: take how the evidence adds up (chance discount, member and class floors) from these
     parameters instead of searching it (a 9x smaller search, for a quick refit). `scenes`: each
-    picture's scene words from models that did not see it (scripts/train_scenes.py --oof)."""
+    picture's scene words from models that did not see it (scripts/train_scenes.py --oof). `plain`:
+    whether each picture's subject sits on a plain background (no place word on it)."""
     vocab = default_consumer()
     photos = np.array([e["kind"] == "photo" for e in entries])
     kinds = [e["kind"] for e in entries]
@@ -221,7 +224,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                               chance_discount=discount, detection_min=det_min, member_ratio=ratio,
                               category_mass=dict(CATEGORY_MASS), confirm_min=c_min,
                               confirm_support=c_support)  # fmt: skip
-        grid = Grid(entries, evidences(probs, dets, base, scenes, kinds), vocab, like=grid)
+        grid = Grid(entries, evidences(probs, dets, base, scenes, kinds, plain), vocab, like=grid)
         for values in itertools.product(*GRID.values()):
             if ratio > 0.0 and values[0] != threshold:
                 continue
@@ -245,13 +248,14 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
                                     r[2].member_ratio, r[2].detection_min, r[2].confirm_min, r[1]))  # fmt: skip
     params = best[2]
-    evs = evidences(probs, dets, params, scenes, kinds)
+    evs = evidences(probs, dets, params, scenes, kinds, plain)
     grid = Grid(entries, evs, vocab, like=grid)
     slow = [[t.name for t in row] for row in shown(evs, probs, params)]
     assert grid.names(params) == slow, "the matrix form disagrees with taxonomy/decisions.py"
     # raise-only per-label / per-category thresholds against what is still wrong
     for _ in range(10):
-        evs = evidences(probs, dets, params, scenes, kinds)  # a raised label threshold also raises its member bar
+        # a raised label threshold also raises its member bar
+        evs = evidences(probs, dets, params, scenes, kinds, plain)
         tags = shown(evs, probs, params)
         bad = offenders(entries, tags, animals)
         changed = False
@@ -265,7 +269,8 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                     changed = True
         if not changed:
             break
-    names = [[t.name for t in row] for row in shown(evidences(probs, dets, params, scenes, kinds), probs, params)]
+    evs = evidences(probs, dets, params, scenes, kinds, plain)
+    names = [[t.name for t in row] for row in shown(evs, probs, params)]
     figures = {
         "fit_all": score(entries, names),
         "fit_photos": score([e for e, p in zip(entries, photos, strict=True) if p],
@@ -300,11 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.scenes.is_file():
             raise SystemExit(f"{args.scenes} not found: run scripts/train_scenes.py --oof {args.scenes} first")
         oof = json.loads(args.scenes.read_text())
-        plain = on_plain_background(entries)
-        scenes = [scenes_seen(oof.get(e["id"], {}), p) for e, p in zip(entries, plain, strict=True)]
+        scenes = [oof.get(e["id"], {}) for e in entries]
     old = ConsumerParams.load(args.out) if args.out.is_file() else ConsumerParams()
     params, figures = fit(entries, probs, dets, args.min_precision, keep,
-                          [args.member_ratio] if args.member_ratio is not None else None, scenes)  # fmt: skip
+                          [args.member_ratio] if args.member_ratio is not None else None, scenes,
+                          on_plain_background(entries))  # fmt: skip
     params.audit_flag_below = old.audit_flag_below  # fitted by bench/bench_vocab.py --audit, not here
     params.meta = {
         "fitted_on": f"fit split of bench/realphotos ({len(entries)} pictures), views {args.views} ({args.merge}), "

@@ -133,6 +133,20 @@ def test_no_place_word_is_earned_on_a_plain_background():
     assert {"sky", "cloud", "landscape", "snow"} <= set(NO_PLACE_ON_PLAIN_BACKGROUND)
 
 
+def test_no_place_word_on_a_plain_background_whatever_earns_it():
+    from autotag.taxonomy.decisions import default_params
+    from autotag.types import Detection
+
+    vocab = default_consumer()
+    assert "sky" in vocab.coco["kite"].categories
+    probs = np.full(1000, 1 / 1000)
+    kite = [Detection("kite", 0.9, (0.0, 0.0, 10.0, 10.0))]  # a kite implies a sky: not on a cut-out
+    params = default_params()
+    for plain, expected in ((False, {"kite", "sky"}), (True, {"kite"})):
+        names = {t.name for t in consumer_tags(probs, kite, vocab, params, {"sky": 0.9, "space": 0.9}, plain)}
+        assert names >= expected and ("sky" in names) is not plain and "space" in names, (plain, names)
+
+
 def test_the_mountain_wallpaper_on_a_plain_background_would_earn_no_sky(tagger):
     from autotag.pipeline import TagOptions, default_tags
 

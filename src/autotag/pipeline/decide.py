@@ -19,7 +19,7 @@ from autotag.encoders.detector import OBJECTS_MIN_SCORE
 from autotag.heads.scenes import scene_evidence
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params, scenes_seen
+from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
@@ -65,11 +65,11 @@ def default_tags(item: Item, options: TagOptions, encoder: str | None = None) ->
     """The default model's tags of one encoded item: consumer labels, detected objects and categories
     (may be empty: nothing is sure), or for art its style and only the content that survives it."""
     assert item.logits is not None
-    # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models;
+    # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models
+    scenes = scene_evidence(item.embedding, encoder=encoder)  # `encoder`: the embedding's, when known
     # a subject on a plain background (a cut-out on white) shows no place: its white is no overcast sky
-    # (`encoder`: the embedding's, when known)
-    scenes = scenes_seen(scene_evidence(item.embedding, encoder=encoder), item.background is not None)
-    tags = consumer_tags(softmax(item.logits), item.detections or (), params=photo_params(item.style), scenes=scenes)
+    tags = consumer_tags(softmax(item.logits), item.detections or (), params=photo_params(item.style), scenes=scenes,
+                         plain_background=item.background is not None)  # fmt: skip
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)
