@@ -46,17 +46,18 @@ SCENE_CATEGORIES = ("sky", "sunset", "cloud", "night", "space", "snow", "landsca
 # on FIT alike: "space" right on the moon and the earth, "sky" on the explosion not).
 NO_PLACE_ON_PLAIN_BACKGROUND = tuple(c for c in SCENE_CATEGORIES if c not in ("space", "water"))
 
+# Categories an unsure member cannot earn either: on the ~1,100 photos and cards of
+# bench/realphotos/scenes_extra.yaml, "sport" fired 8 times, and all 4 from a member below its own label
+# bar were wrong (a coconut card as a baseball at 0.42, a wrench as a ski at 0.57, a nebula as table
+# tennis at 0.49, a spray bottle as a punching bag at 0.27); the right ones had members at 0.72-0.86.
+SHOWN_MEMBER_CATEGORIES = (*SCENE_CATEGORIES, "sport")
+
 
 def scenes_seen(scenes: Mapping[str, float], plain_background: bool) -> dict[str, float]:
     """The scene models' words that count for a picture: on a plain background no place word."""
     if not plain_background:
         return dict(scenes)
     return {word: score for word, score in scenes.items() if word not in NO_PLACE_ON_PLAIN_BACKGROUND}
-# Categories an unsure member cannot earn either: on the ~1,100 photos and cards of
-# bench/realphotos/scenes_extra.yaml, "sport" fired 8 times, and all 4 from a member below its own label
-# bar were wrong (a coconut card as a baseball at 0.42, a wrench as a ski at 0.57, a nebula as table
-# tennis at 0.49, a spray bottle as a punching bag at 0.27); the right ones had members at 0.72-0.86.
-SHOWN_MEMBER_CATEGORIES = (*SCENE_CATEGORIES, "sport")
 
 
 class Detected(Protocol):
