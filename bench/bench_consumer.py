@@ -33,7 +33,7 @@ CACHE = ROOT / ".cache" / "bench" / "consumer"
 os.environ.setdefault("AUTOTAG_CACHE_DIR", str(ROOT / ".cache" / "test"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-VIEW_SETS = ("center", "center+full", "thirds", "thirds+full")
+VIEW_SETS = ("center", "center+full", "thirds", "thirds+full", "whole-if-plain")
 DEFAULT_DIR = ROOT / ".cache" / "realphotos"
 
 
@@ -78,6 +78,18 @@ def view_probabilities(entries: Sequence[dict[str, Any]], view_set: str, merge: 
             np.save(f, softmax(logits).astype(np.float32))
         out.append(merge_views(np.load(f), merge))
     return np.stack(out)
+
+
+def on_plain_background(entries: Sequence[dict[str, Any]]) -> list[bool]:
+    """Whether each picture's subject sits on a plain background (encoders/views.plain_background: the
+    tagger then sees a wide one whole and earns no place word on it), decoded as the tagger does."""
+    from autotag.encoders.views import plain_background
+    from autotag.ingest import decode_with_info, load_source
+    from autotag.pipeline.tagger import KEPT_SIDE
+
+    return [plain_background(decode_with_info(load_source(e["path"]), min_side=224, max_pixels=encoder_max_pixels(),
+                                              min_long_side=KEPT_SIDE)[0]) is not None
+            for e in entries]  # fmt: skip
 
 
 def detections(entries: Sequence[dict[str, Any]]) -> list[list[Any]]:

@@ -3,10 +3,11 @@ the objects facet and tag, with and without the classifier confirming weaker det
 (ConsumerParams.confirm_*) and naming objects alone (classifier_object_min / objects_classifier_min).
 
     PYTHONPATH=src python bench/bench_objects.py --dir .cache/realphotos [--splits fit] [--sweep]
-                                                 [--sweep-classifier] [--speed]
+                                                 [--sweep-classifier] [--speed] [--views center]
 
-Every picture is decoded and run as the tagger does (bench_consumer's cached centre-view probabilities
-and detections; the detector at its candidate floor). Per split and set (photo / all):
+Every picture is decoded and run as the tagger does (bench_consumer's cached probabilities of the
+tagger's classifier view, encoders/views.TAGGER_VIEWS, and detections; the detector at its candidate
+floor). Per split and set (photo / all):
   counted   labelled objects (manifest `objects`) among the detections the decisions count
   facet     labelled objects in the objects facet (pipeline.named_objects; the manifest's kind stands
             in for the style head's photo-or-art verdict)
@@ -36,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_consumer as bc  # noqa: E402 - the benchmark's shared loaders and caches
+from autotag.encoders.views import TAGGER_VIEWS  # noqa: E402
 
 OFF = {"confirm_min": 1.0, "confirm_support": 1.0, "classifier_object_min": 1.01,
        "objects_confirm_min": 1.0, "objects_confirm_support": 1.0, "objects_classifier_min": 1.01}
@@ -194,6 +196,7 @@ def main() -> None:
     parser.add_argument("--speed", action="store_true")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--speed-pictures", type=int, default=24)
+    parser.add_argument("--views", default=TAGGER_VIEWS, help=f"the classifier's views (the tagger's: {TAGGER_VIEWS})")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -209,7 +212,7 @@ def main() -> None:
     print(json.dumps(results))
     for split in args.splits.split(","):
         part = [e for e in entries if e["split"] == split]
-        probs = bc.view_probabilities(part, "center")
+        probs = bc.view_probabilities(part, args.views)
         dets = bc.detections(part)
         if args.sweep and split == "fit":
             sweep(part, probs, dets, shipped)

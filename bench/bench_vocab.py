@@ -26,7 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_consumer import DEFAULT_DIR, load_set, view_probabilities  # noqa: E402
+from autotag.encoders.views import TAGGER_VIEWS  # noqa: E402
+from bench_consumer import DEFAULT_DIR, load_set, on_plain_background, view_probabilities  # noqa: E402
 
 TAXONOMY = ROOT / "src" / "autotag" / "taxonomy"
 SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"  # scripts/train_scenes.py --oof
@@ -52,10 +53,12 @@ def consumer_mapping(vocab: Any, classes: Any = None) -> Any:
 def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
     """Each picture's scene words as the tagger sees them: on the FIT split from the scene models that
     did not see the picture (scripts/train_scenes.py --oof), on the TEST split from the shipped ones
-    (embeddings cached per picture); None without the out-of-fold file (run train_scenes.py --oof)."""
+    (embeddings cached per picture); no place word on a plain background (decisions.scenes_seen); None
+    without the out-of-fold file (run train_scenes.py --oof)."""
     import hashlib
 
     from autotag.heads.scenes import scene_evidence
+    from autotag.taxonomy.decisions import scenes_seen
 
     if not SCENES_OOF.is_file():
         print(f"no {SCENES_OOF}: hashtags without scene words (scripts/train_scenes.py --oof {SCENES_OOF})")
@@ -67,14 +70,15 @@ def scene_words(entries: list[dict]) -> list[dict[str, float]] | None:
         if e["split"] == "fit":
             out.append(oof.get(e["id"], {}))
             continue
-        f = EMBEDDINGS / f"efficientnet_lite0-{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.npy"
+        digest = hashlib.sha1(Path(e["path"]).read_bytes()).hexdigest()[:20]
+        f = EMBEDDINGS / f"efficientnet_lite0-{TAGGER_VIEWS}-{digest}.npy"  # train_scenes.py's name for it
         if not f.is_file():
             from autotag.pipeline import Tagger
 
             tagger = tagger or Tagger.load(None)
             np.save(f, tagger.embed([e["path"]])[0])
         out.append(scene_evidence(np.load(f)))
-    return out
+    return [scenes_seen(words, plain) for words, plain in zip(out, on_plain_background(entries), strict=True)]
 
 
 def style_words(entries: list[dict], suggester: Any) -> list[dict[str, float]] | None:
@@ -96,7 +100,7 @@ def style_words(entries: list[dict], suggester: Any) -> list[dict[str, float]] |
     if missing:  # a FIT picture not in the file: a stale file, not a photo
         raise SystemExit(f"{STYLES_OOF} lacks FIT pictures {missing[:5]}: rerun scripts/train_style.py --fit-oof")
     STYLES.mkdir(parents=True, exist_ok=True)
-    files = {i: STYLES / f"{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.json"
+    files = {i: STYLES / f"{TAGGER_VIEWS}-{hashlib.sha1(Path(e['path']).read_bytes()).hexdigest()[:20]}.json"
              for i, e in enumerate(entries) if e["split"] != "fit"}  # fmt: skip
     todo = [i for i, f in files.items() if not f.is_file()]
     if todo:
@@ -213,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     entries = load_set(args.dir)
-    probs = view_probabilities(entries, "center")
+    probs = view_probabilities(entries, TAGGER_VIEWS)
     if args.audit:
         for r in audit_bench(entries, probs, args.write):
             print(json.dumps(r))

@@ -1,6 +1,6 @@
 """Fit the consumer decisions on the FIT half of the real-photo benchmark; write consumer_fitted.json.
 
-    nice -n 10 .venv/bin/python scripts/fit_consumer.py [--dir .cache/realphotos] [--views center+full]
+    nice -n 10 .venv/bin/python scripts/fit_consumer.py [--dir .cache/realphotos] [--views center]
                                                         [--out src/autotag/taxonomy/consumer_fitted.json]
 
 1. A grid over the global numbers (label threshold, category bar, relative cut-off, cap) keeps the
@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from autotag.encoders.views import TAGGER_VIEWS  # noqa: E402
 from autotag.taxonomy.consumer import ConsumerVocabulary, default_consumer  # noqa: E402
 from autotag.taxonomy.decisions import (  # noqa: E402
     KIND_ORDER,
@@ -43,7 +44,15 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     tags_from_evidence,
 )  # fmt: skip
 from autotag.usertags import normalise_user_tag  # noqa: E402
-from bench_consumer import DEFAULT_DIR, animal_words, detections, load_set, score, view_probabilities  # noqa: E402
+from bench_consumer import (  # noqa: E402
+    DEFAULT_DIR,
+    animal_words,
+    detections,
+    load_set,
+    on_plain_background,
+    score,
+    view_probabilities,
+)
 
 OUT = ROOT / "src" / "autotag" / "taxonomy" / "consumer_fitted.json"
 SCENES_OOF = ROOT / ".cache" / "bench" / "scenes_oof.json"
@@ -151,16 +160,18 @@ class Grid:
 
 
 def evidences(probs: np.ndarray, dets: list[list[Any]], params: ConsumerParams,
-              scenes: list[dict[str, float]] | None = None,
-              kinds: list[str] | None = None) -> list[Evidence]:  # fmt: skip
+              scenes: list[dict[str, float]] | None = None, kinds: list[str] | None = None,
+              plain: list[bool] | None = None) -> list[Evidence]:  # fmt: skip
     """Each picture's evidence under `params`; on art (`kinds`, the labels standing in for the style
-    head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params)."""
+    head) the classifier names no object alone, as in the pipeline (pipeline.decide.photo_params); on a
+    plain background (`plain`) no place word is earned."""
     vocab = default_consumer()
     scenes = scenes or [{} for _ in probs]
     kinds = kinds or ["photo"] * len(probs)
-    return [evidence_for(p, params, d, vocab, s,
+    plain = plain or [False] * len(probs)
+    return [evidence_for(p, params, d, vocab, s, b,
                          classifier_object_min=params.classifier_object_min if k == "photo" else NO_OBJECT_ALONE)
-            for p, d, s, k in zip(probs, dets, scenes, kinds, strict=True)]  # fmt: skip
+            for p, d, s, k, b in zip(probs, dets, scenes, kinds, plain, strict=True)]  # fmt: skip
 
 
 def shown(evs: list[Evidence], probs: np.ndarray, params: ConsumerParams) -> list[list[Any]]:
@@ -186,10 +197,11 @@ def right_above(entries, tags, name: str, cut: float) -> int:
 
 def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None = None,
         ratios: list[float] | None = None, scenes: list[dict[str, float]] | None = None,
-        ) -> tuple[ConsumerParams, dict[str, Any]]:  # fmt: skip
+        plain: list[bool] | None = None) -> tuple[ConsumerParams, dict[str, Any]]:  # fmt: skip
     """`keep`: take how the evidence adds up (chance discount, member and class floors) from these
     parameters instead of searching it (a 9x smaller search, for a quick refit). `scenes`: each
-    picture's scene words from models that did not see it (scripts/train_scenes.py --oof)."""
+    picture's scene words from models that did not see it (scripts/train_scenes.py --oof). `plain`:
+    whether each picture's subject sits on a plain background (no place word on it)."""
     vocab = default_consumer()
     photos = np.array([e["kind"] == "photo" for e in entries])
     kinds = [e["kind"] for e in entries]
@@ -207,7 +219,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                               chance_discount=discount, detection_min=det_min, member_ratio=ratio,
                               category_mass=dict(CATEGORY_MASS), confirm_min=c_min,
                               confirm_support=c_support)  # fmt: skip
-        grid = Grid(entries, evidences(probs, dets, base, scenes, kinds), vocab, like=grid)
+        grid = Grid(entries, evidences(probs, dets, base, scenes, kinds, plain), vocab, like=grid)
         for values in itertools.product(*GRID.values()):
             if ratio > 0.0 and values[0] != threshold:
                 continue
@@ -231,13 +243,14 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
                                     r[2].member_ratio, r[2].detection_min, r[2].confirm_min, r[1]))  # fmt: skip
     params = best[2]
-    evs = evidences(probs, dets, params, scenes, kinds)
+    evs = evidences(probs, dets, params, scenes, kinds, plain)
     grid = Grid(entries, evs, vocab, like=grid)
     slow = [[t.name for t in row] for row in shown(evs, probs, params)]
     assert grid.names(params) == slow, "the matrix form disagrees with taxonomy/decisions.py"
     # raise-only per-label / per-category thresholds against what is still wrong
     for _ in range(10):
-        evs = evidences(probs, dets, params, scenes, kinds)  # a raised label threshold also raises its member bar
+        # a raised label threshold also raises its member bar
+        evs = evidences(probs, dets, params, scenes, kinds, plain)
         tags = shown(evs, probs, params)
         bad = offenders(entries, tags, animals)
         changed = False
@@ -251,7 +264,8 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
                     changed = True
         if not changed:
             break
-    names = [[t.name for t in row] for row in shown(evidences(probs, dets, params, scenes, kinds), probs, params)]
+    evs = evidences(probs, dets, params, scenes, kinds, plain)
+    names = [[t.name for t in row] for row in shown(evs, probs, params)]
     figures = {
         "fit_all": score(entries, names),
         "fit_photos": score([e for e, p in zip(entries, photos, strict=True) if p],
@@ -263,7 +277,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="the built benchmark (make realphotos)")
-    ap.add_argument("--views", default="center", help="the view set the tagger uses (centre crop by default)")
+    ap.add_argument("--views", default=TAGGER_VIEWS, help=f"the classifier's view set (the tagger's: {TAGGER_VIEWS})")
     ap.add_argument("--merge", default="mean")
     ap.add_argument("--min-precision", type=float, default=0.7)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -289,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         scenes = [oof.get(e["id"], {}) for e in entries]
     old = ConsumerParams.load(args.out) if args.out.is_file() else ConsumerParams()
     params, figures = fit(entries, probs, dets, args.min_precision, keep,
-                          [args.member_ratio] if args.member_ratio is not None else None, scenes)  # fmt: skip
+                          [args.member_ratio] if args.member_ratio is not None else None, scenes,
+                          on_plain_background(entries))  # fmt: skip
     params.audit_flag_below = old.audit_flag_below  # fitted by bench/bench_vocab.py --audit, not here
     params.meta = {
         "fitted_on": f"fit split of bench/realphotos ({len(entries)} pictures), views {args.views} ({args.merge}), "

@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from autotag.encoders.views import TAGGER_VIEWS  # noqa: E402
 from autotag.heads.learned_tag import LearnedTag, features, fit_logistic, library_centre  # noqa: E402
 from autotag.heads.scenes import SCENES_PATH, SceneHeads  # noqa: E402
 from autotag.taxonomy.consumer import default_consumer  # noqa: E402
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     def embed(blobs: list[bytes]) -> np.ndarray:
         """Embeddings, cached per picture's bytes in CACHE (the encoder is the slow part)."""
         CACHE.mkdir(parents=True, exist_ok=True)
-        files = [CACHE / f"{ENCODER}-{hashlib.sha1(b).hexdigest()[:20]}.npy" for b in blobs]
+        files = [CACHE / f"{ENCODER}-{TAGGER_VIEWS}-{hashlib.sha1(b).hexdigest()[:20]}.npy" for b in blobs]
         todo = [i for i, f in enumerate(files) if not f.is_file()]
         if todo:
             for i, e in zip(todo, tagger.embed([blobs[i] for i in todo]), strict=True):

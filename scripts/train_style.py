@@ -482,9 +482,10 @@ def augment(im: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def embed(images: list[Image.Image], cache_path: Path) -> np.ndarray:
     """Embeddings of the default encoder, cached by pixel content so a re-run only embeds what changed."""
+    from autotag.encoders.views import TAGGER_VIEWS
     from autotag.pipeline import Tagger
 
-    keys = [hashlib.sha256(im.tobytes() + repr(im.size).encode()).hexdigest() for im in images]
+    keys = [hashlib.sha256(im.tobytes() + repr(im.size).encode() + TAGGER_VIEWS.encode()).hexdigest() for im in images]
     cache: dict[str, np.ndarray] = {}
     if cache_path.is_file():
         with np.load(cache_path) as data:

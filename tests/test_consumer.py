@@ -3,6 +3,7 @@ is about model behaviour; hand-made probability vectors where it is about the ru
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass, replace
@@ -299,6 +300,57 @@ def test_audit_cannot_judge_what_the_model_has_no_concept_for(default_tagger):
     for unknown in ("sunset", "instagood"):
         assert not cat[unknown].judged and not cat[unknown].flagged
         assert cat[unknown].to_dict()["cannot_judge"] is True
+
+
+def _cutout(size: tuple[int, int], transparent: bool = False) -> Image.Image:
+    """A wide object (a dark-red bar with a grey stripe) tight in its picture, on white or on transparency."""
+    from PIL import ImageDraw
+
+    im = Image.new("RGBA" if transparent else "RGB", size, (0, 0, 0, 0) if transparent else (255, 255, 255))
+    draw = ImageDraw.Draw(im)
+    w, h = size
+    draw.rounded_rectangle((0, h // 5, w - 1, h - 1 - h // 5), radius=h // 6, fill=(120, 20, 20, 255))
+    draw.rectangle((w // 3, h // 3, 2 * w // 3, h // 2), fill=(90, 90, 90, 255))
+    return im
+
+
+def test_a_cutout_on_white_or_transparency_is_seen_whole_on_its_background():
+    from autotag.encoders.base import preprocess
+    from autotag.encoders.efficientnet_lite import SPECS
+    from autotag.encoders.views import TAGGER_VIEWS, letterbox, plain_background, tagger_view, views
+    from autotag.ingest import decode_image
+
+    spec = SPECS["efficientnet_lite0"]
+    png = io.BytesIO()
+    _cutout((640, 128), transparent=True).save(png, "PNG")
+    for wide in (_cutout((640, 128)), decode_image(png.getvalue())):  # decoding flattens alpha onto white
+        assert plain_background(wide) == (255, 255, 255)
+        view, background = tagger_view(wide, spec)
+        assert background == (255, 255, 255)
+        np.testing.assert_array_equal(view, letterbox(wide, spec, (255, 255, 255)))
+        assert not np.allclose(view, preprocess(wide, spec))  # the centre crop would cut the object
+        assert np.allclose(view[:, 0, :], (255 - spec.mean) / spec.std)  # padded with its own white, not grey
+        np.testing.assert_array_equal(views(wide, spec, TAGGER_VIEWS)[0], view)  # the benches' view set agrees
+    # close to square, the centre crop loses little: it stays, the plain background is still reported
+    square = _cutout((200, 180))
+    view, background = tagger_view(square, spec)
+    assert background == (255, 255, 255)
+    np.testing.assert_array_equal(view, preprocess(square, spec))
+
+
+def test_a_photo_with_a_busy_border_keeps_the_centre_crop(photos):
+    from autotag.encoders.base import preprocess
+    from autotag.encoders.efficientnet_lite import SPECS
+    from autotag.encoders.views import plain_background, tagger_view
+
+    spec = SPECS["efficientnet_lite0"]
+    rng = np.random.default_rng(0)
+    noisy = Image.fromarray(rng.integers(0, 256, (300, 800, 3), dtype=np.uint8))
+    for im in (noisy, Image.open(photos["coffee"]).convert("RGB"), Image.open(photos["rocket"]).convert("RGB")):
+        assert plain_background(im) is None
+        view, background = tagger_view(im, spec)
+        assert background is None
+        np.testing.assert_array_equal(view, preprocess(im, spec))
 
 
 def test_views_of_wide_pictures_and_their_merge():

@@ -109,7 +109,8 @@ def test_pipeline_embed_uses_the_cache(tmp_path, photos, fake_model):
     sources = [str(photos["chelsea"]), str(photos["coffee"])]
     direct = tagger.embed(sources)
     cached_first = tagger.embed(sources, cache=True)
-    store = EmbeddingCache(tmp_path / "embeddings", tagger.encoder.spec.name, FAKE_SPEC.embedding_dim)
+    store = tagger.output_cache().embeddings
+    assert store.folder.parent == tmp_path / "embeddings" and store.dim == FAKE_SPEC.embedding_dim
     assert len(store) == 2
     cached_again = tagger.embed(sources, cache=True)
     np.testing.assert_allclose(cached_first, direct, atol=1e-5)

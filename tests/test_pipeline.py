@@ -76,6 +76,22 @@ def test_output_cache_is_filled_then_read_instead_of_encoding(tagger, photos):
     np.testing.assert_array_equal(tagger.embed(sources, cache=True), np.stack([i.embedding for i in first]))
 
 
+def test_a_cutout_reaches_the_encoder_whole_and_a_photo_as_its_centre(tagger, photos):
+    from autotag.encoders.base import preprocess
+    from autotag.encoders.views import letterbox
+
+    stamp = Image.new("RGBA", (600, 150), (0, 0, 0, 0))  # a tuxpaint-like stamp: transparent around a wide object
+    stamp.paste((30, 90, 160, 255), (4, 20, 596, 130))
+    data = io.BytesIO()
+    stamp.save(data, "PNG")
+    cutout, photo = (tagger.decode(s) for s in (data.getvalue(), photos["coffee"]))
+    flattened = decode_image(data.getvalue())
+    assert cutout.background == (255, 255, 255) and photo.background is None
+    np.testing.assert_array_equal(cutout.array, letterbox(flattened, FAKE_SPEC, (255, 255, 255)))
+    coffee = decode_image(photos["coffee"].read_bytes(), min_side=FAKE_SPEC.input_size)  # as the tagger decodes it
+    np.testing.assert_array_equal(photo.array, preprocess(coffee, FAKE_SPEC))
+
+
 def test_stopping_early_still_keeps_what_was_encoded(tagger, photos):
     stream = tagger.stream([photos[n] for n in ("chelsea", "coffee", "rocket", "camera")], decide=False, cache=True)
     next(stream)

@@ -124,6 +124,41 @@ def test_a_mountain_wallpaper_gets_sky_and_a_meadow_no_animal(tagger):
     assert not mountains & ANIMAL_WORDS and not meadow & ANIMAL_WORDS, (mountains, meadow)
 
 
+def test_no_place_word_is_earned_on_a_plain_background():
+    from autotag.taxonomy.decisions import NO_PLACE_ON_PLAIN_BACKGROUND, scenes_seen
+
+    found = {"sky": 0.9, "cloud": 0.8, "space": 0.95, "flower": 0.9, "water": 0.7}
+    assert scenes_seen(found, plain_background=False) == found
+    assert scenes_seen(found, plain_background=True) == {"space": 0.95, "flower": 0.9, "water": 0.7}
+    assert {"sky", "cloud", "landscape", "snow"} <= set(NO_PLACE_ON_PLAIN_BACKGROUND)
+
+
+def test_no_place_word_on_a_plain_background_whatever_earns_it():
+    from autotag.taxonomy.decisions import default_params
+    from autotag.types import Detection
+
+    vocab = default_consumer()
+    assert "sky" in vocab.coco["kite"].categories
+    probs = np.full(1000, 1 / 1000)
+    kite = [Detection("kite", 0.9, (0.0, 0.0, 10.0, 10.0))]  # a kite implies a sky: not on a cut-out
+    params = default_params()
+    for plain, expected in ((False, {"kite", "sky"}), (True, {"kite"})):
+        names = {t.name for t in consumer_tags(probs, kite, vocab, params, {"sky": 0.9, "space": 0.9}, plain)}
+        assert names >= expected and ("sky" in names) is not plain and "space" in names, (plain, names)
+
+
+def test_the_mountain_wallpaper_on_a_plain_background_would_earn_no_sky(tagger):
+    from autotag.pipeline import TagOptions, default_tags
+
+    if not MOUNTAINS.is_file():
+        pytest.skip("lomiri-wallpapers-16.04 is not installed (apt-get install lomiri-wallpapers-16.04)")
+    item = tagger.process(MOUNTAINS, keep_image=True)
+    assert item.background is None and {"sky", "landscape"} <= {t.name for t in item.tags}
+    item.background = (255, 255, 255)  # the same embedding, had its subject sat on white
+    names = {t.name for t in default_tags(item, TagOptions(), tagger.encoder.spec.name)}
+    assert not names & {"sky", "landscape", "mountain", "cloud"}, names
+
+
 def test_hashtags_read_scene_words_like_the_tags():
     from autotag.suggest.hashtags import ConsumerHashtagSuggester
     from autotag.taxonomy.mapping import ConsumerMapping

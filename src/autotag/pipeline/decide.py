@@ -67,7 +67,9 @@ def default_tags(item: Item, options: TagOptions, encoder: str | None = None) ->
     assert item.logits is not None
     # scene words (sky, sunset, sea, ...) ImageNet has no class for, from the embedding's scene models
     scenes = scene_evidence(item.embedding, encoder=encoder)  # `encoder`: the embedding's, when known
-    tags = consumer_tags(softmax(item.logits), item.detections or (), params=photo_params(item.style), scenes=scenes)
+    # a subject on a plain background (a cut-out on white) shows no place: its white is no overcast sky
+    tags = consumer_tags(softmax(item.logits), item.detections or (), params=photo_params(item.style), scenes=scenes,
+                         plain_background=item.background is not None)  # fmt: skip
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)

@@ -1,6 +1,7 @@
 """The encode step: preprocessed arrays -> model outputs (the classifier's logits and embeddings, the
 detector's peaks and box sizes), run directly in batches, or through a batcher that lets concurrent
-callers (the HTTP server's requests) share batches; classifier outputs cached by (content hash, encoder)."""
+callers (the HTTP server's requests) share batches; classifier outputs cached by (content hash, encoder,
+the tagger's view: encoders/views.TAGGER_VIEWS)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from autotag.encoders.views import TAGGER_VIEWS
 
 if TYPE_CHECKING:
     from autotag.encoders import EncoderSpec
@@ -91,8 +94,10 @@ class OutputCache:
     def __init__(self, root: Path, spec: EncoderSpec) -> None:
         from autotag.encoders.cache import EmbeddingCache
 
-        self.embeddings = EmbeddingCache(root, spec.name, spec.embedding_dim)
-        self.logits = EmbeddingCache(root, f"{spec.name}-logits", spec.num_logits)
+        # keyed by the encoder and the view it was given: a changed view (a cut-out seen whole) is a new cache
+        name = f"{spec.name}.{TAGGER_VIEWS}"
+        self.embeddings = EmbeddingCache(root, name, spec.embedding_dim)
+        self.logits = EmbeddingCache(root, f"{name}-logits", spec.num_logits)
         self._pending: list[tuple[str, np.ndarray, np.ndarray]] = []  # (hash, embedding, logits)
         self._lock = threading.Lock()
 

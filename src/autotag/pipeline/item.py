@@ -32,6 +32,9 @@ class Item:
     # decoded at, before the downscale: sensor noise and flat fills the downscale would average away
     patch: np.ndarray | None = None
     array: np.ndarray | None = None  # the encoder's preprocessed input; dropped once encoded
+    # the plain background the subject sits on (a cut-out on white: no place word on it; a wide one reached
+    # the encoder whole, padded with it, encoders/views.tagger_view); None: none, or outputs from the cache
+    background: tuple[int, int, int] | None = None
     detector_input: np.ndarray | None = None  # the detector's letter-boxed input; dropped once detected
     placement: Any = None  # how the picture sits in detector_input, to map boxes back to its pixels
     detections: list[Detection] | None = None  # everything the detector found (before the decisions)

@@ -22,6 +22,7 @@ from PIL import Image
 
 from autotag.config import Settings, load_settings
 from autotag.encoders import Encoder, create_encoder
+from autotag.encoders.views import tagger_view
 from autotag.ingest import DecodeBudget, ImageError, Source, content_hash, source_bytes, source_name
 from autotag.ingest.decode import decoded, return_freed_pictures
 from autotag.ingest.read import pixels_hash
@@ -186,7 +187,7 @@ class Tagger:
 
     def _prepare(self, item: Item, im: Image.Image, *, phash: bool, keep_image: bool, detect: bool) -> None:
         """What every later step needs from the decoded picture, so the full-size picture can go."""
-        item.array = self.encoder.preprocess(im)
+        item.array, item.background = tagger_view(im, self.encoder.spec)
         if phash:
             from autotag.index.duplicates import fingerprint
 

@@ -416,6 +416,7 @@ def iter_hashtags(
     ood_score, error); a bad image carries its error instead of stopping the batch."""
     from autotag.heads.scenes import scene_evidence
     from autotag.pipeline import Tagger, softmax
+    from autotag.taxonomy.decisions import scenes_seen
 
     tagger = tagger or Tagger.default()
     if tagger.model is not None:
@@ -426,7 +427,9 @@ def iter_hashtags(
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
-            scenes = [scene_evidence(item.embedding, encoder=tagger.encoder.spec.name)]
+            # no place word on a plain background (a cut-out), as in the tags (taxonomy/decisions.py)
+            found = scene_evidence(item.embedding, encoder=tagger.encoder.spec.name)
+            scenes = [scenes_seen(found, item.background is not None)]
             styles = [style_words(item)] if style_words is not None else None
             row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes,
                                                                    styles=styles)[0]]  # fmt: skip
@@ -459,6 +462,7 @@ def fit_vocabulary(
     from autotag.data import load_dataset
     from autotag.heads.scenes import scene_evidence
     from autotag.pipeline import Tagger, softmax
+    from autotag.taxonomy.decisions import scenes_seen
 
     data = load_dataset(dataset)
     records = [r for r in data.records if r.split == "fit"] or list(data.records)
@@ -473,7 +477,8 @@ def fit_vocabulary(
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)
-            scenes.append(scene_evidence(item.embedding, encoder=tagger.encoder.spec.name))
+            scenes.append(scenes_seen(scene_evidence(item.embedding, encoder=tagger.encoder.spec.name),
+                                      item.background is not None))
             styles.append(style_words(item) if style_words is not None else {})
     if not probs:
         raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")

@@ -40,7 +40,8 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
         return Suggestions()
     try:
         return _imagenet_suggestions(item.logits[None], user_tags, item.detections or (), item.embedding,
-                                     tagger.encoder.spec.name, item.style.evidence() if item.style else {})  # fmt: skip
+                                     tagger.encoder.spec.name, item.style.evidence() if item.style else {},
+                                     item.background is not None)  # fmt: skip
     except AutotagError:
         raise
     except Exception:  # noqa: BLE001 - an optional feature never fails the request
@@ -49,18 +50,19 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
 
 
 def _imagenet_suggestions(logits: Any, user_tags: Sequence[str], detections: Sequence[Any] = (),
-                          embedding: Any = None, encoder: str | None = None,
-                          styles: dict[str, float] | None = None) -> Suggestions:  # fmt: skip
+                          embedding: Any = None, encoder: str | None = None, styles: dict[str, float] | None = None,
+                          plain_background: bool = False) -> Suggestions:  # fmt: skip
     from autotag.heads.scenes import scene_evidence
     from autotag.suggest.audit import consumer_auditor
     from autotag.suggest.hashtags import default_suggester
+    from autotag.taxonomy.decisions import scenes_seen
 
     probs = softmax(logits)
     suggester = default_suggester()
     scores = suggester.ood_scores(logits)
+    scenes = scenes_seen(scene_evidence(embedding, encoder=encoder), plain_background)  # no sky on a cut-out
     out = Suggestions(
-        hashtags=suggester.suggest(probs, logits=logits, scenes=[scene_evidence(embedding, encoder=encoder)],
-                                   styles=[styles or {}])[0],
+        hashtags=suggester.suggest(probs, logits=logits, scenes=[scenes], styles=[styles or {}])[0],
         out_of_domain=bool(suggester.out_of_domain(logits)[0]),
         ood_score=round(float(scores[0]), 4) if scores is not None else None,
     )
