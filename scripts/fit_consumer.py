@@ -41,7 +41,6 @@ from autotag.taxonomy.decisions import (  # noqa: E402
     ConsumerParams,
     Evidence,
     evidence_for,
-    shown_labels,
     tags_from_evidence,
 )  # fmt: skip
 from autotag.usertags import normalise_user_tag  # noqa: E402
@@ -64,8 +63,6 @@ GRID = {
     "category_bar": [0.2, 0.25, 0.3, 0.35, 0.4, 0.5],
     "relative": [0.0, 0.3, 0.5],
     "max_tags": [5, 8],
-    "leader_ratio": [0.0, 2.0, 3.0, 5.0],  # a clear leader (decisions.shown_labels); 0: off
-    "leader_min": [0.2, 0.3, 0.4, 0.5],
 }
 # With the detector: a detection counts from this score on (the detector itself reports from 0.3).
 DETECTION_MINS = [0.3, 0.4, 0.5]
@@ -130,11 +127,12 @@ class Grid:
     def shown(self, params: ConsumerParams) -> tuple[np.ndarray, np.ndarray]:
         """(order (N, max_tags) term indices best first, mask of which of them are shown)."""
         v = self.vocab
-        passed = np.zeros(self.label_scores.shape, bool)
-        passed[:, self.label_cols] = shown_labels(self.label_scores[:, self.label_cols], v, params)
+        lthr = np.full(len(self.terms), np.inf)
+        lthr[self.label_cols] = np.maximum([params.per_label.get(x, params.label_threshold) for x in v.labels],
+                                           v.label_min)  # fmt: skip
         cbar = np.full(len(self.terms), np.inf)
         cbar[self.cat_cols] = [params.per_category.get(c, params.category_bar) for c in v.categories]
-        lpass = np.where(passed, self.label_scores, -np.inf)
+        lpass = np.where(self.label_scores >= lthr, self.label_scores, -np.inf)
         cpass = np.where(self.cat_best >= cbar, self.cat_scores, self.cat_mass)
         scores = np.maximum(np.maximum(lpass, self.obj_scores), cpass)
         key = np.where(lpass >= scores, self.label_key, np.where(self.obj_scores >= scores, self.obj_key, self.cat_key))
@@ -225,8 +223,6 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
         for values in itertools.product(*GRID.values()):
             if ratio > 0.0 and values[0] != threshold:
                 continue
-            if values[4] == 0.0 and values[5] != GRID["leader_min"][0]:
-                continue  # the leader rule off: its bar does not matter
             params = ConsumerParams(**dict(zip(GRID, values, strict=True)), member_floor=floor,
                                     class_floor=class_floor, chance_discount=discount, detection_min=det_min,
                                     member_ratio=ratio, category_mass=dict(CATEGORY_MASS), confirm_min=c_min,
@@ -245,8 +241,7 @@ def fit(entries, probs, dets, min_precision: float, keep: ConsumerParams | None 
     near = [r for r in usable if r[1] >= top[1] - se]
     # (the tags' confirm rule included: off unless it earns its place; the objects facet has its own)
     best = max(near, key=lambda r: (r[2].chance_discount, r[2].class_floor, r[2].member_floor,
-                                    r[2].member_ratio, r[2].detection_min, r[2].confirm_min,
-                                    r[2].leader_ratio == 0, r[2].leader_min, r[2].leader_ratio, r[1]))  # fmt: skip
+                                    r[2].member_ratio, r[2].detection_min, r[2].confirm_min, r[1]))  # fmt: skip
     params = best[2]
     evs = evidences(probs, dets, params, scenes, kinds, plain)
     grid = Grid(entries, evs, vocab, like=grid)

@@ -2,8 +2,7 @@
 
 - A label's score is the summed probability of its classes ("dog" = the 118 breeds); never-classes
   count for nothing, and so does any class below a small floor (noise spread over many classes).
-  A label is shown when its score reaches its threshold (fitted, never below the file's `min`), or,
-  the best label only, a lower bar when it is a clear leader: `leader_ratio` times the runner-up label.
+  A label is shown when its score reaches its threshold (fitted, never below the file's `min`).
 - A category is earned by evidence, not by summed noise: it needs one confident member, a label whose
   mass inside the category (or a detected member object's score) reaches the category's bar, so a leaf
   whose probability is spread thinly over 300 insect and bird classes earns no "animal". Once earned,
@@ -74,12 +73,6 @@ class ConsumerParams:
 
     label_threshold: float = 0.3  # a label's score must reach this (or its own entry in per_label)
     per_label: dict[str, float] = field(default_factory=dict)
-    # A clear leader: the best label is also shown from leader_min on (never below the file's `min`, nor
-    # below its own per_label entry) when it scores at least leader_ratio times the runner-up label (a
-    # rugby ball at 0.55 ahead of a baseball at 0.10). It backs its categories as any label of its score
-    # does: a scene category or "sport" still needs a label at its own threshold. 0 turns it off.
-    leader_min: float = 0.3
-    leader_ratio: float = 0.0
     category_bar: float = 0.4  # a category needs one member this sure (or its own entry in per_category)
     per_category: dict[str, float] = field(default_factory=dict)
     # members at least this sure also add up (a bird the model splits between finch, robin and jay);
@@ -192,20 +185,6 @@ def member_bars(vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray
     thresholds = _label_thresholds(vocab, params)[vocab.group_label]
     scene = np.isin(np.asarray(vocab.categories)[vocab.group_category], list(params.scene_categories))
     return np.where(scene, thresholds, params.member_ratio * thresholds)
-
-
-def shown_labels(scores: np.ndarray, vocab: ConsumerVocabulary, params: ConsumerParams) -> np.ndarray:
-    """(..., L) label scores -> which labels are shown: those at their threshold, and the best label
-    of each row from its leader bar on when it is `leader_ratio` times the runner-up (a clear leader)."""
-    thresholds = _label_thresholds(vocab, params)
-    shown = scores >= thresholds
-    if params.leader_ratio <= 0 or scores.shape[-1] < 2:
-        return shown
-    own = np.array([name in params.per_label for name in vocab.labels])
-    bars = np.where(own, thresholds, np.maximum(params.leader_min, vocab.label_min))
-    runner_up, best = np.moveaxis(np.partition(scores, -2, axis=-1)[..., -2:], -1, 0)
-    leader = (scores >= best[..., None]) & (scores >= bars) & (best >= params.leader_ratio * runner_up)[..., None]
-    return shown | leader
 
 
 def _above_chance(mass: np.ndarray, share: np.ndarray) -> np.ndarray:
@@ -328,7 +307,7 @@ def tags_from_evidence(ev: Evidence, probs: np.ndarray, vocab: ConsumerVocabular
         if old is None or (tag.score, -KIND_ORDER[tag.kind]) > (old.score, -KIND_ORDER[old.kind]):
             best[tag.name] = tag
 
-    for j in np.flatnonzero(shown_labels(ev.label_scores, vocab, params)):
+    for j in np.flatnonzero(ev.label_scores >= _label_thresholds(vocab, params)):
         members = np.flatnonzero(vocab.label_index == j)
         top = int(members[np.argmax(probs[members])])
         entry = vocab.imagenet[top]
