@@ -1,7 +1,7 @@
 """One pipeline from an image to its tags: decode -> encode -> read -> decide (see `Tagger`)."""
 
 from autotag.ingest import Source
-from autotag.pipeline.decide import TagOptions, default_tags, imagenet_tags, named_objects, softmax
+from autotag.pipeline.decide import TagOptions, default_tags, imagenet_tags, named_objects, scene_words, softmax
 from autotag.pipeline.encode import EncoderBatcher, OutputCache
 from autotag.pipeline.item import FACETS, Item
 from autotag.pipeline.readers import Reader, default_readers, picture_readers, register_style_model
@@ -25,6 +25,7 @@ __all__ = [
     "named_objects",
     "picture_readers",
     "register_style_model",
+    "scene_words",
     "softmax",
     "user_tags_for",
 ]

@@ -19,7 +19,7 @@ from autotag.encoders.detector import OBJECTS_MIN_SCORE
 from autotag.heads.scenes import scene_evidence
 from autotag.pipeline.item import Item
 from autotag.taxonomy.consumer import default_consumer
-from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params
+from autotag.taxonomy.decisions import NO_OBJECT_ALONE, ConsumerParams, consumer_tags, default_params, scenes_seen
 from autotag.taxonomy.imagenet import imagenet_hierarchy
 from autotag.types import Detection, Tag
 
@@ -73,6 +73,12 @@ def default_tags(item: Item, options: TagOptions, encoder: str | None = None) ->
     if item.style is not None:
         tags = styled_tags(item.style, tags)
     return limited(tags, options)
+
+
+def scene_words(item: Item, encoder: str | None = None) -> dict[str, float]:
+    """The scene words an encoded item's embedding earns (heads/scenes.py; `encoder`: the embedding's, when
+    known), none of the place words on a plain background (a cut-out): what its hashtags read."""
+    return scenes_seen(scene_evidence(item.embedding, encoder=encoder), item.background is not None)
 
 
 def photo_params(style, params: ConsumerParams | None = None) -> ConsumerParams:  # noqa: ANN001 - a Style or None

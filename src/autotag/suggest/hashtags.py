@@ -414,9 +414,7 @@ def iter_hashtags(
 ) -> Iterator[dict[str, Any]]:
     """The Python form of `autotag hashtags`: one dict per source, in order (path, tags, out_of_domain,
     ood_score, error); a bad image carries its error instead of stopping the batch."""
-    from autotag.heads.scenes import scene_evidence
-    from autotag.pipeline import Tagger, softmax
-    from autotag.taxonomy.decisions import scenes_seen
+    from autotag.pipeline import Tagger, scene_words, softmax
 
     tagger = tagger or Tagger.default()
     if tagger.model is not None:
@@ -427,9 +425,7 @@ def iter_hashtags(
         row: dict[str, Any] = {"path": item.source, "content_hash": item.content_hash, "tags": [], "error": item.error}
         if item.error is None:
             logits = item.logits[None]
-            # no place word on a plain background (a cut-out), as in the tags (taxonomy/decisions.py)
-            found = scene_evidence(item.embedding, encoder=tagger.encoder.spec.name)
-            scenes = [scenes_seen(found, item.background is not None)]
+            scenes = [scene_words(item, tagger.encoder.spec.name)]  # no place word on a cut-out, as in the tags
             styles = [style_words(item)] if style_words is not None else None
             row["tags"] = [t.to_dict() for t in suggester.suggest(softmax(logits), logits=logits, scenes=scenes,
                                                                    styles=styles)[0]]  # fmt: skip
@@ -460,9 +456,7 @@ def fit_vocabulary(
             "fitted_on": "pooled threshold of the shipped hashtags (real-photo benchmark, fit split); "
                          "pass labelled pictures to fit this vocabulary's own"})  # fmt: skip
     from autotag.data import load_dataset
-    from autotag.heads.scenes import scene_evidence
-    from autotag.pipeline import Tagger, softmax
-    from autotag.taxonomy.decisions import scenes_seen
+    from autotag.pipeline import Tagger, scene_words, softmax
 
     data = load_dataset(dataset)
     records = [r for r in data.records if r.split == "fit"] or list(data.records)
@@ -477,8 +471,7 @@ def fit_vocabulary(
         if item.error is None:
             probs.append(softmax(item.logits[None])[0])
             words.append(record.labels)
-            scenes.append(scenes_seen(scene_evidence(item.embedding, encoder=tagger.encoder.spec.name),
-                                      item.background is not None))
+            scenes.append(scene_words(item, tagger.encoder.spec.name))
             styles.append(style_words(item) if style_words is not None else {})
     if not probs:
         raise AutotagError(f"{dataset}: no readable labelled pictures to fit on")

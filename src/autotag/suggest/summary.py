@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autotag.pipeline import Item, Tagger, softmax
+from autotag.pipeline import Item, Tagger, scene_words, softmax
 from autotag.types import AutotagError, Tag
 
 log = logging.getLogger("autotag.suggest")
@@ -39,9 +39,9 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
     if tagger.model is not None or tagger.encoder.spec.label_set != "imagenet-1k" or item.logits is None:
         return Suggestions()
     try:
-        return _imagenet_suggestions(item.logits[None], user_tags, item.detections or (), item.embedding,
-                                     tagger.encoder.spec.name, item.style.evidence() if item.style else {},
-                                     item.background is not None)  # fmt: skip
+        return _imagenet_suggestions(item.logits[None], user_tags, item.detections or (),
+                                     scene_words(item, tagger.encoder.spec.name),
+                                     item.style.evidence() if item.style else {})  # fmt: skip
     except AutotagError:
         raise
     except Exception:  # noqa: BLE001 - an optional feature never fails the request
@@ -50,19 +50,16 @@ def suggestions_for(tagger: Tagger, item: Item, user_tags: Sequence[str] = ()) -
 
 
 def _imagenet_suggestions(logits: Any, user_tags: Sequence[str], detections: Sequence[Any] = (),
-                          embedding: Any = None, encoder: str | None = None, styles: dict[str, float] | None = None,
-                          plain_background: bool = False) -> Suggestions:  # fmt: skip
-    from autotag.heads.scenes import scene_evidence
+                          scenes: dict[str, float] | None = None,
+                          styles: dict[str, float] | None = None) -> Suggestions:  # fmt: skip
     from autotag.suggest.audit import consumer_auditor
     from autotag.suggest.hashtags import default_suggester
-    from autotag.taxonomy.decisions import scenes_seen
 
     probs = softmax(logits)
     suggester = default_suggester()
     scores = suggester.ood_scores(logits)
-    scenes = scenes_seen(scene_evidence(embedding, encoder=encoder), plain_background)  # no sky on a cut-out
     out = Suggestions(
-        hashtags=suggester.suggest(probs, logits=logits, scenes=[scenes], styles=[styles or {}])[0],
+        hashtags=suggester.suggest(probs, logits=logits, scenes=[scenes or {}], styles=[styles or {}])[0],
         out_of_domain=bool(suggester.out_of_domain(logits)[0]),
         ood_score=round(float(scores[0]), 4) if scores is not None else None,
     )
